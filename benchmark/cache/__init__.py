@@ -1,0 +1,130 @@
+"""The feature cache: features are extracted once per (encoder, weights, preprocessing, dataset, split,
+feature kind, code version) and reused by every protocol.
+
+An entry is a directory named by the SHA-256 of its canonical key fields, holding one `.npy` per
+array (memory-mapped on read) and `manifest.json` (key fields, shapes, dtypes, checksums). Entries are
+written to a temporary directory and renamed into place, and verified on every read: a corrupt or
+stale entry is reported, removed and rebuilt, never used.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+CACHE_FORMAT_VERSION = 1
+CACHE_ENV = "TRANSFERBENCH_CACHE"
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "transferbench").expanduser()
+
+
+def canonical_json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+
+
+@dataclass(frozen=True)
+class CacheKey:
+    """Everything that changes the features. Two keys share an entry only if every field is equal."""
+
+    fields: dict[str, Any]
+
+    @property
+    def digest(self) -> str:
+        payload = canonical_json({"cache_format": CACHE_FORMAT_VERSION, **self.fields})
+        return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def array_checksum(array: np.ndarray) -> str:
+    return hashlib.sha256(np.ascontiguousarray(array).view(np.uint8).reshape(-1)).hexdigest()
+
+
+class CorruptEntry(Exception):
+    pass
+
+
+class FeatureCache:
+    def __init__(self, root: str | Path | None = None):
+        self.root = Path(root).expanduser() if root else default_cache_dir()
+
+    def entry_dir(self, key: CacheKey) -> Path:
+        return self.root / "features" / key.digest[:2] / key.digest
+
+    def load(self, key: CacheKey) -> dict[str, np.ndarray] | None:
+        """The cached arrays (memory-mapped), or None when absent; a bad entry is removed."""
+        entry = self.entry_dir(key)
+        if not entry.exists():
+            return None
+        try:
+            return read_entry(entry, key)
+        except CorruptEntry as err:
+            log.warning("feature cache entry %s is invalid (%s); removing it and recomputing", entry, err)
+            shutil.rmtree(entry, ignore_errors=True)
+            return None
+
+    def save(self, key: CacheKey, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        entry = self.entry_dir(key)
+        entry.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=entry.parent, prefix=".tmp-"))
+        try:
+            write_entry(tmp, key, arrays)
+            os.replace(tmp, entry)
+        except OSError:
+            if not entry.exists():  # not a lost race with another writer of the same entry
+                raise
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        return read_entry(entry, key)
+
+    def get_or_compute(self, key: CacheKey, compute: Callable[[], dict[str, np.ndarray]]
+                       ) -> tuple[dict[str, np.ndarray], bool]:
+        """(arrays, hit): the cached arrays, or compute, store and return them."""
+        cached = self.load(key)
+        if cached is not None:
+            return cached, True
+        return self.save(key, compute()), False
+
+
+def write_entry(directory: Path, key: CacheKey, arrays: dict[str, np.ndarray]) -> None:
+    manifest = {"cache_format": CACHE_FORMAT_VERSION, "digest": key.digest, "key": key.fields, "arrays": {}}
+    for name, array in arrays.items():
+        array = np.ascontiguousarray(array)
+        np.save(directory / f"{name}.npy", array)
+        manifest["arrays"][name] = {"shape": list(array.shape), "dtype": str(array.dtype),
+                                    "sha256": array_checksum(array)}
+    (directory / "manifest.json").write_text(json.dumps(manifest, indent=1, default=str))
+
+
+def read_entry(directory: Path, key: CacheKey) -> dict[str, np.ndarray]:
+    try:
+        manifest = json.loads((directory / "manifest.json").read_text())
+    except (OSError, ValueError) as err:
+        raise CorruptEntry(f"unreadable manifest: {err}") from None
+    if manifest.get("cache_format") != CACHE_FORMAT_VERSION:
+        raise CorruptEntry(f"cache format {manifest.get('cache_format')} != current {CACHE_FORMAT_VERSION}")
+    if manifest.get("digest") != key.digest:
+        raise CorruptEntry("manifest belongs to a different key")
+    return {name: read_array(directory / f"{name}.npy", meta) for name, meta in manifest["arrays"].items()}
+
+
+def read_array(path: Path, meta: dict[str, Any]) -> np.ndarray:
+    try:
+        array = np.load(path, mmap_mode="r")
+    except (OSError, ValueError) as err:
+        raise CorruptEntry(f"{path.name}: {err}") from None
+    if list(array.shape) != meta["shape"] or str(array.dtype) != meta["dtype"]:
+        raise CorruptEntry(f"{path.name}: shape/dtype {array.shape}/{array.dtype} != manifest")
+    if array_checksum(array) != meta["sha256"]:
+        raise CorruptEntry(f"{path.name}: checksum mismatch")
+    return array

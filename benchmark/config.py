@@ -1,0 +1,129 @@
+"""Suites: YAML files naming datasets x protocols, with defaults, per-entry overrides and `include:`.
+
+    name: offline
+    version: 1
+    include: other.yaml            # optional; this file's keys override the included file's
+    preprocessing: {input_size: 64}   # applied over every encoder's own preprocessing
+    protocols: {linear: {solver: torch}, knn: {}}
+    datasets: {mnist5k: {}, fashion_mnist: {train_subset: 10000}}
+    overrides:                     # optional, per (dataset, protocol)
+      - {dataset: mnist5k, protocol: knn, params: {k: [10, 20]}}
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from benchmark.errors import MissingDataError, UserError
+from benchmark.registry import unknown_name_message
+
+SUITES_DIR = Path(__file__).resolve().parent.parent / "suites"
+SUITE_KEYS = ("name", "version", "description", "include", "seed", "preprocessing", "protocols", "datasets",
+              "overrides")
+OVERRIDE_KEYS = ("dataset", "protocol", "params")
+DATASET_KEYS = ("root", "train_subset", "source")  # plus a source's own fields when `source` is given
+
+
+@dataclass(frozen=True)
+class Task:
+    dataset: str
+    protocol: str
+    params: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Suite:
+    name: str
+    version: int = 1
+    description: str = ""
+    seed: int = 0
+    preprocessing: dict[str, Any] = field(default_factory=dict)
+    protocols: dict[str, dict[str, Any]] = field(default_factory=dict)
+    datasets: dict[str, dict[str, Any]] = field(default_factory=dict)
+    overrides: tuple[dict[str, Any], ...] = ()
+    source: str = ""
+
+    def tasks(self, dataset: str, only: tuple[str, ...] = ()) -> list[Task]:
+        """The protocol tasks for one dataset, each with its defaults plus any override."""
+        tasks = []
+        for protocol, params in self.protocols.items():
+            if only and protocol not in only:
+                continue
+            merged = dict(params or {})
+            for override in self.overrides:
+                if override["dataset"] == dataset and override["protocol"] == protocol:
+                    merged.update(override.get("params") or {})
+            tasks.append(Task(dataset, protocol, merged))
+        return tasks
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "version": self.version, "seed": self.seed, "preprocessing": self.preprocessing,
+                "protocols": self.protocols, "datasets": self.datasets, "overrides": list(self.overrides)}
+
+
+def suite_path(name_or_path: str) -> Path:
+    path = Path(name_or_path).expanduser()
+    if path.suffix in (".yaml", ".yml"):
+        if not path.is_file():
+            raise MissingDataError(f"suite file {path} does not exist")
+        return path
+    candidate = SUITES_DIR / f"{name_or_path}.yaml"
+    if not candidate.is_file():
+        raise UserError(unknown_name_message("suite", name_or_path, available_suites()))
+    return candidate
+
+
+def available_suites() -> list[str]:
+    return sorted(p.stem for p in SUITES_DIR.glob("*.yaml"))
+
+
+def read_yaml(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """The YAML mapping with its `include:` chain resolved (relative to the including file)."""
+    if path.resolve() in seen:
+        raise UserError(f"suite include cycle: {' -> '.join(map(str, (*seen, path)))}")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise UserError(f"suite {path} is not valid YAML: {err}") from None
+    if not isinstance(data, dict):
+        raise UserError(f"suite {path} must be a mapping of keys {SUITE_KEYS}")
+    include = data.pop("include", None)
+    if include:
+        base = read_yaml((path.parent / include).resolve(), (*seen, path.resolve()))
+        data = merge(base, data)
+    return data
+
+
+def merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in top.items():
+        merged[key] = merge(base[key], value) if isinstance(value, dict) and isinstance(base.get(key), dict) else value
+    return merged
+
+
+def check_keys(where: str, given: dict[str, Any], valid: tuple[str, ...]) -> None:
+    for key in given:
+        if key not in valid:
+            raise UserError(f"{where}: " + unknown_name_message("key", str(key), list(valid)))
+
+
+def load_suite(name_or_path: str) -> Suite:
+    path = suite_path(name_or_path)
+    data = read_yaml(path)
+    check_keys(f"suite {path}", data, SUITE_KEYS)
+    overrides = tuple(data.get("overrides") or ())
+    for override in overrides:
+        check_keys(f"suite {path} override", override, OVERRIDE_KEYS)
+    datasets = {name: dict(options or {}) for name, options in (data.get("datasets") or {}).items()}
+    for name, options in datasets.items():
+        if "source" not in options:
+            check_keys(f"suite {path} dataset {name!r}", options, DATASET_KEYS)
+    return Suite(name=data.get("name", path.stem), version=int(data.get("version", 1)),
+                 description=data.get("description", ""), seed=int(data.get("seed", 0)),
+                 preprocessing=dict(data.get("preprocessing") or {}),
+                 protocols={p: dict(v or {}) for p, v in (data.get("protocols") or {}).items()},
+                 datasets=datasets, overrides=overrides, source=str(path))

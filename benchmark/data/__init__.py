@@ -1,0 +1,52 @@
+"""Datasets: a registry of `DatasetSpec`s (one module each, or one module per family of layouts)
+and of sources that turn a suite's inline dataset definition into a spec (image folder, HF files)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from benchmark.data.base import DatasetSpec, ImageSplit, resolve_root
+from benchmark.data.splits import stratified_subset
+from benchmark.errors import UserError
+from benchmark.registry import Registry
+
+DATASETS: Registry[DatasetSpec] = Registry("dataset", package=__name__)
+SOURCES: Registry[Callable[..., DatasetSpec]] = Registry("dataset source", package=__name__)
+
+
+def register_dataset(spec: DatasetSpec) -> DatasetSpec:
+    DATASETS.add(spec.name, spec)
+    return spec
+
+
+def dataset_spec(name: str, options: dict[str, Any] | None = None) -> DatasetSpec:
+    """A registered dataset, or one a suite defines inline with `source:` (e.g. image_folder)."""
+    options = options or {}
+    if "source" in options:
+        factory = SOURCES.get(options["source"])
+        params = {k: v for k, v in options.items() if k not in ("source", "root", "train_subset")}
+        try:
+            return factory(name=name, **params)
+        except TypeError as err:
+            raise UserError(f"dataset {name!r} (source {options['source']!r}): {err}") from None
+    return DATASETS.get(name)
+
+
+def load_split(spec: DatasetSpec, split: str, root: Path | None, train_subset: int | None = None) -> ImageSplit:
+    """Load one split; `train_subset` keeps a seeded, stratified subset of the train split."""
+    spec.check_split(split)
+    data = spec.load(split, root)
+    if split == "train" and train_subset:
+        data = data.subset(stratified_subset(_class_of(data.labels), train_subset))
+    return data
+
+
+def _class_of(labels: np.ndarray) -> np.ndarray:
+    return labels if labels.ndim == 1 else labels.argmax(1)
+
+
+__all__ = ["DATASETS", "SOURCES", "DatasetSpec", "ImageSplit", "dataset_spec", "load_split",
+           "register_dataset", "resolve_root"]

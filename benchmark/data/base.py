@@ -1,0 +1,124 @@
+"""Dataset specs, in-memory splits, and the root-resolution every loader shares."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+
+from benchmark.errors import MissingDataError, UserError
+
+METRICS = ("top1", "mean_per_class", "voc_map")
+TASKS = ("multiclass", "multilabel")
+DATA_ROOT_ENV = "TRANSFERBENCH_DATA"
+
+
+@dataclass(frozen=True)
+class ImageSplit:
+    """One split: images (uint8 array N x H x W [x C], or a sequence of paths / PIL images / arrays)
+    and labels (N,) ints or (N, classes) multi-hot."""
+
+    images: Sequence[Any]
+    labels: np.ndarray
+
+    def __post_init__(self) -> None:
+        if len(self.images) != len(self.labels):
+            raise UserError(f"split has {len(self.images)} images but {len(self.labels)} labels")
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def subset(self, indices: np.ndarray) -> "ImageSplit":
+        if isinstance(self.images, np.ndarray):
+            return ImageSplit(self.images[indices], self.labels[indices])
+        return ImageSplit([self.images[i] for i in indices], self.labels[indices])
+
+    def image_tensor(self, index: int) -> torch.Tensor:
+        """The image as a uint8 CHW tensor (decoding a file if needed)."""
+        return to_uint8_chw(self.images[index])
+
+
+def to_uint8_chw(image: Any) -> torch.Tensor:
+    if isinstance(image, (str, Path)):
+        with Image.open(image) as opened:
+            image = opened.convert("RGB")
+    if isinstance(image, Image.Image):
+        if image.mode not in ("L", "RGB"):
+            image = image.convert("RGB")
+        image = np.asarray(image)
+    array = np.asarray(image)
+    if array.dtype != np.uint8:
+        raise UserError(f"images must be uint8 (got {array.dtype}); scale them to 0-255 in the loader")
+    if not array.flags.writeable or not array.flags.c_contiguous:  # torch wants writable memory
+        array = np.array(array, order="C")
+    tensor = torch.from_numpy(array)
+    return tensor[None] if tensor.ndim == 2 else tensor.permute(2, 0, 1)
+
+
+SplitLoader = Callable[[str, "Path | None"], ImageSplit]
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """Everything the harness needs to know about a dataset; `load(split, root)` returns an ImageSplit.
+
+    A dataset with a "val" split uses it for model selection (Ericsson's official-val datasets);
+    otherwise protocols hold out part of train.
+    """
+
+    name: str
+    num_classes: int
+    load: SplitLoader = field(repr=False, compare=False)
+    metric: str = "top1"
+    task: str = "multiclass"
+    splits: tuple[str, ...] = ("train", "test")
+    needs_root: bool = False
+    layout: str = ""
+    description: str = ""
+    version: int = 1
+    class_names: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.metric not in METRICS:
+            raise UserError(f"dataset {self.name!r}: metric must be one of {METRICS}, got {self.metric!r}")
+        if self.task not in TASKS:
+            raise UserError(f"dataset {self.name!r}: task must be one of {TASKS}, got {self.task!r}")
+
+    @property
+    def has_official_val(self) -> bool:
+        return "val" in self.splits
+
+    def check_split(self, split: str) -> None:
+        if split not in self.splits:
+            raise UserError(f"dataset {self.name!r} has no split {split!r}; its splits are {list(self.splits)}")
+
+
+def resolve_root(spec: DatasetSpec, explicit: str | Path | None, data_root: str | Path | None) -> Path | None:
+    """The directory a dataset loads from: the suite's `root:`, else `<data root>/<name>`.
+
+    Datasets that ship inside registry packages need no root and get None unless one is given.
+    """
+    if explicit is not None:
+        root = Path(explicit).expanduser()
+    elif data_root is not None or os.environ.get(DATA_ROOT_ENV):
+        root = Path(data_root or os.environ[DATA_ROOT_ENV]).expanduser() / spec.name
+    elif spec.needs_root:
+        raise missing_root_error(spec, None)
+    else:
+        return None
+    if spec.needs_root and not root.exists():
+        raise missing_root_error(spec, root)
+    return root if root.exists() else None
+
+
+def missing_root_error(spec: DatasetSpec, tried: Path | None) -> MissingDataError:
+    where = f"looked in {tried}" if tried else "no data root is set"
+    return MissingDataError(
+        f"Dataset {spec.name!r} not found: {where}. Expected layout: {spec.layout or 'see the dataset docs'}. "
+        f"Fix: pass --data-root DIR (the dataset then lives in DIR/{spec.name}), set {DATA_ROOT_ENV}=DIR, "
+        f"or give `root:` for {spec.name} in the suite YAML.")

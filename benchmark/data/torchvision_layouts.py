@@ -1,0 +1,78 @@
+"""Datasets stored in torchvision's own on-disk layouts under a user's root (never downloaded).
+
+Each entry is one row of `LAYOUTS`: the torchvision class, how it names splits, and the spec fields.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from benchmark.data import register_dataset
+from benchmark.data.base import DatasetSpec, ImageSplit
+from benchmark.errors import MissingDataError
+
+# name: (torchvision class, split argument style, num_classes, metric, splits, layout)
+LAYOUTS: dict[str, tuple[str, str, int, str, tuple[str, ...], str]] = {
+    "cifar10": ("CIFAR10", "train_flag", 10, "top1", ("train", "test"),
+                "ROOT/cifar-10-batches-py/{data_batch_1..5,test_batch,batches.meta}"),
+    "cifar100": ("CIFAR100", "train_flag", 100, "top1", ("train", "test"),
+                 "ROOT/cifar-100-python/{train,test,meta}"),
+    "mnist": ("MNIST", "train_flag", 10, "top1", ("train", "test"), "ROOT/MNIST/raw/*-ubyte[.gz]"),
+    "svhn": ("SVHN", "split_arg", 10, "top1", ("train", "test"), "ROOT/{train,test}_32x32.mat"),
+    "stl10": ("STL10", "split_arg", 10, "top1", ("train", "test"), "ROOT/stl10_binary/*.bin"),
+    "dtd": ("DTD", "split_arg", 47, "top1", ("train", "val", "test"), "ROOT/dtd/{images,labels}"),
+    "flowers102": ("Flowers102", "split_arg", 102, "mean_per_class", ("train", "val", "test"),
+                   "ROOT/flowers-102/{jpg,imagelabels.mat,setid.mat}"),
+    "pets": ("OxfordIIITPet", "pets", 37, "mean_per_class", ("train", "test"),
+             "ROOT/oxford-iiit-pet/{images,annotations}"),
+    "food101": ("Food101", "split_arg", 101, "top1", ("train", "test"), "ROOT/food-101/{images,meta}"),
+    "eurosat": ("EuroSAT", "whole", 10, "top1", ("all",), "ROOT/eurosat/2750/<class>/*.jpg"),
+}
+LABEL_ATTRIBUTES = ("targets", "labels", "_labels", "y")
+
+
+def make_loader(class_name: str, style: str):
+    def load(split: str, root: Path | None) -> ImageSplit:
+        import torchvision.datasets
+
+        cls = getattr(torchvision.datasets, class_name)
+        try:
+            dataset = cls(str(root), download=False, **split_kwargs(style, split))
+        except (RuntimeError, FileNotFoundError, OSError) as err:
+            raise MissingDataError(f"torchvision {class_name} could not load split {split!r} from {root}: {err}. "
+                                   f"Put the files in torchvision's layout there (download is disabled).") from None
+        return split_from_torchvision(dataset)
+
+    return load
+
+
+def split_kwargs(style: str, split: str) -> dict[str, Any]:
+    if style == "train_flag":
+        return {"train": split == "train"}
+    if style == "pets":
+        return {"split": "trainval" if split == "train" else "test"}
+    if style == "whole":
+        return {}
+    return {"split": split}
+
+
+def split_from_torchvision(dataset: Any) -> ImageSplit:
+    """Arrays when the dataset holds them in memory (CIFAR, MNIST, SVHN, STL), else lazy file access."""
+    labels = np.asarray(next(getattr(dataset, a) for a in LABEL_ATTRIBUTES if hasattr(dataset, a)), dtype=np.int64)
+    data = getattr(dataset, "data", None)
+    if data is not None and not isinstance(data, list):
+        array = np.asarray(data)
+        if array.ndim == 4 and array.shape[1] == 3:  # SVHN / STL10 store CHW
+            array = array.transpose(0, 2, 3, 1)
+        return ImageSplit(np.ascontiguousarray(array, dtype=np.uint8), labels)
+    files = getattr(dataset, "_image_files", None) or [path for path, _ in getattr(dataset, "samples", [])]
+    return ImageSplit(list(files), labels)
+
+
+for _name, (_cls, _style, _classes, _metric, _splits, _layout) in LAYOUTS.items():
+    register_dataset(DatasetSpec(name=_name, num_classes=_classes, load=make_loader(_cls, _style), metric=_metric,
+                                 splits=_splits, needs_root=True, layout=f"torchvision {_cls} layout: {_layout}",
+                                 description=f"torchvision {_cls} from a local root"))

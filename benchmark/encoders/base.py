@@ -1,0 +1,60 @@
+"""The encoder interface every protocol sees: preprocessed images in, pooled features out."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from benchmark.preprocessing import Preprocessing
+
+log = logging.getLogger(__name__)
+FEATURE_KINDS = ("pooled",)
+
+
+@dataclass
+class Encoder:
+    """A frozen model plus the preprocessing its weights expect.
+
+    `identity` holds everything that determines the weights (source, architecture, weights checksum or
+    random-init seed); the feature cache hashes it, so two different models never share an entry.
+    """
+
+    name: str
+    model: nn.Module
+    preprocessing: Preprocessing
+    identity: dict[str, Any]
+    random_init: bool = False
+    load_report: list[str] = field(default_factory=list)
+    feature_kinds: tuple[str, ...] = FEATURE_KINDS
+
+    def __post_init__(self) -> None:
+        self.model.eval()
+        if self.random_init:
+            log.warning("!" * 72 + "\n!! %s HAS RANDOM WEIGHTS (no weights file given): a baseline, not a "
+                        "pretrained model\n" + "!" * 72, self.name)
+
+    @property
+    def label(self) -> str:
+        return f"{self.name} [random init]" if self.random_init else self.name
+
+    @torch.inference_mode()
+    def encode(self, images: torch.Tensor) -> torch.Tensor:
+        """Pooled features (N, D) of a preprocessed float batch (N, 3, H, W)."""
+        features = self.model(images)
+        return features.flatten(1).float()
+
+    def to(self, device: str | torch.device) -> "Encoder":
+        self.model.to(device)
+        return self
+
+
+def seeded_init(build, seed: int = 0):
+    """Build a model under a fixed seed without touching the caller's RNG, so random-init baselines
+    are reproducible (and therefore cacheable)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return build()

@@ -1,0 +1,74 @@
+"""`checkpoint:PATH`: a self-describing checkpoint written by this project (e.g. by `pretrain`).
+
+It is a plain dict (loadable with weights_only=True): the format tag, the architecture and its
+source, the backbone state dict, the preprocessing for evaluation, and free-form metadata (method,
+training config, data seen, loss curve).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from benchmark.encoders import ENCODER_SOURCES
+from benchmark.encoders.base import Encoder
+from benchmark.encoders.weights import file_sha256, load_into, safe_load
+from benchmark.errors import UserError
+from benchmark.preprocessing import Preprocessing
+
+FORMAT = "transferbench.checkpoint"
+FORMAT_VERSION = 1
+ARCH_SOURCES = ("timm", "torchvision")
+
+
+def save_checkpoint(path: str | Path, *, arch: str, state_dict: dict[str, torch.Tensor],
+                    preprocessing: Preprocessing, arch_source: str = "timm", **metadata: Any) -> Path:
+    """Write atomically (temp file, then rename) so a crash never leaves a half-written checkpoint."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {"format": FORMAT, "format_version": FORMAT_VERSION, "arch": arch, "arch_source": arch_source,
+               "state_dict": {k: v.detach().cpu() for k, v in state_dict.items()},
+               "preprocessing": preprocessing.as_dict(), "metadata": metadata}
+    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(handle)
+    try:
+        torch.save(payload, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def read_checkpoint(path: Path) -> dict[str, Any]:
+    payload = safe_load(path)
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise UserError(f"{path} is not a transferbench checkpoint (no format={FORMAT!r} tag). For a plain state "
+                        f"dict use timm:ARCH@{path} or torchvision:ARCH@{path}.")
+    if payload.get("format_version", 0) > FORMAT_VERSION:
+        raise UserError(f"{path} was written by a newer transferbench (checkpoint format "
+                        f"{payload['format_version']} > {FORMAT_VERSION}); upgrade transferbench.")
+    if payload.get("arch_source") not in ARCH_SOURCES:
+        raise UserError(f"{path}: unknown arch_source {payload.get('arch_source')!r}; expected one of {ARCH_SOURCES}")
+    return payload
+
+
+@ENCODER_SOURCES.register("checkpoint")
+def build(name: str, weights: Path | None) -> Encoder:
+    path = Path(weights or name)
+    payload = read_checkpoint(path)
+    arch, source = payload["arch"], payload["arch_source"]
+    if source == "timm":
+        from benchmark.encoders.timm_source import create_headless
+    else:
+        from benchmark.encoders.torchvision_source import create_headless
+    model = create_headless(arch)
+    report = load_into(model, payload["state_dict"], arch, path)
+    preprocessing = Preprocessing(**{k: tuple(v) if isinstance(v, list) else v
+                                     for k, v in payload["preprocessing"].items()})
+    identity = {"source": "checkpoint", "arch_source": source, "arch": arch, "weights_sha256": file_sha256(path)}
+    return Encoder(f"checkpoint:{path.stem}", model, preprocessing, identity, load_report=report.lines())

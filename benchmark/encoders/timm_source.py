@@ -1,0 +1,52 @@
+"""`timm:ARCH[@WEIGHTS]`: any timm architecture, head removed, with timm's preprocessing config."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from torch import nn
+
+from benchmark.encoders import ENCODER_SOURCES
+from benchmark.encoders.base import Encoder, seeded_init
+from benchmark.encoders.weights import extract_state_dict, file_sha256, load_into, safe_load
+from benchmark.errors import UserError
+from benchmark.preprocessing import Preprocessing
+
+
+def create_headless(arch: str, **kwargs) -> nn.Module:
+    import timm
+
+    if not timm.is_model(arch):
+        from benchmark.registry import unknown_name_message
+
+        raise UserError(unknown_name_message("timm architecture", arch, timm.list_models()))
+    return timm.create_model(arch, pretrained=False, num_classes=0, **kwargs)
+
+
+def timm_preprocessing(model: nn.Module) -> Preprocessing:
+    """The preprocessing timm's pretrained config names for this architecture."""
+    from timm.data import resolve_model_data_config
+
+    cfg = resolve_model_data_config(model)
+    size = int(cfg["input_size"][-1])
+    interpolation = cfg.get("interpolation", "bicubic")
+    return Preprocessing(input_size=size, resize_size=int(size / cfg.get("crop_pct", 1.0)),
+                         interpolation=interpolation if interpolation in ("bicubic", "bilinear") else "bicubic",
+                         mean=tuple(cfg["mean"]), std=tuple(cfg["std"]))
+
+
+def encoder_from_file(source: str, arch: str, model: nn.Module, weights: Path | None,
+                      preprocessing: Preprocessing) -> Encoder:
+    """Wrap a head-less model; with a weights file, load it (prefixes stripped), else random init."""
+    identity = {"source": source, "arch": arch}
+    if weights is None:
+        return Encoder(f"{source}:{arch}", model, preprocessing, {**identity, "init_seed": 0}, random_init=True)
+    report = load_into(model, extract_state_dict(safe_load(weights), weights), arch, weights)
+    return Encoder(f"{source}:{arch}@{weights.name}", model, preprocessing,
+                   {**identity, "weights_sha256": file_sha256(weights)}, load_report=report.lines())
+
+
+@ENCODER_SOURCES.register("timm")
+def build(name: str, weights: Path | None) -> Encoder:
+    model = seeded_init(lambda: create_headless(name))
+    return encoder_from_file("timm", name, model, weights, timm_preprocessing(model))

@@ -1,0 +1,84 @@
+"""The preprocessing an encoder needs, carried with the encoder (as timm's pretrained configs do).
+
+The data side receives a `Preprocessing` value and builds its transform from it; nothing is read from
+loose CLI flags. Suites may override fields (e.g. a smaller input size for the offline suite).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import torch
+from torchvision.transforms import v2 as T
+
+from benchmark.errors import UserError
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+RESIZE_MODES = ("shorter", "square")
+INTERPOLATIONS = {
+    "bicubic": T.InterpolationMode.BICUBIC,
+    "bilinear": T.InterpolationMode.BILINEAR,
+    "nearest": T.InterpolationMode.NEAREST,
+}
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """Resize, centre-crop and normalise; images become float CHW tensors with 3 channels.
+
+    `resize_mode="shorter"` resizes the shorter side to `resize_size` (the many-shot reference);
+    `"square"` resizes to `resize_size` x `resize_size` ignoring aspect (the few-shot reference).
+    """
+
+    input_size: int = 224
+    resize_size: int = 224
+    resize_mode: str = "shorter"
+    interpolation: str = "bicubic"
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+
+    def __post_init__(self) -> None:
+        if self.resize_mode not in RESIZE_MODES:
+            raise UserError(f"preprocessing resize_mode must be one of {RESIZE_MODES}, got {self.resize_mode!r}")
+        if self.interpolation not in INTERPOLATIONS:
+            raise UserError(f"preprocessing interpolation must be one of {sorted(INTERPOLATIONS)}, "
+                            f"got {self.interpolation!r}")
+        if self.resize_size < self.input_size:
+            raise UserError(f"preprocessing resize_size ({self.resize_size}) is smaller than the crop "
+                            f"input_size ({self.input_size}); set resize_size >= input_size")
+
+    def with_overrides(self, overrides: dict[str, Any]) -> "Preprocessing":
+        valid = {f.name for f in dataclasses.fields(self)}
+        unknown = sorted(set(overrides) - valid)
+        if unknown:
+            raise UserError(f"unknown preprocessing field(s) {unknown}; valid fields: {sorted(valid)}")
+        values = {k: tuple(v) if isinstance(v, list) else v for k, v in overrides.items()}
+        if "input_size" in values and "resize_size" not in values:
+            values["resize_size"] = values["input_size"]
+        return dataclasses.replace(self, **values)
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def transform(self) -> Callable[[torch.Tensor], torch.Tensor]:
+        """A transform from a uint8 CHW tensor (1 or 3 channels) to a normalised float tensor."""
+        size = self.resize_size if self.resize_mode == "shorter" else [self.resize_size] * 2
+        return T.Compose([
+            T.Lambda(to_three_channels),
+            T.Resize(size, interpolation=INTERPOLATIONS[self.interpolation], antialias=True),
+            T.CenterCrop(self.input_size),
+            T.ToDtype(torch.float32, scale=True),
+            T.Normalize(list(self.mean), list(self.std)),
+        ])
+
+
+def to_three_channels(image: torch.Tensor) -> torch.Tensor:
+    if image.shape[0] == 1:
+        return image.expand(3, -1, -1)
+    if image.shape[0] == 4:
+        return image[:3]
+    return image
+

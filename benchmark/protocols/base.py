@@ -1,0 +1,81 @@
+"""The protocol interface. A protocol scores cached features; it never imports an encoder or a
+dataset module. As in scikit-learn, construction only stores (validated) hyperparameters."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+
+from benchmark.errors import UserError
+from benchmark.registry import unknown_name_message
+
+
+@dataclass(frozen=True)
+class Features:
+    x: np.ndarray
+    y: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+
+@dataclass(frozen=True)
+class TaskData:
+    """Features of one (encoder, dataset): train and val for model selection, test for the score."""
+
+    train: Features
+    val: Features
+    test: Features
+    num_classes: int
+    metric: str
+    task: str = "multiclass"
+
+    @property
+    def trainval(self) -> Features:
+        return Features(np.concatenate([self.train.x, self.val.x]), np.concatenate([self.train.y, self.val.y]))
+
+    @property
+    def split_sizes(self) -> dict[str, int]:
+        return {"train": len(self.train), "val": len(self.val), "test": len(self.test)}
+
+
+@dataclass
+class ProtocolResult:
+    value: float  # the headline number, in percent
+    metric: str
+    chosen: dict[str, Any] = field(default_factory=dict)  # hyperparameters selected on validation
+    details: dict[str, Any] = field(default_factory=dict)  # every other number worth keeping
+
+
+class Protocol:
+    """Subclasses set `name`, `version`, `requires` and a frozen `Params` dataclass of hyperparameters."""
+
+    name: ClassVar[str]
+    version: ClassVar[str]
+    requires: ClassVar[tuple[str, ...]] = ("pooled",)
+
+    @dataclass(frozen=True)
+    class Params:
+        pass
+
+    def __init__(self, **params: Any):
+        valid = [f.name for f in dataclasses.fields(self.Params)]
+        for key in params:
+            if key not in valid:
+                raise UserError(unknown_name_message(f"{self.name} parameter", key, valid))
+        self.params = self.Params(**{k: tuple(v) if isinstance(v, list) else v for k, v in params.items()})
+
+    def evaluate(self, data: TaskData) -> ProtocolResult:
+        raise NotImplementedError
+
+
+def check_finite(data: TaskData) -> None:
+    for split in ("train", "val", "test"):
+        x = getattr(data, split).x
+        if not np.all(np.isfinite(x)):
+            bad = int((~np.isfinite(x)).any(axis=1).sum())
+            raise UserError(f"{bad} {split} feature vectors contain NaN or Inf; the encoder produced non-finite "
+                            f"features (check its weights, or evaluate in float32)")

@@ -1,0 +1,106 @@
+"""The results store: one SQLite row per (encoder, dataset, protocol) result, written as soon as the
+cell finishes, with everything needed to trust or reproduce it."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import subprocess
+import time
+from contextlib import closing
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from benchmark import __version__
+
+DEFAULT_RESULTS = Path("results/runs.sqlite")
+JSON_COLUMNS = ("encoder_identity", "params", "chosen", "details", "preprocessing", "split_sizes", "cache_keys")
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS results (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    created_at REAL NOT NULL,
+    suite TEXT NOT NULL, encoder TEXT NOT NULL, encoder_spec TEXT NOT NULL, encoder_identity TEXT NOT NULL,
+    random_init INTEGER NOT NULL, dataset TEXT NOT NULL, protocol TEXT NOT NULL, protocol_version TEXT NOT NULL,
+    metric TEXT NOT NULL, value REAL NOT NULL, params TEXT NOT NULL, chosen TEXT NOT NULL, details TEXT NOT NULL,
+    preprocessing TEXT NOT NULL, split_sizes TEXT NOT NULL, cache_keys TEXT NOT NULL, seed INTEGER NOT NULL,
+    package_version TEXT NOT NULL, code_revision TEXT NOT NULL, seconds REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS results_cell ON results (encoder, dataset, protocol);
+"""
+
+
+@dataclass
+class ResultRow:
+    suite: str
+    encoder: str
+    encoder_spec: str
+    encoder_identity: dict[str, Any]
+    random_init: bool
+    dataset: str
+    protocol: str
+    protocol_version: str
+    metric: str
+    value: float
+    params: dict[str, Any]
+    chosen: dict[str, Any]
+    details: dict[str, Any]
+    preprocessing: dict[str, Any]
+    split_sizes: dict[str, int]
+    cache_keys: dict[str, str]
+    seed: int
+    seconds: float
+    package_version: str = __version__
+    code_revision: str = field(default_factory=lambda: code_revision())
+    created_at: float = field(default_factory=time.time)
+
+
+def code_revision() -> str:
+    """The git commit of the code that produced a result ("+dirty" with local edits), if known."""
+    repo = Path(__file__).resolve().parents[2]
+    try:
+        head = subprocess.run(["git", "-C", str(repo), "rev-parse", "--short=12", "HEAD"], capture_output=True,
+                              text=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return (head + ("+dirty" if dirty else "")) if head else "unknown"
+
+
+class ResultsStore:
+    def __init__(self, path: str | Path = DEFAULT_RESULTS):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with closing(self._connect()) as db, db:
+            db.executescript(SCHEMA)
+
+    def _connect(self) -> sqlite3.Connection:
+        return sqlite3.connect(self.path, timeout=60)
+
+    def add(self, row: ResultRow) -> None:
+        values = asdict(row)
+        for column in JSON_COLUMNS:
+            values[column] = json.dumps(values[column], sort_keys=True, default=str)
+        values["random_init"] = int(values["random_init"])
+        columns = ", ".join(values)
+        with closing(self._connect()) as db, db:  # one transaction per row
+            db.execute(f"INSERT INTO results ({columns}) VALUES ({', '.join('?' * len(values))})",
+                       tuple(values.values()))
+
+    def frame(self) -> pd.DataFrame:
+        """All rows, JSON columns decoded."""
+        with closing(self._connect()) as db:
+            frame = pd.read_sql_query("SELECT * FROM results ORDER BY id", db)
+        for column in JSON_COLUMNS:
+            frame[column] = frame[column].map(json.loads)
+        return frame
+
+    def latest(self, suite: str | None = None) -> pd.DataFrame:
+        """The newest row of every (encoder, dataset, protocol) cell."""
+        frame = self.frame()
+        if suite:
+            frame = frame[frame["suite"] == suite]
+        return frame.drop_duplicates(["encoder", "dataset", "protocol"], keep="last")

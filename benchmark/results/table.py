@@ -1,0 +1,33 @@
+"""Results tables laid out like Ericsson et al. (2021): one row per encoder, one column per dataset,
+columns grouped by protocol."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from benchmark.errors import UserError
+
+FORMATS = ("markdown", "csv", "latex")
+
+
+def results_table(rows: pd.DataFrame) -> pd.DataFrame:
+    """Pivot result rows to encoders x (protocol, dataset), keeping first-seen order."""
+    if rows.empty:
+        raise UserError("no results to show yet; run `transferbench evaluate` first (or check --results/--suite)")
+    table = rows.pivot_table(index="encoder", columns=["protocol", "dataset"], values="value", aggfunc="last",
+                             sort=False)
+    table.columns.names = ["protocol", "dataset"]
+    return table
+
+
+def render(table: pd.DataFrame, fmt: str = "markdown", digits: int = 1) -> str:
+    if fmt not in FORMATS:
+        raise UserError(f"table format must be one of {FORMATS}, got {fmt!r}")
+    if fmt == "csv":
+        return table.to_csv(float_format=f"%.{digits + 1}f")
+    if fmt == "latex":
+        return table.to_latex(float_format=f"%.{digits}f", multicolumn=True, multicolumn_format="c",
+                              na_rep="--")
+    flat = table.copy()
+    flat.columns = [f"{protocol} · {dataset}" for protocol, dataset in table.columns]
+    return flat.to_markdown(floatfmt=f".{digits}f", missingval="--")

@@ -1,0 +1,179 @@
+"""The evaluation loop: encoders x suite datasets -> cached features -> protocols -> result rows.
+
+Each finished (encoder, dataset, protocol) cell is written to the results store at once, and a
+user-fixable error in one cell is reported and skipped, so a failure never costs finished work.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from benchmark.cache import CacheKey, FeatureCache
+from benchmark.config import Suite, Task
+from benchmark.data import DatasetSpec, dataset_spec, load_split, resolve_root
+from benchmark.data.splits import holdout_split
+from benchmark.encoders import Encoder, ModelSpec, load_encoder
+from benchmark.errors import UserError
+from benchmark.extraction import extract_features
+from benchmark.preprocessing import Preprocessing
+from benchmark.protocols import PROTOCOLS, Features, TaskData, make_protocol
+from benchmark.results import DEFAULT_RESULTS, ResultRow, ResultsStore
+
+log = logging.getLogger(__name__)
+EXTRACTION_VERSION = 1  # bump when extraction changes the features it writes
+HOLDOUT_FRACTION = 0.2
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    cache_dir: Path | None = None
+    results_path: Path = DEFAULT_RESULTS
+    data_root: Path | None = None
+    batch_size: int = 64
+    workers: int = 0
+    device: str = "cpu"
+    protocols: tuple[str, ...] = ()
+
+
+@dataclass
+class RunReport:
+    rows: list[ResultRow] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+    cache_hits: int = 0
+    cache_misses: int = 0
+    seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class DatasetPlan:
+    """A suite dataset resolved: its spec, root, options and cache identity."""
+
+    spec: DatasetSpec
+    root: Path | None
+    train_subset: int | None
+    identity: dict[str, Any]
+
+
+def plan_dataset(name: str, options: dict[str, Any], data_root: Path | None) -> DatasetPlan:
+    spec = dataset_spec(name, options)
+    root = resolve_root(spec, options.get("root"), data_root)
+    identity = {"name": name, "version": spec.version, "root": str(root.resolve()) if root else None,
+                "train_subset": options.get("train_subset"),
+                "source": {k: v for k, v in options.items() if k not in ("root", "train_subset")}}
+    return DatasetPlan(spec, root, options.get("train_subset"), identity)
+
+
+def feature_key(encoder: Encoder, preprocessing: Preprocessing, plan: DatasetPlan, split: str,
+                kind: str = "pooled") -> CacheKey:
+    return CacheKey({"encoder": encoder.identity, "preprocessing": preprocessing.as_dict(), "dataset": plan.identity,
+                     "split": split, "kind": kind, "extraction_version": EXTRACTION_VERSION})
+
+
+class Evaluator:
+    """Runs one suite for many encoders; owns the cache, the store and the run's counters."""
+
+    def __init__(self, suite: Suite, options: RunOptions, echo: Callable[[str], None] = print):
+        self.suite, self.options, self.echo = suite, options, echo
+        self.cache = FeatureCache(options.cache_dir)
+        self.store = ResultsStore(options.results_path)
+        self.report = RunReport()
+        for protocol in options.protocols:
+            PROTOCOLS.get(protocol)  # fail early on a typo, with close matches
+
+    def run(self, model_specs: list[str]) -> RunReport:
+        start = time.perf_counter()
+        for text in model_specs:
+            spec = ModelSpec.parse(text)
+            encoder = load_encoder(spec)
+            for line in encoder.load_report:
+                self.echo(f"[{encoder.label}] {line}")
+            for name, options in self.suite.datasets.items():
+                self._guarded(f"{encoder.label} / {name}", lambda: self.evaluate_dataset(encoder, str(spec), name,
+                                                                                         options))
+        self.report.seconds = time.perf_counter() - start
+        return self.report
+
+    def _guarded(self, cell: str, work: Callable[[], None]) -> None:
+        try:
+            work()
+        except UserError as err:
+            self.report.failures.append(f"{cell}: {err}")
+            self.echo(f"FAILED {cell}: {err}")
+
+    def evaluate_dataset(self, encoder: Encoder, spec_text: str, name: str, options: dict[str, Any]) -> None:
+        plan = plan_dataset(name, options, self.options.data_root)
+        preprocessing = encoder.preprocessing.with_overrides(self.suite.preprocessing)
+        splits, keys = self.features(encoder, preprocessing, plan)
+        data = self.task_data(plan, splits)
+        for task in self.suite.tasks(name, self.options.protocols):
+            self._guarded(f"{encoder.label} / {name} / {task.protocol}", lambda: self.run_task(
+                task, data, encoder, spec_text, preprocessing, keys))
+
+    def features(self, encoder: Encoder, preprocessing: Preprocessing, plan: DatasetPlan
+                 ) -> tuple[dict[str, Features], dict[str, str]]:
+        """Features of every split the dataset has, from the cache or freshly extracted."""
+        splits, keys, hits = {}, {}, 0
+        for split in plan.spec.splits:
+            key = feature_key(encoder, preprocessing, plan, split)
+            arrays, hit = self.cache.get_or_compute(key, lambda: self.extract(encoder, preprocessing, plan, split))
+            hits += hit
+            splits[split], keys[split] = Features(arrays["features"], arrays["labels"]), key.digest
+        self.report.cache_hits += hits
+        self.report.cache_misses += len(splits) - hits
+        source = "from cache" if hits == len(splits) else f"extracted {len(splits) - hits} split(s)"
+        sizes = ", ".join(f"{split} {len(f)}" for split, f in splits.items())
+        self.echo(f"[{encoder.label}] {plan.spec.name}: features {source} ({sizes})")
+        return splits, keys
+
+    def extract(self, encoder: Encoder, preprocessing: Preprocessing, plan: DatasetPlan, split: str
+                ) -> dict[str, np.ndarray]:
+        images = load_split(plan.spec, split, plan.root, plan.train_subset)
+        features = extract_features(encoder, images, preprocessing, batch_size=self.options.batch_size,
+                                    workers=self.options.workers, device=self.options.device,
+                                    desc=f"{encoder.label} {plan.spec.name}/{split}")
+        return {"features": features, "labels": images.labels}
+
+    def task_data(self, plan: DatasetPlan, splits: dict[str, Features]) -> TaskData:
+        """Train/val/test: the official val split where the dataset has one (Ericsson's Aircraft, DTD,
+        Flowers, VOC), else the reference hold-out of 20% of train (np.random.seed(0) shuffle)."""
+        train, test = splits["train"], splits["test"]
+        if "val" in splits:
+            val = splits["val"]
+        else:
+            train_idx, val_idx = holdout_split(len(train), HOLDOUT_FRACTION, seed=0)
+            train, val = (Features(train.x[train_idx], train.y[train_idx]),
+                          Features(train.x[val_idx], train.y[val_idx]))
+        return TaskData(train, val, test, plan.spec.num_classes, plan.spec.metric, plan.spec.task)
+
+    def run_task(self, task: Task, data: TaskData, encoder: Encoder, spec_text: str, preprocessing: Preprocessing,
+                 keys: dict[str, str]) -> None:
+        protocol = make_protocol(task.protocol, task.params)
+        start = time.perf_counter()
+        result = protocol.evaluate(data)
+        seconds = time.perf_counter() - start
+        row = ResultRow(
+            suite=self.suite.name, encoder=encoder.label, encoder_spec=spec_text, encoder_identity=encoder.identity,
+            random_init=encoder.random_init, dataset=task.dataset, protocol=task.protocol,
+            protocol_version=protocol.version, metric=result.metric, value=result.value,
+            params=vars(protocol.params) | {"val_split": "official" if "val" in keys else "holdout20_seed0"},
+            chosen=result.chosen, details=result.details, preprocessing=preprocessing.as_dict(),
+            split_sizes=data.split_sizes, cache_keys=keys, seed=self.suite.seed, seconds=seconds)
+        self.store.add(row)
+        self.report.rows.append(row)
+        self.echo(f"[{encoder.label}] {task.dataset} {task.protocol}: {result.value:.2f} ({result.metric}, "
+                  f"{seconds:.1f}s)")
+
+
+def evaluate(model_specs: list[str], suite: Suite, options: RunOptions = RunOptions(),
+             echo: Callable[[str], None] = print) -> RunReport:
+    """Library entry point: evaluate every model on every suite cell; returns the run report."""
+    return Evaluator(suite, options, echo).run(model_specs)
+
+
+__all__ = ["Evaluator", "RunOptions", "RunReport", "evaluate"]

@@ -1,0 +1,149 @@
+"""transferbench command line: a thin layer over the library (`benchmark.runner.evaluate` & co).
+
+Precedence: command-line options > suite YAML > built-in defaults.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from benchmark.errors import UserError
+
+LIST_KINDS = ("encoders", "datasets", "suites", "protocols")
+
+
+def add_run_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--cache-dir", type=Path, default=None,
+                        help="feature cache (default $TRANSFERBENCH_CACHE or ~/.cache/transferbench)")
+    parser.add_argument("--data-root", type=Path, default=None,
+                        help="datasets live in DIR/<name> (default $TRANSFERBENCH_DATA)")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="transferbench", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    ls = sub.add_parser("ls", help="list registered encoders sources, datasets, suites or protocols")
+    ls.add_argument("kind", choices=LIST_KINDS)
+
+    extract = sub.add_parser("extract", help="extract (cached) features of one split; optionally save an npz")
+    extract.add_argument("--model", required=True, help="SOURCE:NAME[@WEIGHTS_FILE]")
+    extract.add_argument("--dataset", required=True)
+    extract.add_argument("--split", default="train")
+    extract.add_argument("--suite", default=None, help="take preprocessing and dataset options from this suite")
+    extract.add_argument("--out", type=Path, default=None, help="write features and labels to this .npz")
+    add_run_options(extract)
+
+    evaluate = sub.add_parser("evaluate", help="evaluate encoders on a suite and print the results table")
+    evaluate.add_argument("--model", action="append", required=True, help="SOURCE:NAME[@WEIGHTS_FILE]; repeatable")
+    evaluate.add_argument("--suite", default="offline", help="suite name in suites/ or a YAML path")
+    evaluate.add_argument("--protocol", action="append", default=[], help="run only this protocol; repeatable")
+    evaluate.add_argument("--results", type=Path, default=Path("results/runs.sqlite"))
+    add_run_options(evaluate)
+
+    table = sub.add_parser("table", help="render stored results: one row per encoder, columns by protocol")
+    table.add_argument("--results", type=Path, default=Path("results/runs.sqlite"))
+    table.add_argument("--suite", default=None, help="only rows of this suite")
+    table.add_argument("--format", default="markdown", choices=("markdown", "csv", "latex"))
+    return parser
+
+
+def run_options(args: argparse.Namespace):
+    from benchmark.runner import RunOptions
+
+    return RunOptions(cache_dir=args.cache_dir, data_root=args.data_root, batch_size=args.batch_size,
+                      workers=args.workers, device=args.device,
+                      results_path=getattr(args, "results", RunOptions.results_path),
+                      protocols=tuple(getattr(args, "protocol", ()) or ()))
+
+
+def cmd_ls(args: argparse.Namespace) -> int:
+    from benchmark.config import available_suites
+    from benchmark.data import DATASETS
+    from benchmark.encoders import ENCODER_SOURCES
+    from benchmark.protocols import PROTOCOLS
+
+    if args.kind == "datasets":
+        for name in DATASETS.names():
+            spec = DATASETS.get(name)
+            print(f"{name:16s} {spec.num_classes:4d} classes  {spec.metric:15s} {spec.description}")
+        return 0
+    names = {"encoders": ENCODER_SOURCES.names, "suites": available_suites, "protocols": PROTOCOLS.names}[args.kind]()
+    print("\n".join(names))
+    return 0
+
+
+def cmd_extract(args: argparse.Namespace) -> int:
+    from benchmark.config import Suite, load_suite
+    from benchmark.runner import Evaluator, plan_dataset
+
+    suite = load_suite(args.suite) if args.suite else Suite(name="extract")
+    evaluator = Evaluator(suite, run_options(args))
+    from benchmark.encoders import load_encoder
+
+    encoder = load_encoder(args.model)
+    plan = plan_dataset(args.dataset, suite.datasets.get(args.dataset, {}), args.data_root)
+    plan.spec.check_split(args.split)
+    preprocessing = encoder.preprocessing.with_overrides(suite.preprocessing)
+    splits, keys = evaluator.features(encoder, preprocessing, plan)
+    features = splits[args.split]
+    print(f"{args.split}: features {features.x.shape} cache key {keys[args.split]}")
+    if args.out:
+        np.savez(args.out, features=np.asarray(features.x), labels=np.asarray(features.y))
+        print(f"wrote {args.out}")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from benchmark.config import load_suite
+    from benchmark.results import ResultsStore
+    from benchmark.results.table import render, results_table
+    from benchmark.runner import evaluate
+
+    suite = load_suite(args.suite)
+    report = evaluate(args.model, suite, run_options(args))
+    print(f"\n{suite.name}: {len(report.rows)} results in {report.seconds:.1f}s; feature cache: "
+          f"{report.cache_hits} hits, {report.cache_misses} extracted "
+          f"({'cache used, nothing extracted' if report.cache_misses == 0 else 'new entries written'})\n")
+    if report.rows:
+        latest = ResultsStore(args.results).latest(suite.name)
+        print(render(results_table(latest[latest["encoder"].isin({r.encoder for r in report.rows})])))
+    for failure in report.failures:
+        print(f"FAILED: {failure}", file=sys.stderr)
+    return 1 if report.failures else 0
+
+
+def cmd_table(args: argparse.Namespace) -> int:
+    from benchmark.results import ResultsStore
+    from benchmark.results.table import render, results_table
+
+    if not args.results.exists():
+        raise UserError(f"no results store at {args.results}; run `transferbench evaluate` first or pass --results")
+    print(render(results_table(ResultsStore(args.results).latest(args.suite)), args.format))
+    return 0
+
+
+COMMANDS = {"ls": cmd_ls, "extract": cmd_extract, "evaluate": cmd_evaluate, "table": cmd_table}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=os.environ.get("TRANSFERBENCH_LOG", "WARNING"), format="%(message)s")
+    try:
+        return COMMANDS[args.command](args)
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
