@@ -67,13 +67,13 @@ class TorchLogReg:
         self.binary = task == "multiclass" and num_classes == 2
         self.weight: torch.Tensor | None = None
         self.bias: torch.Tensor | None = None
-        self._x_cache: tuple[int, torch.Tensor] | None = None
+        self._converted: tuple[np.ndarray, torch.Tensor] | None = None
 
     def _tensor(self, x: np.ndarray) -> torch.Tensor:
         """Convert features once per array and keep them on the device across the C sweep."""
-        if self._x_cache is None or self._x_cache[0] != id(x):
-            self._x_cache = (id(x), torch.as_tensor(np.asarray(x), dtype=self.dtype, device=self.device))
-        return self._x_cache[1]
+        if self._converted is None or self._converted[0] is not x:
+            self._converted = (x, torch.tensor(np.asarray(x), dtype=self.dtype, device=self.device))
+        return self._converted[1]
 
     def _targets(self, y: np.ndarray) -> torch.Tensor:
         if self.task == "multilabel":

@@ -11,13 +11,14 @@ FORMATS = ("markdown", "csv", "latex")
 
 
 def results_table(rows: pd.DataFrame) -> pd.DataFrame:
-    """Pivot result rows to encoders x (protocol, dataset), keeping first-seen order."""
+    """Pivot result rows to encoders x (protocol, dataset): protocol groups, datasets inside each, all in
+    first-seen order."""
     if rows.empty:
         raise UserError("no results to show yet; run `transferbench evaluate` first (or check --results/--suite)")
-    table = rows.pivot_table(index="encoder", columns=["protocol", "dataset"], values="value", aggfunc="last",
-                             sort=False)
-    table.columns.names = ["protocol", "dataset"]
-    return table
+    table = rows.pivot_table(index="encoder", columns=["protocol", "dataset"], values="value", aggfunc="last")
+    order = lambda column: list(dict.fromkeys(rows[column]))  # noqa: E731
+    columns = [(p, d) for p in order("protocol") for d in order("dataset") if (p, d) in table.columns]
+    return table.loc[order("encoder"), columns]
 
 
 def render(table: pd.DataFrame, fmt: str = "markdown", digits: int = 1) -> str:

@@ -1,0 +1,39 @@
+import numpy as np
+import pytest
+import torch
+
+from benchmark.data import DATASETS, load_split
+from benchmark.encoders import load_encoder
+from benchmark.extraction import extract_features
+
+torch.set_num_threads(2)
+
+
+@pytest.fixture(scope="session")
+def digits_features():
+    """Real features: sklearn digits through the raw-pixel encoder at 8x8 (64-d)."""
+    encoder = load_encoder("pixels:8")
+    spec = DATASETS.get("digits")
+    out = {}
+    for split in ("train", "test"):
+        data = load_split(spec, split, None)
+        out[split] = (extract_features(encoder, data, encoder.preprocessing), data.labels)
+    return out
+
+
+@pytest.fixture
+def cache_dir(tmp_path):
+    return tmp_path / "cache"
+
+
+def write_suite(path, datasets, protocols, preprocessing=None, name="tiny"):
+    import yaml
+
+    path.write_text(yaml.safe_dump({"name": name, "version": 1, "preprocessing": preprocessing or {},
+                                    "protocols": protocols, "datasets": datasets}, sort_keys=False))
+    return path
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(0)
