@@ -48,6 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--suite", default="offline", help="suite name in suites/ or a YAML path")
     evaluate.add_argument("--protocol", action="append", default=[], help="run only this protocol; repeatable")
     evaluate.add_argument("--results", type=Path, default=Path("results/runs.sqlite"))
+    evaluate.add_argument("--recompute", action="store_true",
+                          help="rerun protocols whose results are already stored (features still come from cache)")
     add_run_options(evaluate)
 
     table = sub.add_parser("table", help="render stored results: one row per encoder, columns by protocol")
@@ -63,7 +65,8 @@ def run_options(args: argparse.Namespace):
     return RunOptions(cache_dir=args.cache_dir, data_root=args.data_root, batch_size=args.batch_size,
                       workers=args.workers, device=args.device,
                       results_path=getattr(args, "results", RunOptions.results_path),
-                      protocols=tuple(getattr(args, "protocol", ()) or ()))
+                      protocols=tuple(getattr(args, "protocol", ()) or ()),
+                      recompute=getattr(args, "recompute", False))
 
 
 def cmd_ls(args: argparse.Namespace) -> int:
@@ -83,20 +86,21 @@ def cmd_ls(args: argparse.Namespace) -> int:
 
 
 def cmd_extract(args: argparse.Namespace) -> int:
+    from benchmark.cache import FeatureCache
     from benchmark.config import Suite, load_suite
-    from benchmark.runner import Evaluator, plan_dataset
+    from benchmark.encoders import load_encoder
+    from benchmark.runner import cached_features, plan_dataset
 
     suite = load_suite(args.suite) if args.suite else Suite(name="extract")
-    evaluator = Evaluator(suite, run_options(args))
-    from benchmark.encoders import load_encoder
-
     encoder = load_encoder(args.model)
     plan = plan_dataset(args.dataset, suite.datasets.get(args.dataset, {}), args.data_root)
     plan.spec.check_split(args.split)
     preprocessing = encoder.preprocessing.with_overrides(suite.preprocessing)
-    splits, keys = evaluator.features(encoder, preprocessing, plan)
+    splits, keys, hits = cached_features(FeatureCache(args.cache_dir), encoder, preprocessing, plan, run_options(args),
+                                         only=(args.split,))
     features = splits[args.split]
-    print(f"{args.split}: features {features.x.shape} cache key {keys[args.split]}")
+    print(f"{plan.spec.name}/{args.split}: features {features.x.shape} {'from the cache' if hits else 'extracted'}, "
+          f"cache key {keys[args.split]}")
     if args.out:
         np.savez(args.out, features=np.asarray(features.x), labels=np.asarray(features.y))
         print(f"wrote {args.out}")
@@ -111,8 +115,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     suite = load_suite(args.suite)
     report = evaluate(args.model, suite, run_options(args))
-    print(f"\n{suite.name}: {len(report.rows)} results in {report.seconds:.1f}s; feature cache: "
-          f"{report.cache_hits} hits, {report.cache_misses} extracted "
+    computed = len(report.rows) - report.reused
+    print(f"\n{suite.name}: {len(report.rows)} results in {report.seconds:.1f}s ({computed} computed, {report.reused} "
+          f"reused from the results store); feature cache: {report.cache_hits} hits, {report.cache_misses} extracted "
           f"({'cache used, nothing extracted' if report.cache_misses == 0 else 'new entries written'})\n")
     if report.rows:
         latest = ResultsStore(args.results).latest(suite.name)

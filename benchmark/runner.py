@@ -22,7 +22,7 @@ from benchmark.encoders import Encoder, ModelSpec, load_encoder
 from benchmark.errors import UserError
 from benchmark.extraction import extract_features
 from benchmark.preprocessing import Preprocessing
-from benchmark.protocols import PROTOCOLS, Features, TaskData, make_protocol
+from benchmark.protocols import PROTOCOLS, Features, Protocol, TaskData, make_protocol
 from benchmark.results import DEFAULT_RESULTS, ResultRow, ResultsStore
 
 log = logging.getLogger(__name__)
@@ -39,6 +39,7 @@ class RunOptions:
     workers: int = 0
     device: str = "cpu"
     protocols: tuple[str, ...] = ()
+    recompute: bool = False  # rerun protocols even when the store already holds the cell's result
 
 
 @dataclass
@@ -47,6 +48,7 @@ class RunReport:
     failures: list[str] = field(default_factory=list)
     cache_hits: int = 0
     cache_misses: int = 0
+    reused: int = 0
     seconds: float = 0.0
 
 
@@ -69,10 +71,40 @@ def plan_dataset(name: str, options: dict[str, Any], data_root: Path | None) -> 
     return DatasetPlan(spec, root, options.get("train_subset"), identity)
 
 
+def cell_key(task: Task, protocol_version: str, params: dict[str, Any], feature_keys: dict[str, str],
+             seed: int) -> str:
+    """Identity of one result: the features it reads (their cache keys cover encoder, weights,
+    preprocessing, dataset and split), the protocol, its version and resolved parameters, the seed."""
+    return CacheKey({"protocol": task.protocol, "version": protocol_version, "params": params,
+                     "features": feature_keys, "seed": seed}).digest
+
+
 def feature_key(encoder: Encoder, preprocessing: Preprocessing, plan: DatasetPlan, split: str,
                 kind: str = "pooled") -> CacheKey:
     return CacheKey({"encoder": encoder.identity, "preprocessing": preprocessing.as_dict(), "dataset": plan.identity,
                      "split": split, "kind": kind, "extraction_version": EXTRACTION_VERSION})
+
+
+def cached_features(cache: FeatureCache, encoder: Encoder, preprocessing: Preprocessing, plan: DatasetPlan,
+                    options: RunOptions, only: tuple[str, ...] = ()) -> tuple[dict[str, Features], dict[str, str], int]:
+    """Features of the dataset's splits (or `only` these), from the cache or freshly extracted:
+    (splits, keys, hits)."""
+    splits, keys, hits = {}, {}, 0
+    for split in only or plan.spec.splits:
+        key = feature_key(encoder, preprocessing, plan, split)
+        arrays, hit = cache.get_or_compute(key, lambda: extract_split(encoder, preprocessing, plan, split, options))
+        hits += hit
+        splits[split], keys[split] = Features(arrays["features"], arrays["labels"]), key.digest
+    return splits, keys, hits
+
+
+def extract_split(encoder: Encoder, preprocessing: Preprocessing, plan: DatasetPlan, split: str,
+                  options: RunOptions) -> dict[str, np.ndarray]:
+    images = load_split(plan.spec, split, plan.root, plan.train_subset)
+    features = extract_features(encoder, images, preprocessing, batch_size=options.batch_size,
+                                workers=options.workers, device=options.device,
+                                desc=f"{encoder.label} {plan.spec.name}/{split}")
+    return {"features": features, "labels": images.labels}
 
 
 class Evaluator:
@@ -107,37 +139,39 @@ class Evaluator:
             self.echo(f"FAILED {cell}: {err}")
 
     def evaluate_dataset(self, encoder: Encoder, spec_text: str, name: str, options: dict[str, Any]) -> None:
+        """Run the dataset's pending protocol cells; features are loaded only if some cell is pending."""
         plan = plan_dataset(name, options, self.options.data_root)
         preprocessing = encoder.preprocessing.with_overrides(self.suite.preprocessing)
+        keys = {split: feature_key(encoder, preprocessing, plan, split).digest for split in plan.spec.splits}
+        pending = []
+        for task in self.suite.tasks(name, self.options.protocols):
+            protocol = make_protocol(task.protocol, task.params)
+            key = cell_key(task, protocol.version, vars(protocol.params), keys, self.suite.seed)
+            stored = None if self.options.recompute else self.store.find(key)
+            if stored is None:
+                pending.append((task, protocol, key))
+            else:
+                self.report.reused += 1
+                self.report.rows.append(stored)
+        if not pending:
+            self.echo(f"[{encoder.label}] {name}: every result already in the results store, features not "
+                      f"needed (pass --recompute to rerun the protocols)")
+            return
         splits, keys = self.features(encoder, preprocessing, plan)
         data = self.task_data(plan, splits)
-        for task in self.suite.tasks(name, self.options.protocols):
+        for task, protocol, key in pending:
             self._guarded(f"{encoder.label} / {name} / {task.protocol}", lambda: self.run_task(
-                task, data, encoder, spec_text, preprocessing, keys))
+                task, protocol, key, data, encoder, spec_text, preprocessing, keys))
 
     def features(self, encoder: Encoder, preprocessing: Preprocessing, plan: DatasetPlan
                  ) -> tuple[dict[str, Features], dict[str, str]]:
-        """Features of every split the dataset has, from the cache or freshly extracted."""
-        splits, keys, hits = {}, {}, 0
-        for split in plan.spec.splits:
-            key = feature_key(encoder, preprocessing, plan, split)
-            arrays, hit = self.cache.get_or_compute(key, lambda: self.extract(encoder, preprocessing, plan, split))
-            hits += hit
-            splits[split], keys[split] = Features(arrays["features"], arrays["labels"]), key.digest
+        splits, keys, hits = cached_features(self.cache, encoder, preprocessing, plan, self.options)
         self.report.cache_hits += hits
         self.report.cache_misses += len(splits) - hits
         source = "from cache" if hits == len(splits) else f"extracted {len(splits) - hits} split(s)"
         sizes = ", ".join(f"{split} {len(f)}" for split, f in splits.items())
         self.echo(f"[{encoder.label}] {plan.spec.name}: features {source} ({sizes})")
         return splits, keys
-
-    def extract(self, encoder: Encoder, preprocessing: Preprocessing, plan: DatasetPlan, split: str
-                ) -> dict[str, np.ndarray]:
-        images = load_split(plan.spec, split, plan.root, plan.train_subset)
-        features = extract_features(encoder, images, preprocessing, batch_size=self.options.batch_size,
-                                    workers=self.options.workers, device=self.options.device,
-                                    desc=f"{encoder.label} {plan.spec.name}/{split}")
-        return {"features": features, "labels": images.labels}
 
     def task_data(self, plan: DatasetPlan, splits: dict[str, Features]) -> TaskData:
         """Train/val/test: the official val split where the dataset has one (Ericsson's Aircraft, DTD,
@@ -151,9 +185,8 @@ class Evaluator:
                           Features(train.x[val_idx], train.y[val_idx]))
         return TaskData(train, val, test, plan.spec.num_classes, plan.spec.metric, plan.spec.task)
 
-    def run_task(self, task: Task, data: TaskData, encoder: Encoder, spec_text: str, preprocessing: Preprocessing,
-                 keys: dict[str, str]) -> None:
-        protocol = make_protocol(task.protocol, task.params)
+    def run_task(self, task: Task, protocol: Protocol, key: str, data: TaskData, encoder: Encoder, spec_text: str,
+                 preprocessing: Preprocessing, keys: dict[str, str]) -> None:
         start = time.perf_counter()
         result = protocol.evaluate(data)
         seconds = time.perf_counter() - start
@@ -163,7 +196,8 @@ class Evaluator:
             protocol_version=protocol.version, metric=result.metric, value=result.value,
             params=vars(protocol.params) | {"val_split": "official" if "val" in keys else "holdout20_seed0"},
             chosen=result.chosen, details=result.details, preprocessing=preprocessing.as_dict(),
-            split_sizes=data.split_sizes, cache_keys=keys, seed=self.suite.seed, seconds=seconds)
+            split_sizes=data.split_sizes, cache_keys=keys, seed=self.suite.seed, seconds=seconds,
+            cell_key=key)
         self.store.add(row)
         self.report.rows.append(row)
         self.echo(f"[{encoder.label}] {task.dataset} {task.protocol}: {result.value:.2f} ({result.metric}, "

@@ -29,9 +29,12 @@ def test_evaluate_twice_second_run_uses_the_cache(tmp_path, tiny_suite, capsys):
     first = capsys.readouterr().out
     assert "4 hits" not in first and "0 hits, 8 extracted" in first
     assert run(tmp_path, tiny_suite, "pixels:8", "timm:resnet18") == 0
+    resumed = capsys.readouterr().out
+    assert "(0 computed, 8 reused from the results store)" in resumed and "0 extracted" in resumed
+    assert run(tmp_path, tiny_suite, "pixels:8", "timm:resnet18", extra=["--recompute"]) == 0
     second = capsys.readouterr().out
     assert "8 hits, 0 extracted (cache used, nothing extracted)" in second
-    assert "extracted 2 split(s)" not in second
+    assert "extracted 2 split(s)" not in second and "(8 computed, 0 reused" in second
     frame = ResultsStore(tmp_path / "runs.sqlite").frame()
     assert len(frame) == 16 and set(frame["protocol"]) == {"linear", "knn"}
     row = frame.iloc[-1]
@@ -91,7 +94,8 @@ def test_a_failing_dataset_does_not_lose_the_others(tmp_path, capsys, monkeypatc
     (["table", "--results", "/nonexistent/runs.sqlite"], "run `transferbench evaluate` first"),
 ])
 def test_user_errors_exit_2_with_a_fix(argv, message, capsys, tmp_path):
-    assert main(argv + (["--cache-dir", str(tmp_path)] if argv[0] == "evaluate" else [])) == 2
+    extra = ["--cache-dir", str(tmp_path), "--results", str(tmp_path / "r.sqlite")] if argv[0] == "evaluate" else []
+    assert main(argv + extra) == 2
     assert message in capsys.readouterr().err
 
 

@@ -26,9 +26,10 @@ CREATE TABLE IF NOT EXISTS results (
     random_init INTEGER NOT NULL, dataset TEXT NOT NULL, protocol TEXT NOT NULL, protocol_version TEXT NOT NULL,
     metric TEXT NOT NULL, value REAL NOT NULL, params TEXT NOT NULL, chosen TEXT NOT NULL, details TEXT NOT NULL,
     preprocessing TEXT NOT NULL, split_sizes TEXT NOT NULL, cache_keys TEXT NOT NULL, seed INTEGER NOT NULL,
-    package_version TEXT NOT NULL, code_revision TEXT NOT NULL, seconds REAL NOT NULL
+    package_version TEXT NOT NULL, code_revision TEXT NOT NULL, seconds REAL NOT NULL, cell_key TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS results_cell ON results (encoder, dataset, protocol);
+CREATE INDEX IF NOT EXISTS results_cell_key ON results (cell_key);
 """
 
 
@@ -52,6 +53,7 @@ class ResultRow:
     cache_keys: dict[str, str]
     seed: int
     seconds: float
+    cell_key: str  # hash of everything that determines the value (see runner.cell_key)
     package_version: str = __version__
     code_revision: str = field(default_factory=lambda: code_revision())
     created_at: float = field(default_factory=time.time)
@@ -76,6 +78,9 @@ class ResultsStore:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with closing(self._connect()) as db, db:
             db.executescript(SCHEMA)
+            columns = {row[1] for row in db.execute("PRAGMA table_info(results)")}
+            if "cell_key" not in columns:  # stores written before results were resumable
+                db.execute("ALTER TABLE results ADD COLUMN cell_key TEXT NOT NULL DEFAULT ''")
 
     def _connect(self) -> sqlite3.Connection:
         return sqlite3.connect(self.path, timeout=60)
@@ -89,6 +94,20 @@ class ResultsStore:
         with closing(self._connect()) as db, db:  # one transaction per row
             db.execute(f"INSERT INTO results ({columns}) VALUES ({', '.join('?' * len(values))})",
                        tuple(values.values()))
+
+    def find(self, cell_key: str) -> ResultRow | None:
+        """The newest stored result of a cell, if any (what makes a re-run resume)."""
+        with closing(self._connect()) as db:
+            db.row_factory = sqlite3.Row
+            found = db.execute("SELECT * FROM results WHERE cell_key = ? ORDER BY id DESC LIMIT 1",
+                               (cell_key,)).fetchone()
+        if found is None:
+            return None
+        values = {k: found[k] for k in found.keys() if k != "id"}
+        for column in JSON_COLUMNS:
+            values[column] = json.loads(values[column])
+        values["random_init"] = bool(values["random_init"])
+        return ResultRow(**values)
 
     def frame(self) -> pd.DataFrame:
         """All rows, JSON columns decoded."""
