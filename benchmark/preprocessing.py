@@ -7,8 +7,9 @@ loose CLI flags. Suites may override fields (e.g. a smaller input size for the o
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torchvision.transforms import v2 as T
@@ -50,7 +51,7 @@ class Preprocessing:
             raise UserError(f"preprocessing resize_size ({self.resize_size}) is smaller than the crop "
                             f"input_size ({self.input_size}); set resize_size >= input_size")
 
-    def with_overrides(self, overrides: dict[str, Any]) -> "Preprocessing":
+    def with_overrides(self, overrides: dict[str, Any]) -> Preprocessing:
         valid = {f.name for f in dataclasses.fields(self)}
         unknown = sorted(set(overrides) - valid)
         if unknown:

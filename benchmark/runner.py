@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -92,7 +94,7 @@ def cached_features(cache: FeatureCache, encoder: Encoder, preprocessing: Prepro
     splits, keys, hits = {}, {}, 0
     for split in only or plan.spec.splits:
         key = feature_key(encoder, preprocessing, plan, split)
-        arrays, hit = cache.get_or_compute(key, lambda: extract_split(encoder, preprocessing, plan, split, options))
+        arrays, hit = cache.get_or_compute(key, partial(extract_split, encoder, preprocessing, plan, split, options))
         hits += hit
         splits[split], keys[split] = Features(arrays["features"], arrays["labels"]), key.digest
     return splits, keys, hits
@@ -126,14 +128,13 @@ class Evaluator:
             for line in encoder.load_report:
                 self.echo(f"[{encoder.label}] {line}")
             for name, options in self.suite.datasets.items():
-                self._guarded(f"{encoder.label} / {name}", lambda: self.evaluate_dataset(encoder, str(spec), name,
-                                                                                         options))
+                self._guarded(f"{encoder.label} / {name}", self.evaluate_dataset, encoder, str(spec), name, options)
         self.report.seconds = time.perf_counter() - start
         return self.report
 
-    def _guarded(self, cell: str, work: Callable[[], None]) -> None:
+    def _guarded(self, cell: str, work: Callable[..., None], *args: Any) -> None:
         try:
-            work()
+            work(*args)
         except UserError as err:
             self.report.failures.append(f"{cell}: {err}")
             self.echo(f"FAILED {cell}: {err}")
@@ -160,8 +161,8 @@ class Evaluator:
         splits, keys = self.features(encoder, preprocessing, plan)
         data = self.task_data(plan, splits)
         for task, protocol, key in pending:
-            self._guarded(f"{encoder.label} / {name} / {task.protocol}", lambda: self.run_task(
-                task, protocol, key, data, encoder, spec_text, preprocessing, keys))
+            self._guarded(f"{encoder.label} / {name} / {task.protocol}", self.run_task, task, protocol, key, data,
+                          encoder, spec_text, preprocessing, keys)
 
     def features(self, encoder: Encoder, preprocessing: Preprocessing, plan: DatasetPlan
                  ) -> tuple[dict[str, Features], dict[str, str]]:

@@ -108,7 +108,7 @@ def test_knn_equals_a_direct_computation(digits_features):
 def test_knn_mean_per_class_metric_and_multilabel(digits_features):
     data = task_data(digits_features, metric="mean_per_class")
     assert make_protocol("knn").evaluate(data).metric == "mean_per_class"
-    y = lambda f: np.eye(10)[f.y].astype(np.int64)  # noqa: E731  one-hot as a multi-label problem
+    y = lambda f: np.eye(10)[f.y].astype(np.int64)
     multi = TaskData(Features(data.train.x, y(data.train)), Features(data.val.x, y(data.val)),
                      Features(data.test.x, y(data.test)), 10, "voc_map", "multilabel")
     assert make_protocol("knn").evaluate(multi).value > 90.0

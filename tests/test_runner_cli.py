@@ -115,3 +115,21 @@ def test_offline_suite_lists_the_real_datasets():
     suite = load_suite("offline")
     assert list(suite.datasets) == ["fashion_mnist", "mnist5k", "digits", "lfw_faces", "textures"]
     assert set(suite.protocols) == {"linear", "knn"}
+
+
+def test_a_store_from_before_resumable_results_is_migrated(tmp_path):
+    import sqlite3
+
+    path = tmp_path / "old.sqlite"
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE results (id INTEGER PRIMARY KEY AUTOINCREMENT, created_at REAL NOT NULL, "
+                   "suite TEXT NOT NULL, encoder TEXT NOT NULL, encoder_spec TEXT NOT NULL, encoder_identity TEXT NOT NULL,"
+                   "random_init INTEGER NOT NULL, dataset TEXT NOT NULL, protocol TEXT NOT NULL, protocol_version TEXT "
+                   "NOT NULL, metric TEXT NOT NULL, value REAL NOT NULL, params TEXT NOT NULL, chosen TEXT NOT NULL, "
+                   "details TEXT NOT NULL, preprocessing TEXT NOT NULL, split_sizes TEXT NOT NULL, cache_keys TEXT NOT "
+                   "NULL, seed INTEGER NOT NULL, package_version TEXT NOT NULL, code_revision TEXT NOT NULL, "
+                   "seconds REAL NOT NULL)")
+        db.execute("INSERT INTO results VALUES (1, 0, 's', 'e', 'pixels:4', '{}', 0, 'digits', 'knn', '1.0', 'top1', "
+                   "90.5, '{}', '{}', '{}', '{}', '{}', '{}', 0, '0.1.0', 'abc', 1.0)")
+    store = ResultsStore(path)
+    assert store.frame()["value"].tolist() == [90.5] and store.find("nothing") is None

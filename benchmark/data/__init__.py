@@ -3,8 +3,9 @@ and of sources that turn a suite's inline dataset definition into a spec (image 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 

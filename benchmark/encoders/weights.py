@@ -74,7 +74,7 @@ def strip_prefixes(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     while changed:
         changed = False
         for prefix in STRIP_PREFIXES:
-            stripped = {k[len(prefix):] if k.startswith(prefix) else k: v for k, v in state.items()}
+            stripped = {k.removeprefix(prefix): v for k, v in state.items()}
             if len(stripped) == len(state) and stripped.keys() != state.keys():
                 state, changed = stripped, True
     return state

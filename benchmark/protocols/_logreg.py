@@ -29,7 +29,7 @@ class SklearnLogReg:
         self.clf = LogisticRegression(solver="lbfgs", max_iter=max_iter, tol=tol, warm_start=True)
         self.coefs: list[tuple[np.ndarray, np.ndarray]] = []
 
-    def fit(self, x: np.ndarray, y: np.ndarray, C: float) -> "SklearnLogReg":
+    def fit(self, x: np.ndarray, y: np.ndarray, C: float) -> SklearnLogReg:
         import warnings
 
         from sklearn.exceptions import ConvergenceWarning
@@ -82,7 +82,7 @@ class TorchLogReg:
             return torch.as_tensor(y, dtype=self.dtype, device=self.device)[:, None]
         return torch.as_tensor(y, dtype=torch.long, device=self.device)
 
-    def fit(self, x: np.ndarray, y: np.ndarray, C: float) -> "TorchLogReg":
+    def fit(self, x: np.ndarray, y: np.ndarray, C: float) -> TorchLogReg:
         features, targets = self._tensor(x), self._targets(y)
         outputs = 1 if self.binary else self.num_classes
         if self.weight is None or self.weight.shape != (outputs, features.shape[1]):

@@ -28,6 +28,8 @@ CREATE TABLE IF NOT EXISTS results (
     preprocessing TEXT NOT NULL, split_sizes TEXT NOT NULL, cache_keys TEXT NOT NULL, seed INTEGER NOT NULL,
     package_version TEXT NOT NULL, code_revision TEXT NOT NULL, seconds REAL NOT NULL, cell_key TEXT NOT NULL
 );
+"""
+INDEXES = """
 CREATE INDEX IF NOT EXISTS results_cell ON results (encoder, dataset, protocol);
 CREATE INDEX IF NOT EXISTS results_cell_key ON results (cell_key);
 """
@@ -81,6 +83,7 @@ class ResultsStore:
             columns = {row[1] for row in db.execute("PRAGMA table_info(results)")}
             if "cell_key" not in columns:  # stores written before results were resumable
                 db.execute("ALTER TABLE results ADD COLUMN cell_key TEXT NOT NULL DEFAULT ''")
+            db.executescript(INDEXES)
 
     def _connect(self) -> sqlite3.Connection:
         return sqlite3.connect(self.path, timeout=60)

@@ -16,7 +16,7 @@ def results_table(rows: pd.DataFrame) -> pd.DataFrame:
     if rows.empty:
         raise UserError("no results to show yet; run `transferbench evaluate` first (or check --results/--suite)")
     table = rows.pivot_table(index="encoder", columns=["protocol", "dataset"], values="value", aggfunc="last")
-    order = lambda column: list(dict.fromkeys(rows[column]))  # noqa: E731
+    order = lambda column: list(dict.fromkeys(rows[column]))
     columns = [(p, d) for p in order("protocol") for d in order("dataset") if (p, d) in table.columns]
     return table.loc[order("encoder"), columns]
 
