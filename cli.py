@@ -95,7 +95,7 @@ def cmd_extract(args: argparse.Namespace) -> int:
     encoder = load_encoder(args.model)
     plan = plan_dataset(args.dataset, suite.datasets.get(args.dataset, {}), args.data_root)
     plan.spec.check_split(args.split)
-    preprocessing = encoder.preprocessing.with_overrides(suite.preprocessing)
+    preprocessing = encoder.preprocessing.with_overrides(suite.preprocessing_for(args.dataset))
     splits, keys, hits = cached_features(FeatureCache(args.cache_dir), encoder, preprocessing, plan, run_options(args),
                                          only=(args.split,))
     features = splits[args.split]
@@ -118,7 +118,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     computed = len(report.rows) - report.reused
     print(f"\n{suite.name}: {len(report.rows)} results in {report.seconds:.1f}s ({computed} computed, {report.reused} "
           f"reused from the results store); feature cache: {report.cache_hits} hits, {report.cache_misses} extracted "
-          f"({'cache used, nothing extracted' if report.cache_misses == 0 else 'new entries written'})\n")
+          f"({'nothing extracted: cache used' if report.cache_misses == 0 else 'new entries written'})\n")
     if report.rows:
         latest = ResultsStore(args.results).latest(suite.name)
         print(render(results_table(latest[latest["encoder"].isin({r.encoder for r in report.rows})])))

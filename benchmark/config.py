@@ -5,7 +5,7 @@
     include: other.yaml            # optional; this file's keys override the included file's
     preprocessing: {input_size: 64}   # applied over every encoder's own preprocessing
     protocols: {linear: {solver: torch}, knn: {}}
-    datasets: {mnist5k: {}, fashion_mnist: {train_subset: 10000}}
+    datasets: {mnist5k: {}, fashion_mnist: {train_subset: 10000, preprocessing: {input_size: 32}}}
     overrides:                     # optional, per (dataset, protocol)
       - {dataset: mnist5k, protocol: knn, params: {k: [10, 20]}}
 """
@@ -25,7 +25,7 @@ SUITES_DIR = Path(__file__).resolve().parent.parent / "suites"
 SUITE_KEYS = ("name", "version", "description", "include", "seed", "preprocessing", "protocols", "datasets",
               "overrides")
 OVERRIDE_KEYS = ("dataset", "protocol", "params")
-DATASET_KEYS = ("root", "train_subset", "source")  # plus a source's own fields when `source` is given
+DATASET_KEYS = ("root", "train_subset", "source", "preprocessing")  # plus a source's fields with `source`
 
 
 @dataclass(frozen=True)
@@ -60,6 +60,10 @@ class Suite:
             tasks.append(Task(dataset, protocol, merged))
         return tasks
 
+    def preprocessing_for(self, dataset: str) -> dict[str, Any]:
+        """Suite-wide preprocessing overrides, then the dataset entry's own `preprocessing:`."""
+        return {**self.preprocessing, **(self.datasets.get(dataset, {}).get("preprocessing") or {})}
+
     def as_dict(self) -> dict[str, Any]:
         return {"name": self.name, "version": self.version, "seed": self.seed, "preprocessing": self.preprocessing,
                 "protocols": self.protocols, "datasets": self.datasets, "overrides": list(self.overrides)}
@@ -85,6 +89,8 @@ def read_yaml(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
     """The YAML mapping with its `include:` chain resolved (relative to the including file)."""
     if path.resolve() in seen:
         raise UserError(f"suite include cycle: {' -> '.join(map(str, (*seen, path)))}")
+    if not path.is_file():
+        raise MissingDataError(f"suite file {path} does not exist" + (f" (included from {seen[-1]})" if seen else ""))
     try:
         data = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as err:
@@ -92,6 +98,8 @@ def read_yaml(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise UserError(f"suite {path} must be a mapping of keys {SUITE_KEYS}")
     include = data.pop("include", None)
+    if include is not None and not isinstance(include, str):
+        raise UserError(f"suite {path}: include must be a file name, got {include!r}")
     if include:
         base = read_yaml((path.parent / include).resolve(), (*seen, path.resolve()))
         data = merge(base, data)
@@ -111,19 +119,42 @@ def check_keys(where: str, given: dict[str, Any], valid: tuple[str, ...]) -> Non
             raise UserError(f"{where}: " + unknown_name_message("key", str(key), list(valid)))
 
 
+def mapping(where: str, value: Any) -> dict[str, Any]:
+    """A YAML mapping (None counts as empty); anything else is a user error."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise UserError(f"{where} must be a mapping (key: value), got {type(value).__name__}: {str(value)[:60]!r}")
+    return {str(k): v for k, v in value.items()}
+
+
+def integer(where: str, value: Any) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise UserError(f"{where} must be an integer, got {value!r}") from None
+
+
 def load_suite(name_or_path: str) -> Suite:
     path = suite_path(name_or_path)
     data = read_yaml(path)
     check_keys(f"suite {path}", data, SUITE_KEYS)
-    overrides = tuple(data.get("overrides") or ())
+    overrides = data.get("overrides") or []
+    if not isinstance(overrides, list):
+        raise UserError(f"suite {path}: overrides must be a list of {{dataset, protocol, params}} mappings")
+    overrides = tuple(mapping(f"suite {path} override", o) for o in overrides)
     for override in overrides:
         check_keys(f"suite {path} override", override, OVERRIDE_KEYS)
-    datasets = {name: dict(options or {}) for name, options in (data.get("datasets") or {}).items()}
+        override["params"] = mapping(f"suite {path} override params", override.get("params"))
+    datasets = {name: mapping(f"suite {path} dataset {name!r}", options)
+                for name, options in mapping(f"suite {path} datasets", data.get("datasets")).items()}
     for name, options in datasets.items():
         if "source" not in options:
             check_keys(f"suite {path} dataset {name!r}", options, DATASET_KEYS)
-    return Suite(name=data.get("name", path.stem), version=int(data.get("version", 1)),
-                 description=data.get("description", ""), seed=int(data.get("seed", 0)),
-                 preprocessing=dict(data.get("preprocessing") or {}),
-                 protocols={p: dict(v or {}) for p, v in (data.get("protocols") or {}).items()},
-                 datasets=datasets, overrides=overrides, source=str(path))
+        mapping(f"suite {path} dataset {name!r} preprocessing", options.get("preprocessing"))
+    protocols = {name: mapping(f"suite {path} protocol {name!r}", params)
+                 for name, params in mapping(f"suite {path} protocols", data.get("protocols")).items()}
+    return Suite(name=str(data.get("name", path.stem)), version=integer(f"suite {path} version", data.get("version", 1)),
+                 description=str(data.get("description", "")), seed=integer(f"suite {path} seed", data.get("seed", 0)),
+                 preprocessing=mapping(f"suite {path} preprocessing", data.get("preprocessing")),
+                 protocols=protocols, datasets=datasets, overrides=overrides, source=str(path))

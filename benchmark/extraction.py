@@ -1,18 +1,32 @@
-"""Turning a dataset split into features with one encoder: preprocess, batch, forward."""
+"""Turning a dataset split into features with one encoder: decode, preprocess, batch, forward.
+
+Unreadable or truncated images are skipped and counted (an error past `max_bad_fraction`), and a
+batch that runs out of memory is retried at half the batch size.
+"""
 
 from __future__ import annotations
 
+import logging
+from dataclasses import dataclass
+
 import numpy as np
 import torch
+from PIL import UnidentifiedImageError
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from benchmark.data.base import ImageSplit
 from benchmark.encoders.base import Encoder
+from benchmark.errors import UserError
 from benchmark.preprocessing import Preprocessing
+
+log = logging.getLogger(__name__)
+DECODE_ERRORS = (OSError, UnidentifiedImageError, ValueError, SyntaxError)
 
 
 class PreprocessedImages(Dataset):
+    """Items are (index, tensor), or (index, None) when the image cannot be decoded."""
+
     def __init__(self, split: ImageSplit, preprocessing: Preprocessing):
         self.split = split
         self.transform = preprocessing.transform()
@@ -20,16 +34,77 @@ class PreprocessedImages(Dataset):
     def __len__(self) -> int:
         return len(self.split)
 
-    def __getitem__(self, index: int) -> torch.Tensor:
-        return self.transform(self.split.image_tensor(index))
+    def __getitem__(self, index: int) -> tuple[int, torch.Tensor | None]:
+        try:
+            return index, self.transform(self.split.image_tensor(index))
+        except DECODE_ERRORS:
+            return index, None
+
+
+def collate(items: list[tuple[int, torch.Tensor | None]]) -> tuple[list[int], torch.Tensor | None, list[int]]:
+    good = [(i, t) for i, t in items if t is not None]
+    bad = [i for i, t in items if t is None]
+    batch = torch.stack([t for _, t in good]) if good else None
+    return [i for i, _ in good], batch, bad
+
+
+@dataclass
+class Extracted:
+    features: np.ndarray  # (kept, D) float32
+    kept: np.ndarray  # indices of the split's images that decoded
+    skipped: list[int]
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    return isinstance(error, torch.OutOfMemoryError) or (
+        isinstance(error, RuntimeError) and ("out of memory" in str(error) or "can't allocate memory" in str(error)))
+
+
+class HalvingEncoder:
+    """Encodes batches in chunks, halving the chunk size for good after an out-of-memory error."""
+
+    def __init__(self, encoder: Encoder, chunk: int):
+        self.encoder, self.chunk = encoder, chunk
+
+    def __call__(self, batch: torch.Tensor) -> torch.Tensor:
+        while True:
+            try:
+                return torch.cat([self.encoder.encode(part) for part in batch.split(self.chunk)])
+            except (RuntimeError, torch.OutOfMemoryError) as err:
+                if not is_out_of_memory(err):
+                    raise
+                if self.chunk == 1:
+                    raise UserError(f"out of memory extracting features even one image at a time with "
+                                    f"{self.encoder.label}; use a smaller input size or another device") from None
+                self.chunk = max(1, self.chunk // 2)
+                log.warning("out of memory during extraction; retrying at batch size %d", self.chunk)
+                if torch.cuda.is_available():
+                    torch.cuda.empty_cache()
 
 
 def extract_features(encoder: Encoder, split: ImageSplit, preprocessing: Preprocessing, *, batch_size: int = 64,
-                     workers: int = 0, device: str = "cpu", desc: str = "extract") -> np.ndarray:
-    """Pooled float32 features (N, D) in the split's order."""
+                     workers: int = 0, device: str = "cpu", desc: str = "extract",
+                     max_bad_fraction: float = 0.01) -> Extracted:
+    """Pooled float32 features in the split's order, skipping images that do not decode."""
     loader = DataLoader(PreprocessedImages(split, preprocessing), batch_size=batch_size, shuffle=False,
-                        num_workers=workers, pin_memory=device.startswith("cuda"))
-    encoder.to(device)
-    chunks = [encoder.encode(batch.to(device, non_blocking=True)).cpu().numpy()
-              for batch in tqdm(loader, desc=desc, unit="batch", leave=False, disable=None)]
-    return np.concatenate(chunks).astype(np.float32, copy=False)
+                        num_workers=workers, pin_memory=device.startswith("cuda"), collate_fn=collate)
+    encode = HalvingEncoder(encoder.to(device), batch_size)
+    chunks, kept, skipped = [], [], []
+    for indices, batch, bad in tqdm(loader, desc=desc, unit="batch", leave=False, disable=None):
+        skipped += bad
+        if batch is not None:
+            chunks.append(encode(batch.to(device, non_blocking=True)).cpu().numpy())
+            kept += indices
+    check_skipped(split, skipped, max_bad_fraction)
+    features = np.concatenate(chunks).astype(np.float32, copy=False)
+    return Extracted(features, np.asarray(kept, dtype=np.int64), skipped)
+
+
+def check_skipped(split: ImageSplit, skipped: list[int], max_bad_fraction: float) -> None:
+    if not skipped:
+        return
+    names = [str(split.images[i]) for i in skipped[:5]]
+    if len(skipped) > max_bad_fraction * len(split):
+        raise UserError(f"{len(skipped)} of {len(split)} images could not be read (first: {names}), more than "
+                        f"the {max_bad_fraction:.0%} allowed; repair or remove those files")
+    log.warning("skipped %d unreadable image(s) of %d (first: %s)", len(skipped), len(split), names)

@@ -69,7 +69,7 @@ def plan_dataset(name: str, options: dict[str, Any], data_root: Path | None) -> 
     root = resolve_root(spec, options.get("root"), data_root)
     identity = {"name": name, "version": spec.version, "root": str(root.resolve()) if root else None,
                 "train_subset": options.get("train_subset"),
-                "source": {k: v for k, v in options.items() if k not in ("root", "train_subset")}}
+                "source": {k: v for k, v in options.items() if k not in ("root", "train_subset", "preprocessing")}}
     return DatasetPlan(spec, root, options.get("train_subset"), identity)
 
 
@@ -103,10 +103,19 @@ def cached_features(cache: FeatureCache, encoder: Encoder, preprocessing: Prepro
 def extract_split(encoder: Encoder, preprocessing: Preprocessing, plan: DatasetPlan, split: str,
                   options: RunOptions) -> dict[str, np.ndarray]:
     images = load_split(plan.spec, split, plan.root, plan.train_subset)
-    features = extract_features(encoder, images, preprocessing, batch_size=options.batch_size,
-                                workers=options.workers, device=options.device,
-                                desc=f"{encoder.label} {plan.spec.name}/{split}")
-    return {"features": features, "labels": images.labels}
+    extracted = extract_features(encoder, images, preprocessing, batch_size=options.batch_size,
+                                 workers=options.workers, device=options.device,
+                                 desc=f"{encoder.label} {plan.spec.name}/{split}")
+    return {"features": extracted.features, "labels": images.labels[extracted.kept]}
+
+
+def check_labels(spec: DatasetSpec, splits: dict[str, Features]) -> None:
+    for split, features in splits.items():
+        labels = np.asarray(features.y)
+        if spec.task == "multiclass" and len(labels) and (labels.min() < 0 or labels.max() >= spec.num_classes):
+            raise UserError(f"dataset {spec.name!r} split {split!r} has labels in [{labels.min()}, {labels.max()}] but "
+                            f"declares {spec.num_classes} classes (labels must lie in [0, {spec.num_classes})); fix "
+                            f"num_classes in the dataset spec or suite, or the labels in the data")
 
 
 class Evaluator:
@@ -119,6 +128,9 @@ class Evaluator:
         self.report = RunReport()
         for protocol in options.protocols:
             PROTOCOLS.get(protocol)  # fail early on a typo, with close matches
+        for name in suite.datasets:  # unknown protocols or parameters fail before any work is done
+            for task in suite.tasks(name, options.protocols):
+                make_protocol(task.protocol, task.params)
 
     def run(self, model_specs: list[str]) -> RunReport:
         start = time.perf_counter()
@@ -142,7 +154,7 @@ class Evaluator:
     def evaluate_dataset(self, encoder: Encoder, spec_text: str, name: str, options: dict[str, Any]) -> None:
         """Run the dataset's pending protocol cells; features are loaded only if some cell is pending."""
         plan = plan_dataset(name, options, self.options.data_root)
-        preprocessing = encoder.preprocessing.with_overrides(self.suite.preprocessing)
+        preprocessing = encoder.preprocessing.with_overrides(self.suite.preprocessing_for(name))
         keys = {split: feature_key(encoder, preprocessing, plan, split).digest for split in plan.spec.splits}
         pending = []
         for task in self.suite.tasks(name, self.options.protocols):
@@ -176,7 +188,12 @@ class Evaluator:
 
     def task_data(self, plan: DatasetPlan, splits: dict[str, Features]) -> TaskData:
         """Train/val/test: the official val split where the dataset has one (Ericsson's Aircraft, DTD,
-        Flowers, VOC), else the reference hold-out of 20% of train (np.random.seed(0) shuffle)."""
+        Flowers, VOC), else the reference hold-out of 20% of train (np.random.seed(0) shuffle). A
+        dataset that is one pool (few-shot sets) becomes train, with empty val and test."""
+        if "train" not in splits:
+            pool = np.concatenate([f.x for f in splits.values()]), np.concatenate([f.y for f in splits.values()])
+            empty = Features(pool[0][:0], pool[1][:0])
+            return TaskData(Features(*pool), empty, empty, plan.spec.num_classes, plan.spec.metric, plan.spec.task)
         train, test = splits["train"], splits["test"]
         if "val" in splits:
             val = splits["val"]
@@ -184,6 +201,7 @@ class Evaluator:
             train_idx, val_idx = holdout_split(len(train), HOLDOUT_FRACTION, seed=0)
             train, val = (Features(train.x[train_idx], train.y[train_idx]),
                           Features(train.x[val_idx], train.y[val_idx]))
+        check_labels(plan.spec, {"train": train, "val": val, "test": test})
         return TaskData(train, val, test, plan.spec.num_classes, plan.spec.metric, plan.spec.task)
 
     def run_task(self, task: Task, protocol: Protocol, key: str, data: TaskData, encoder: Encoder, spec_text: str,

@@ -17,7 +17,7 @@ def digits_features():
     out = {}
     for split in ("train", "test"):
         data = load_split(spec, split, None)
-        out[split] = (extract_features(encoder, data, encoder.preprocessing), data.labels)
+        out[split] = (extract_features(encoder, data, encoder.preprocessing).features, data.labels)
     return out
 
 

@@ -33,7 +33,7 @@ def test_evaluate_twice_second_run_uses_the_cache(tmp_path, tiny_suite, capsys):
     assert "(0 computed, 8 reused from the results store)" in resumed and "0 extracted" in resumed
     assert run(tmp_path, tiny_suite, "pixels:8", "timm:resnet18", extra=["--recompute"]) == 0
     second = capsys.readouterr().out
-    assert "8 hits, 0 extracted (cache used, nothing extracted)" in second
+    assert "8 hits, 0 extracted (nothing extracted: cache used)" in second
     assert "extracted 2 split(s)" not in second and "(8 computed, 0 reused" in second
     frame = ResultsStore(tmp_path / "runs.sqlite").frame()
     assert len(frame) == 16 and set(frame["protocol"]) == {"linear", "knn"}

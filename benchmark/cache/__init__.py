@@ -9,13 +9,15 @@ stale entry is reported, removed and rebuilt, never used.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -90,11 +92,27 @@ class FeatureCache:
 
     def get_or_compute(self, key: CacheKey, compute: Callable[[], dict[str, np.ndarray]]
                        ) -> tuple[dict[str, np.ndarray], bool]:
-        """(arrays, hit): the cached arrays, or compute, store and return them."""
+        """(arrays, hit): the cached arrays, or compute, store and return them. Writers of the same
+        entry hold a file lock, so concurrent runs compute each entry once."""
         cached = self.load(key)
         if cached is not None:
             return cached, True
-        return self.save(key, compute()), False
+        with self.lock(key):
+            cached = self.load(key)  # another process may have written it while we waited
+            if cached is not None:
+                return cached, True
+            return self.save(key, compute()), False
+
+    @contextmanager
+    def lock(self, key: CacheKey) -> Iterator[None]:
+        path = self.root / "locks" / f"{key.digest}.lock"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "w") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def write_entry(directory: Path, key: CacheKey, arrays: dict[str, np.ndarray]) -> None:

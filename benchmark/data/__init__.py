@@ -28,7 +28,7 @@ def dataset_spec(name: str, options: dict[str, Any] | None = None) -> DatasetSpe
     options = options or {}
     if "source" in options:
         factory = SOURCES.get(options["source"])
-        params = {k: v for k, v in options.items() if k not in ("source", "root", "train_subset")}
+        params = {k: v for k, v in options.items() if k not in ("source", "root", "train_subset", "preprocessing")}
         try:
             return factory(name=name, **params)
         except TypeError as err:

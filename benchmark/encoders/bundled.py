@@ -33,7 +33,7 @@ def package_file(package: str, relative: str) -> Path:
     found = importlib.util.find_spec(package)
     if found is None or not found.submodule_search_locations:
         raise MissingDataError(f"package {package!r} is not installed; pip install {package.replace('_', '-')}")
-    return Path(list(found.submodule_search_locations)[0]) / relative
+    return Path(next(iter(found.submodule_search_locations))) / relative
 
 
 def convert_by_order(source: dict[str, torch.Tensor], model: nn.Module) -> dict[str, torch.Tensor]:

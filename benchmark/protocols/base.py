@@ -79,3 +79,9 @@ def check_finite(data: TaskData) -> None:
             bad = int((~np.isfinite(x)).any(axis=1).sum())
             raise UserError(f"{bad} {split} feature vectors contain NaN or Inf; the encoder produced non-finite "
                             f"features (check its weights, or evaluate in float32)")
+
+
+def require_test_split(data: TaskData, protocol: str) -> None:
+    if len(data.test) == 0 or len(data.train) == 0:
+        raise UserError(f"{protocol} needs train and test splits, but this dataset is a single pool; "
+                        f"evaluate it with the fewshot protocol instead")

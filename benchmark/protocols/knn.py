@@ -12,7 +12,7 @@ import numpy as np
 
 from benchmark.metrics import score
 from benchmark.protocols import PROTOCOLS
-from benchmark.protocols.base import Protocol, ProtocolResult, TaskData, check_finite
+from benchmark.protocols.base import Protocol, ProtocolResult, TaskData, check_finite, require_test_split
 
 
 def normalized(x: np.ndarray) -> np.ndarray:
@@ -61,6 +61,7 @@ class WeightedKNN(Protocol):
 
     def evaluate(self, data: TaskData) -> ProtocolResult:
         check_finite(data)
+        require_test_split(data, self.name)
         reference = data.trainval
         ks = sorted({min(k, len(reference)) for k in (*self.params.k, self.params.headline_k)})
         similarities, indices = nearest_neighbours(reference.x, data.test.x, ks[-1])

@@ -15,7 +15,7 @@ from benchmark.errors import UserError
 from benchmark.metrics import score
 from benchmark.protocols import PROTOCOLS
 from benchmark.protocols._logreg import SklearnLogReg, TorchLogReg
-from benchmark.protocols.base import Protocol, ProtocolResult, TaskData, check_finite
+from benchmark.protocols.base import Protocol, ProtocolResult, TaskData, check_finite, require_test_split
 
 SOLVERS = {"sklearn": SklearnLogReg, "torch": TorchLogReg}
 
@@ -43,6 +43,7 @@ class LinearProbe(Protocol):
 
     def evaluate(self, data: TaskData) -> ProtocolResult:
         check_finite(data)
+        require_test_split(data, self.name)
         if self.params.solver not in SOLVERS:
             raise UserError(f"linear solver must be one of {sorted(SOLVERS)}, got {self.params.solver!r}")
         model = SOLVERS[self.params.solver](data.task, data.num_classes, self.params.max_iter, self.params.tol)

@@ -106,7 +106,7 @@ class ResultsStore:
                                (cell_key,)).fetchone()
         if found is None:
             return None
-        values = {k: found[k] for k in found.keys() if k != "id"}
+        values = {k: found[k] for k in found.keys() if k != "id"}  # sqlite3.Row has no __iter__ over keys
         for column in JSON_COLUMNS:
             values[column] = json.loads(values[column])
         values["random_init"] = bool(values["random_init"])

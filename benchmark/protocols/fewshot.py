@@ -1,0 +1,131 @@
+"""Ericsson et al.'s few-shot evaluation (CD-FSL style): N-way K-shot episodes on frozen features,
+classified by a prototypical network (nearest class mean in squared Euclidean distance).
+
+The pool is the whole dataset (every split together), as the reference does. Episodes come from a
+seeded generator and can be saved to / reloaded from an .npz, so every encoder is scored on the very
+same episodes. All episodes are scored at once with batched tensor operations.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from benchmark.errors import UserError
+from benchmark.protocols import PROTOCOLS
+from benchmark.protocols.base import Protocol, ProtocolResult, TaskData, check_finite
+
+
+@dataclass(frozen=True)
+class Episodes:
+    """Indices into the pool: support (E, N, K) and query (E, N, Q); class c of an episode is the
+    class of its support row c."""
+
+    support: np.ndarray
+    query: np.ndarray
+
+    @property
+    def digest(self) -> str:
+        payload = np.ascontiguousarray(self.support).tobytes() + np.ascontiguousarray(self.query).tobytes()
+        return hashlib.sha256(payload).hexdigest()[:16]
+
+
+def sample_episodes(labels: np.ndarray, ways: int, shots: int, queries: int, episodes: int, seed: int) -> Episodes:
+    """Each episode draws `ways` classes uniformly without replacement, then shots + queries distinct
+    images of each."""
+    classes, counts = np.unique(labels, return_counts=True)
+    needed = shots + queries
+    short = [(int(c), int(n)) for c, n in zip(classes, counts) if n < needed]
+    if short:
+        raise UserError(f"few-shot {ways}-way {shots}-shot with {queries} queries needs {needed} images per class, but "
+                        f"class {short[0][0]} has {short[0][1]} ({len(short)} classes too small: {short[:5]}). "
+                        f"Lower shots/queries or drop those classes.")
+    if len(classes) < ways:
+        raise UserError(f"few-shot {ways}-way needs {ways} classes but the dataset has {len(classes)}; lower `ways`")
+    members = {int(c): np.flatnonzero(labels == c) for c in classes}
+    rng = np.random.default_rng(seed)
+    picked = np.empty((episodes, ways, needed), dtype=np.int64)
+    for e in range(episodes):
+        for w, cls in enumerate(rng.choice(classes, size=ways, replace=False)):
+            picked[e, w] = rng.choice(members[int(cls)], size=needed, replace=False)
+    return Episodes(picked[:, :, :shots], picked[:, :, shots:])
+
+
+def load_or_save_episodes(path: Path, make: callable, pool_size: int) -> Episodes:
+    if path.exists():
+        saved = np.load(path)
+        episodes = Episodes(saved["support"], saved["query"])
+        if max(episodes.support.max(), episodes.query.max()) >= pool_size:
+            raise UserError(f"episodes in {path} index past the pool of {pool_size} images: they were made for "
+                            f"another dataset; delete the file or point `episodes_file` elsewhere")
+        return episodes
+    episodes = make()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(path, support=episodes.support, query=episodes.query)
+    return episodes
+
+
+def prototype_accuracies(features: np.ndarray, episodes: Episodes) -> np.ndarray:
+    """Per-episode accuracy of the nearest-prototype classifier, all episodes in one batch."""
+    x = torch.as_tensor(np.asarray(features), dtype=torch.float32)
+    prototypes = x[torch.from_numpy(episodes.support)].mean(2)  # (E, N, D)
+    ways, per_class = episodes.query.shape[1], episodes.query.shape[2]
+    queries = x[torch.from_numpy(episodes.query.reshape(len(episodes.query), -1))]  # (E, N*Q, D)
+    distances = (queries.pow(2).sum(-1, keepdim=True) - 2 * queries @ prototypes.transpose(1, 2)
+                 + prototypes.pow(2).sum(-1).unsqueeze(1))
+    truth = torch.arange(ways).repeat_interleave(per_class)
+    return (distances.argmin(-1) == truth).double().mean(1).numpy()
+
+
+def logreg_accuracies(features: np.ndarray, episodes: Episodes) -> np.ndarray:
+    """Per-episode accuracy of a logistic regression fitted on the support set (an option)."""
+    from sklearn.linear_model import LogisticRegression
+
+    ways, shots = episodes.support.shape[1:]
+    per_class = episodes.query.shape[2]
+    accuracies = []
+    for support, query in zip(episodes.support, episodes.query):
+        clf = LogisticRegression(max_iter=1000).fit(features[support.reshape(-1)], np.repeat(np.arange(ways), shots))
+        accuracies.append(np.mean(clf.predict(features[query.reshape(-1)]) == np.repeat(np.arange(ways), per_class)))
+    return np.asarray(accuracies)
+
+
+CLASSIFIERS = {"prototype": prototype_accuracies, "logreg": logreg_accuracies}
+
+
+@PROTOCOLS.register("fewshot")
+class FewShot(Protocol):
+    name = "fewshot"
+    version = "1.0"
+
+    @dataclass(frozen=True)
+    class Params:
+        ways: int = 5
+        shots: int = 20
+        queries: int = 15
+        episodes: int = 600
+        seed: int = 0
+        classifier: str = "prototype"
+        episodes_file: str | None = None  # .npz to reuse (or create) so encoders share episodes
+
+    def evaluate(self, data: TaskData) -> ProtocolResult:
+        check_finite(data)
+        p = self.params
+        if p.classifier not in CLASSIFIERS:
+            raise UserError(f"fewshot classifier must be one of {sorted(CLASSIFIERS)}, got {p.classifier!r}")
+        if data.task != "multiclass":
+            raise UserError("fewshot needs single-label (multiclass) data")
+        features = np.concatenate([data.train.x, data.val.x, data.test.x])
+        labels = np.concatenate([data.train.y, data.val.y, data.test.y])
+        make = lambda: sample_episodes(labels, p.ways, p.shots, p.queries, p.episodes, p.seed)
+        episodes = load_or_save_episodes(Path(p.episodes_file), make, len(labels)) if p.episodes_file else make()
+        accuracies = 100.0 * CLASSIFIERS[p.classifier](features, episodes)
+        ci95 = 1.96 * float(np.std(accuracies)) / np.sqrt(len(accuracies))
+        return ProtocolResult(value=float(accuracies.mean()), metric="accuracy",
+                              chosen={"ways": p.ways, "shots": p.shots},
+                              details={"ci95": ci95, "episodes": len(accuracies), "episodes_digest": episodes.digest,
+                                       "pool_size": len(labels), "std": float(np.std(accuracies))})
