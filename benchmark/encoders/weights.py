@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import pickle
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,8 +41,10 @@ def safe_load(path: str | Path) -> Any:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
+        found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(err))
+        culprit = f" (it references {found.group(1)})" if found else ""
         raise UserError(
-            f"Refused to load {path}: it is a pickle that needs code execution to unpickle ({str(err).splitlines()[0]}). "
+            f"Refused to load {path}: it is a pickle that needs code execution to unpickle{culprit}. "
             f"Only tensors and plain containers are loaded (torch.load weights_only=True). Fix: re-save just the "
             f"state dict from a trusted environment: torch.save(model.state_dict(), 'weights.pth').") from None
     except (RuntimeError, EOFError, OSError) as err:
