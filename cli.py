@@ -110,7 +110,7 @@ def cmd_extract(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from benchmark.config import load_suite
     from benchmark.results import ResultsStore
-    from benchmark.results.table import render, results_table
+    from benchmark.results.table import render, results_table, skip_notes
     from benchmark.runner import evaluate
 
     suite = load_suite(args.suite)
@@ -119,9 +119,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     print(f"\n{suite.name}: {len(report.rows)} results in {report.seconds:.1f}s ({computed} computed, {report.reused} "
           f"reused from the results store); feature cache: {report.cache_hits} hits, {report.cache_misses} extracted "
           f"({'nothing extracted: cache used' if report.cache_misses == 0 else 'new entries written'})\n")
-    if report.rows:
-        latest = ResultsStore(args.results).latest(suite.name)
-        print(render(results_table(latest[latest["encoder"].isin({r.encoder for r in report.rows})])))
+    if report.rows or report.skipped:
+        store = ResultsStore(args.results)
+        encoders = {r.encoder for r in report.rows} | {s.split(" / ")[0] for s in report.skipped}
+        latest, skips = store.latest(suite.name), store.skips(suite.name)
+        latest, skips = latest[latest["encoder"].isin(encoders)], skips[skips["encoder"].isin(encoders)]
+        print(render(results_table(latest, skips)))
+        print(skip_notes(skips))
     for failure in report.failures:
         print(f"FAILED: {failure}", file=sys.stderr)
     return 1 if report.failures else 0
@@ -129,11 +133,14 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def cmd_table(args: argparse.Namespace) -> int:
     from benchmark.results import ResultsStore
-    from benchmark.results.table import render, results_table
+    from benchmark.results.table import render, results_table, skip_notes
 
     if not args.results.exists():
         raise UserError(f"no results store at {args.results}; run `transferbench evaluate` first or pass --results")
-    print(render(results_table(ResultsStore(args.results).latest(args.suite)), args.format))
+    store = ResultsStore(args.results)
+    skips = store.skips(args.suite)
+    print(render(results_table(store.latest(args.suite), skips), args.format))
+    print(skip_notes(skips))
     return 0
 
 

@@ -25,7 +25,7 @@ SUITES_DIR = Path(__file__).resolve().parent.parent / "suites"
 SUITE_KEYS = ("name", "version", "description", "include", "seed", "preprocessing", "protocols", "datasets",
               "overrides")
 OVERRIDE_KEYS = ("dataset", "protocol", "params")
-DATASET_KEYS = ("root", "train_subset", "source", "preprocessing")  # plus a source's fields with `source`
+DATASET_KEYS = ("root", "train_subset", "source", "preprocessing", "protocols")  # + a source's fields
 
 
 @dataclass(frozen=True)
@@ -50,8 +50,9 @@ class Suite:
     def tasks(self, dataset: str, only: tuple[str, ...] = ()) -> list[Task]:
         """The protocol tasks for one dataset, each with its defaults plus any override."""
         tasks = []
+        restricted = self.datasets.get(dataset, {}).get("protocols")  # a dataset may name its protocols
         for protocol, params in self.protocols.items():
-            if only and protocol not in only:
+            if (only and protocol not in only) or (restricted and protocol not in restricted):
                 continue
             merged = dict(params or {})
             for override in self.overrides:
@@ -152,6 +153,8 @@ def load_suite(name_or_path: str) -> Suite:
         if "source" not in options:
             check_keys(f"suite {path} dataset {name!r}", options, DATASET_KEYS)
         mapping(f"suite {path} dataset {name!r} preprocessing", options.get("preprocessing"))
+        if not isinstance(options.get("protocols") or [], list):
+            raise UserError(f"suite {path} dataset {name!r}: protocols must be a list of protocol names")
     protocols = {name: mapping(f"suite {path} protocol {name!r}", params)
                  for name, params in mapping(f"suite {path} protocols", data.get("protocols")).items()}
     return Suite(name=str(data.get("name", path.stem)), version=integer(f"suite {path} version", data.get("version", 1)),

@@ -63,13 +63,14 @@ def is_out_of_memory(error: BaseException) -> bool:
 class HalvingEncoder:
     """Encodes batches in chunks, halving the chunk size for good after an out-of-memory error."""
 
-    def __init__(self, encoder: Encoder, chunk: int):
+    def __init__(self, encoder: Encoder, chunk: int, kind: str = "pooled"):
         self.encoder, self.chunk = encoder, chunk
+        self.encode = encoder.encode_dense if kind == "dense" else encoder.encode
 
     def __call__(self, batch: torch.Tensor) -> torch.Tensor:
         while True:
             try:
-                return torch.cat([self.encoder.encode(part) for part in batch.split(self.chunk)])
+                return torch.cat([self.encode(part) for part in batch.split(self.chunk)])
             except (RuntimeError, torch.OutOfMemoryError) as err:
                 if not is_out_of_memory(err):
                     raise
@@ -83,12 +84,13 @@ class HalvingEncoder:
 
 
 def extract_features(encoder: Encoder, split: ImageSplit, preprocessing: Preprocessing, *, batch_size: int = 64,
-                     workers: int = 0, device: str = "cpu", desc: str = "extract",
+                     workers: int = 0, device: str = "cpu", desc: str = "extract", kind: str = "pooled",
                      max_bad_fraction: float = 0.01) -> Extracted:
-    """Pooled float32 features in the split's order, skipping images that do not decode."""
+    """Float32 features in the split's order (pooled (N, D) or dense (N, C, h, w)), skipping images
+    that do not decode."""
     loader = DataLoader(PreprocessedImages(split, preprocessing), batch_size=batch_size, shuffle=False,
                         num_workers=workers, pin_memory=device.startswith("cuda"), collate_fn=collate)
-    encode = HalvingEncoder(encoder.to(device), batch_size)
+    encode = HalvingEncoder(encoder.to(device), batch_size, kind)
     chunks, kept, skipped = [], [], []
     for indices, batch, bad in tqdm(loader, desc=desc, unit="batch", leave=False, disable=None):
         skipped += bad

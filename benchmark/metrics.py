@@ -53,3 +53,19 @@ def score(metric: str, labels: np.ndarray, outputs: np.ndarray) -> float:
     if metric == "mean_per_class":
         return mean_per_class(labels, predictions)
     raise UserError(f"unknown metric {metric!r}; use top1, mean_per_class or voc_map")
+
+
+def segmentation_scores(predictions: np.ndarray, masks: np.ndarray, num_classes: int, void: int = 255
+                        ) -> dict[str, float]:
+    """mIoU over the classes present in the ground truth (intersection and union accumulated over the
+    whole split, then averaged) and pixel accuracy, both in percent; `void` pixels are ignored."""
+    valid = masks != void
+    truth, predicted = masks[valid].astype(np.int64), predictions[valid].astype(np.int64)
+    confusion = np.bincount(truth * num_classes + predicted, minlength=num_classes ** 2).reshape(num_classes,
+                                                                                              num_classes)
+    intersection = np.diag(confusion)
+    union = confusion.sum(0) + confusion.sum(1) - intersection
+    present = confusion.sum(1) > 0
+    iou = intersection[present] / union[present]
+    return {"miou": 100.0 * float(iou.mean()), "pixel_accuracy": 100.0 * float(intersection.sum() / valid.sum()),
+            "classes_present": int(present.sum())}

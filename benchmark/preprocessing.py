@@ -76,6 +76,13 @@ class Preprocessing:
         ])
 
 
+    def mask_transform(self) -> Callable[[torch.Tensor], torch.Tensor]:
+        """The same geometry for a (1, H, W) label mask: nearest-neighbour resize, centre crop."""
+        size = self.resize_size if self.resize_mode == "shorter" else [self.resize_size] * 2
+        return T.Compose([T.Resize(size, interpolation=T.InterpolationMode.NEAREST),
+                          T.CenterCrop(self.input_size)])
+
+
 def to_three_channels(image: torch.Tensor) -> torch.Tensor:
     if image.shape[0] == 1:
         return image.expand(3, -1, -1)

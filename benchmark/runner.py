@@ -6,6 +6,7 @@ user-fixable error in one cell is reported and skipped, so a failure never costs
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Callable
@@ -15,16 +16,18 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from benchmark.cache import CacheKey, FeatureCache
 from benchmark.config import Suite, Task
-from benchmark.data import DatasetSpec, dataset_spec, load_split, resolve_root
+from benchmark.data import SUITE_OPTIONS, DatasetSpec, ImageSplit, dataset_spec, load_split, resolve_root
 from benchmark.data.splits import holdout_split
 from benchmark.encoders import Encoder, ModelSpec, load_encoder
 from benchmark.errors import UserError
 from benchmark.extraction import extract_features
 from benchmark.preprocessing import Preprocessing
 from benchmark.protocols import PROTOCOLS, Features, Protocol, TaskData, make_protocol
+from benchmark.protocols.base import skip_reason
 from benchmark.results import DEFAULT_RESULTS, ResultRow, ResultsStore
 
 log = logging.getLogger(__name__)
@@ -51,6 +54,7 @@ class RunReport:
     cache_hits: int = 0
     cache_misses: int = 0
     reused: int = 0
+    skipped: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
 
@@ -69,7 +73,7 @@ def plan_dataset(name: str, options: dict[str, Any], data_root: Path | None) -> 
     root = resolve_root(spec, options.get("root"), data_root)
     identity = {"name": name, "version": spec.version, "root": str(root.resolve()) if root else None,
                 "train_subset": options.get("train_subset"),
-                "source": {k: v for k, v in options.items() if k not in ("root", "train_subset", "preprocessing")}}
+                "source": {k: v for k, v in options.items() if k not in SUITE_OPTIONS}}
     return DatasetPlan(spec, root, options.get("train_subset"), identity)
 
 
@@ -88,25 +92,35 @@ def feature_key(encoder: Encoder, preprocessing: Preprocessing, plan: DatasetPla
 
 
 def cached_features(cache: FeatureCache, encoder: Encoder, preprocessing: Preprocessing, plan: DatasetPlan,
-                    options: RunOptions, only: tuple[str, ...] = ()) -> tuple[dict[str, Features], dict[str, str], int]:
+                    options: RunOptions, only: tuple[str, ...] = (), kind: str = "pooled"
+                    ) -> tuple[dict[str, Features], dict[str, str], int]:
     """Features of the dataset's splits (or `only` these), from the cache or freshly extracted:
-    (splits, keys, hits)."""
+    (splits, keys, hits). `kind` is "pooled" (N, D) or "dense" (N, C, h, w)."""
     splits, keys, hits = {}, {}, 0
     for split in only or plan.spec.splits:
-        key = feature_key(encoder, preprocessing, plan, split)
-        arrays, hit = cache.get_or_compute(key, partial(extract_split, encoder, preprocessing, plan, split, options))
+        key = feature_key(encoder, preprocessing, plan, split, kind)
+        compute = partial(extract_split, encoder, preprocessing, plan, split, options, kind)
+        arrays, hit = cache.get_or_compute(key, compute)
         hits += hit
         splits[split], keys[split] = Features(arrays["features"], arrays["labels"]), key.digest
     return splits, keys, hits
 
 
 def extract_split(encoder: Encoder, preprocessing: Preprocessing, plan: DatasetPlan, split: str,
-                  options: RunOptions) -> dict[str, np.ndarray]:
+                  options: RunOptions, kind: str = "pooled") -> dict[str, np.ndarray]:
     images = load_split(plan.spec, split, plan.root, plan.train_subset)
     extracted = extract_features(encoder, images, preprocessing, batch_size=options.batch_size,
-                                 workers=options.workers, device=options.device,
-                                 desc=f"{encoder.label} {plan.spec.name}/{split}")
-    return {"features": extracted.features, "labels": images.labels[extracted.kept]}
+                                 workers=options.workers, device=options.device, kind=kind,
+                                 desc=f"{encoder.label} {plan.spec.name}/{split} {kind}")
+    labels = images.labels[extracted.kept]
+    if plan.spec.task == "segmentation":  # masks follow the images' resize and crop
+        labels = transform_masks(labels, preprocessing)
+    return {"features": extracted.features, "labels": labels}
+
+
+def transform_masks(masks: np.ndarray, preprocessing: Preprocessing) -> np.ndarray:
+    transform = preprocessing.mask_transform()
+    return np.stack([transform(torch.from_numpy(np.asarray(m, dtype=np.uint8))[None])[0].numpy() for m in masks])
 
 
 def check_labels(spec: DatasetSpec, splits: dict[str, Features]) -> None:
@@ -116,6 +130,23 @@ def check_labels(spec: DatasetSpec, splits: dict[str, Features]) -> None:
             raise UserError(f"dataset {spec.name!r} split {split!r} has labels in [{labels.min()}, {labels.max()}] but "
                             f"declares {spec.num_classes} classes (labels must lie in [0, {spec.num_classes})); fix "
                             f"num_classes in the dataset spec or suite, or the labels in the data")
+
+
+def data_kind(protocol: Protocol) -> str:
+    """Which data a protocol consumes: the encoder itself, dense maps, or pooled features."""
+    return "model" if "model" in protocol.requires else "dense" if "dense" in protocol.requires else "pooled"
+
+
+def concat(parts: list[Features]) -> Features:
+    return Features(np.concatenate([p.x for p in parts]), np.concatenate([p.y for p in parts]))
+
+
+def concat_images(parts: list[ImageSplit]) -> ImageSplit:
+    if all(isinstance(p.images, np.ndarray) for p in parts) and len({p.images.shape[1:] for p in parts}) == 1:
+        images = np.concatenate([p.images for p in parts])
+    else:
+        images = [image for p in parts for image in p.images]
+    return ImageSplit(images, np.concatenate([p.labels for p in parts]))
 
 
 class Evaluator:
@@ -145,14 +176,20 @@ class Evaluator:
         return self.report
 
     def _guarded(self, cell: str, work: Callable[..., None], *args: Any) -> None:
+        """Run one cell; a failure is reported and the run goes on, so finished cells are never lost."""
         try:
             work(*args)
         except UserError as err:
             self.report.failures.append(f"{cell}: {err}")
             self.echo(f"FAILED {cell}: {err}")
+        except Exception as err:  # noqa: BLE001 - an unexpected error in one cell must not end a long study
+            log.debug("traceback of the failed cell %s", cell, exc_info=True)
+            message = f"{type(err).__name__}: {err} (set TRANSFERBENCH_LOG=DEBUG for the traceback)"
+            self.report.failures.append(f"{cell}: {message}")
+            self.echo(f"FAILED {cell}: {message}")
 
     def evaluate_dataset(self, encoder: Encoder, spec_text: str, name: str, options: dict[str, Any]) -> None:
-        """Run the dataset's pending protocol cells; features are loaded only if some cell is pending."""
+        """Run the dataset's pending protocol cells; data is loaded only for kinds some cell needs."""
         plan = plan_dataset(name, options, self.options.data_root)
         preprocessing = encoder.preprocessing.with_overrides(self.suite.preprocessing_for(name))
         keys = {split: feature_key(encoder, preprocessing, plan, split).digest for split in plan.spec.splits}
@@ -160,49 +197,87 @@ class Evaluator:
         for task in self.suite.tasks(name, self.options.protocols):
             protocol = make_protocol(task.protocol, task.params)
             key = cell_key(task, protocol.version, vars(protocol.params), keys, self.suite.seed)
-            stored = None if self.options.recompute else self.store.find(key)
-            if stored is None:
-                pending.append((task, protocol, key))
+            if not self.options.recompute and self.already_done(key):
+                continue
+            reason = skip_reason(protocol, encoder.capabilities, plan.spec.task, encoder.label, name)
+            if reason:
+                self.skip(task, encoder, key, reason)
             else:
-                self.report.reused += 1
-                self.report.rows.append(stored)
+                pending.append((task, protocol, key))
         if not pending:
-            self.echo(f"[{encoder.label}] {name}: every result already in the results store, features not "
-                      f"needed (pass --recompute to rerun the protocols)")
+            self.echo(f"[{encoder.label}] {name}: every cell already done or skipped (--recompute reruns them)")
             return
-        splits, keys = self.features(encoder, preprocessing, plan)
-        data = self.task_data(plan, splits)
+        data_by_kind: dict[str, TaskData] = {}
         for task, protocol, key in pending:
-            self._guarded(f"{encoder.label} / {name} / {task.protocol}", self.run_task, task, protocol, key, data,
-                          encoder, spec_text, preprocessing, keys)
+            kind = data_kind(protocol)
+            self._guarded(f"{encoder.label} / {name} / {task.protocol}", self.run_cell, task, protocol, key, kind,
+                          data_by_kind, encoder, spec_text, preprocessing, plan)
 
-    def features(self, encoder: Encoder, preprocessing: Preprocessing, plan: DatasetPlan
+    def already_done(self, key: str) -> bool:
+        stored = self.store.find(key)
+        if stored is not None:
+            self.report.reused += 1
+            self.report.rows.append(stored)
+        return stored is not None or self.store.is_skipped(key)
+
+    def skip(self, task: Task, encoder: Encoder, key: str, reason: str) -> None:
+        self.store.add_skip(self.suite.name, encoder.label, task.dataset, task.protocol, reason, key)
+        self.report.skipped.append(f"{encoder.label} / {task.dataset} / {task.protocol}: {reason}")
+        self.echo(f"[{encoder.label}] {task.dataset} {task.protocol}: skipped ({reason})")
+
+    def run_cell(self, task: Task, protocol: Protocol, key: str, kind: str, data_by_kind: dict[str, TaskData],
+                 encoder: Encoder, spec_text: str, preprocessing: Preprocessing, plan: DatasetPlan) -> None:
+        if kind not in data_by_kind:
+            data_by_kind[kind] = self.task_data(kind, encoder, preprocessing, plan)
+        data = data_by_kind[kind]
+        if "text" in protocol.requires:
+            data = dataclasses.replace(data, class_names=plan.spec.class_names, text_fn=encoder.encode_text,
+                                       logit_scale=encoder.logit_scale)
+        self.run_task(task, protocol, key, data, encoder, spec_text, preprocessing, data.cache_keys)
+
+    def features(self, encoder: Encoder, preprocessing: Preprocessing, plan: DatasetPlan, kind: str = "pooled"
                  ) -> tuple[dict[str, Features], dict[str, str]]:
-        splits, keys, hits = cached_features(self.cache, encoder, preprocessing, plan, self.options)
+        splits, keys, hits = cached_features(self.cache, encoder, preprocessing, plan, self.options, kind=kind)
         self.report.cache_hits += hits
         self.report.cache_misses += len(splits) - hits
         source = "from cache" if hits == len(splits) else f"extracted {len(splits) - hits} split(s)"
         sizes = ", ".join(f"{split} {len(f)}" for split, f in splits.items())
-        self.echo(f"[{encoder.label}] {plan.spec.name}: features {source} ({sizes})")
+        self.echo(f"[{encoder.label}] {plan.spec.name}: {kind} features {source} ({sizes})")
         return splits, keys
 
-    def task_data(self, plan: DatasetPlan, splits: dict[str, Features]) -> TaskData:
-        """Train/val/test: the official val split where the dataset has one (Ericsson's Aircraft, DTD,
-        Flowers, VOC), else the reference hold-out of 20% of train (np.random.seed(0) shuffle). A
-        dataset that is one pool (few-shot sets) becomes train, with empty val and test."""
+    def task_data(self, kind: str, encoder: Encoder, preprocessing: Preprocessing, plan: DatasetPlan) -> TaskData:
+        """Train/val/test of one kind: the official val split where the dataset has one (Ericsson's
+        Aircraft, DTD, Flowers, VOC), else the reference hold-out of 20% of train (np.random.seed(0)
+        shuffle). A dataset that is one pool (few-shot sets) becomes train, with empty val and test."""
+        if kind == "model":
+            splits, images = self.image_indices(plan)
+            keys = {split: feature_key(encoder, preprocessing, plan, split).digest for split in plan.spec.splits}
+        else:
+            (splits, keys), images = self.features(encoder, preprocessing, plan, kind), None
+        extras = {"images": images, "encoder": encoder if kind == "model" else None, "preprocessing": preprocessing,
+                  "dataset": plan.spec.name, "cache_keys": keys}
+        spec = plan.spec
         if "train" not in splits:
-            pool = np.concatenate([f.x for f in splits.values()]), np.concatenate([f.y for f in splits.values()])
-            empty = Features(pool[0][:0], pool[1][:0])
-            return TaskData(Features(*pool), empty, empty, plan.spec.num_classes, plan.spec.metric, plan.spec.task)
+            pool = concat(list(splits.values()))
+            empty = Features(pool.x[:0], pool.y[:0])
+            return TaskData(pool, empty, empty, spec.num_classes, spec.metric, spec.task, **extras)
         train, test = splits["train"], splits["test"]
         if "val" in splits:
             val = splits["val"]
         else:
             train_idx, val_idx = holdout_split(len(train), HOLDOUT_FRACTION, seed=0)
-            train, val = (Features(train.x[train_idx], train.y[train_idx]),
-                          Features(train.x[val_idx], train.y[val_idx]))
-        check_labels(plan.spec, {"train": train, "val": val, "test": test})
-        return TaskData(train, val, test, plan.spec.num_classes, plan.spec.metric, plan.spec.task)
+            train, val = Features(train.x[train_idx], train.y[train_idx]), Features(train.x[val_idx], train.y[val_idx])
+        check_labels(spec, {"train": train, "val": val, "test": test})
+        return TaskData(train, val, test, spec.num_classes, spec.metric, spec.task, **extras)
+
+    def image_indices(self, plan: DatasetPlan) -> tuple[dict[str, Features], ImageSplit]:
+        """For protocols that train the encoder: every split's images in one pool, and per split the
+        pool indices (as `x`) with their labels."""
+        loaded = {split: load_split(plan.spec, split, plan.root, plan.train_subset) for split in plan.spec.splits}
+        offsets = np.cumsum([0] + [len(s) for s in loaded.values()])
+        splits = {split: Features(np.arange(offsets[i], offsets[i + 1]), data.labels)
+                  for i, (split, data) in enumerate(loaded.items())}
+        return splits, concat_images(list(loaded.values()))
 
     def run_task(self, task: Task, protocol: Protocol, key: str, data: TaskData, encoder: Encoder, spec_text: str,
                  preprocessing: Preprocessing, keys: dict[str, str]) -> None:

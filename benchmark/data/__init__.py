@@ -16,6 +16,7 @@ from benchmark.registry import Registry
 
 DATASETS: Registry[DatasetSpec] = Registry("dataset", package=__name__)
 SOURCES: Registry[Callable[..., DatasetSpec]] = Registry("dataset source", package=__name__)
+SUITE_OPTIONS = ("root", "train_subset", "preprocessing", "protocols")  # suite-side keys of a dataset entry
 
 
 def register_dataset(spec: DatasetSpec) -> DatasetSpec:
@@ -28,7 +29,7 @@ def dataset_spec(name: str, options: dict[str, Any] | None = None) -> DatasetSpe
     options = options or {}
     if "source" in options:
         factory = SOURCES.get(options["source"])
-        params = {k: v for k, v in options.items() if k not in ("source", "root", "train_subset", "preprocessing")}
+        params = {k: v for k, v in options.items() if k not in ("source", *SUITE_OPTIONS)}
         try:
             return factory(name=name, **params)
         except TypeError as err:

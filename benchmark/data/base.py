@@ -14,8 +14,8 @@ from PIL import Image
 
 from benchmark.errors import MissingDataError, UserError
 
-METRICS = ("top1", "mean_per_class", "voc_map")
-TASKS = ("multiclass", "multilabel")
+METRICS = ("top1", "mean_per_class", "voc_map", "miou")
+TASKS = ("multiclass", "multilabel", "segmentation")  # segmentation labels are masks, 255 = void
 DATA_ROOT_ENV = "TRANSFERBENCH_DATA"
 
 

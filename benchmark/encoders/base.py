@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from torch import nn
@@ -12,7 +12,9 @@ from torch import nn
 from benchmark.preprocessing import Preprocessing
 
 log = logging.getLogger(__name__)
-FEATURE_KINDS = ("pooled",)
+# What an encoder can give protocols: pooled features, dense maps (N, C, h, w), text embeddings,
+# and its trainable network (for fine-tuning). Protocols declare which of these they require.
+CAPABILITIES = ("pooled", "dense", "text", "model")
 
 
 @dataclass
@@ -29,7 +31,16 @@ class Encoder:
     identity: dict[str, Any]
     random_init: bool = False
     load_report: list[str] = field(default_factory=list)
-    feature_kinds: tuple[str, ...] = FEATURE_KINDS
+    dense_fn: Callable[[torch.Tensor], torch.Tensor] | None = None  # images -> (N, C, h, w)
+    text_fn: Callable[[list[str]], torch.Tensor] | None = None  # prompts -> (N, D)
+    logit_scale: float | None = None  # CLIP's learned temperature, when the model has one
+    trainable: bool = True  # False for fixed feature maps (raw pixels) that have nothing to fine-tune
+
+    @property
+    def capabilities(self) -> tuple[str, ...]:
+        present = {"pooled": True, "dense": self.dense_fn is not None, "text": self.text_fn is not None,
+                   "model": self.trainable}
+        return tuple(c for c in CAPABILITIES if present[c])
 
     def __post_init__(self) -> None:
         self.model.eval()
@@ -46,6 +57,19 @@ class Encoder:
         """Pooled features (N, D) of a preprocessed float batch (N, 3, H, W)."""
         features = self.model(images)
         return features.flatten(1).float()
+
+    @torch.inference_mode()
+    def encode_dense(self, images: torch.Tensor) -> torch.Tensor:
+        """Dense features (N, C, h, w): the last feature map of a CNN, or ViT patch tokens on their grid."""
+        if self.dense_fn is None:
+            raise ValueError(f"{self.label} has no dense features")
+        return self.dense_fn(images).float()
+
+    @torch.inference_mode()
+    def encode_text(self, prompts: list[str]) -> torch.Tensor:
+        if self.text_fn is None:
+            raise ValueError(f"{self.label} has no text tower")
+        return self.text_fn(prompts).float()
 
     def to(self, device: str | torch.device) -> Encoder:
         self.model.to(device)

@@ -17,7 +17,7 @@ from torch import nn
 
 from benchmark.encoders import ENCODER_SOURCES
 from benchmark.encoders.base import Encoder
-from benchmark.encoders.timm_source import create_headless, timm_preprocessing
+from benchmark.encoders.timm_source import create_headless, timm_dense, timm_preprocessing
 from benchmark.encoders.weights import extract_state_dict, file_sha256, load_into, safe_load
 from benchmark.errors import MissingDataError, UserError
 
@@ -62,4 +62,5 @@ def build(name: str, weights: Path | None) -> Encoder:
     state = convert_by_order(extract_state_dict(safe_load(path), path), model)
     report = load_into(model, state, arch, path)
     identity = {"source": "bundled", "name": name, "arch": arch, "weights_sha256": file_sha256(path)}
-    return Encoder(f"bundled:{name}", model, timm_preprocessing(model), identity, load_report=report.lines())
+    return Encoder(f"bundled:{name}", model, timm_preprocessing(model), identity, load_report=report.lines(),
+                   dense_fn=timm_dense(model))

@@ -62,6 +62,8 @@ def build(name: str, weights: Path | None) -> Encoder:
     path = Path(weights or name)
     payload = read_checkpoint(path)
     arch, source = payload["arch"], payload["arch_source"]
+    from benchmark.encoders.timm_source import timm_dense
+
     if source == "timm":
         from benchmark.encoders.timm_source import create_headless
     else:
@@ -71,4 +73,5 @@ def build(name: str, weights: Path | None) -> Encoder:
     preprocessing = Preprocessing(**{k: tuple(v) if isinstance(v, list) else v
                                      for k, v in payload["preprocessing"].items()})
     identity = {"source": "checkpoint", "arch_source": source, "arch": arch, "weights_sha256": file_sha256(path)}
-    return Encoder(f"checkpoint:{path.stem}", model, preprocessing, identity, load_report=report.lines())
+    dense = timm_dense(model) if source == "timm" else None
+    return Encoder(f"checkpoint:{path.stem}", model, preprocessing, identity, load_report=report.lines(), dense_fn=dense)

@@ -22,4 +22,5 @@ def build(name: str, weights: Path | None) -> Encoder:
     preprocessing = Preprocessing(input_size=size, resize_size=size, interpolation="bilinear",
                                   mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))
     model = nn.Sequential(nn.AdaptiveAvgPool2d(size), nn.Flatten())
-    return Encoder(f"pixels:{size}", model, preprocessing, {"source": "pixels", "size": size})
+    return Encoder(f"pixels:{size}", model, preprocessing, {"source": "pixels", "size": size},
+                   dense_fn=nn.AdaptiveAvgPool2d(size), trainable=False)

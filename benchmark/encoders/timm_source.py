@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Callable
+
+import torch
 
 from torch import nn
 
@@ -20,7 +23,10 @@ def create_headless(arch: str, **kwargs) -> nn.Module:
         from benchmark.registry import unknown_name_message
 
         raise UserError(unknown_name_message("timm architecture", arch, timm.list_models()))
-    return timm.create_model(arch, pretrained=False, num_classes=0, **kwargs)
+    try:  # ViTs accept any input size (suites may override it); other families reject the argument
+        return timm.create_model(arch, pretrained=False, num_classes=0, dynamic_img_size=True, **kwargs)
+    except TypeError:
+        return timm.create_model(arch, pretrained=False, num_classes=0, **kwargs)
 
 
 def timm_preprocessing(model: nn.Module) -> Preprocessing:
@@ -35,15 +41,30 @@ def timm_preprocessing(model: nn.Module) -> Preprocessing:
                          mean=tuple(cfg["mean"]), std=tuple(cfg["std"]))
 
 
+def timm_dense(model: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
+    """A CNN's last feature map, or a ViT's patch tokens (prefix tokens dropped) on their 2-D grid."""
+    def dense(images: torch.Tensor) -> torch.Tensor:
+        features = model.forward_features(images)
+        if features.ndim == 4:
+            return features
+        tokens = features[:, getattr(model, "num_prefix_tokens", 0):]
+        side = int(round(tokens.shape[1] ** 0.5))
+        return tokens.transpose(1, 2).reshape(len(tokens), -1, side, tokens.shape[1] // side)
+
+    return dense
+
+
 def encoder_from_file(source: str, arch: str, model: nn.Module, weights: Path | None,
                       preprocessing: Preprocessing) -> Encoder:
     """Wrap a head-less model; with a weights file, load it (prefixes stripped), else random init."""
     identity = {"source": source, "arch": arch}
+    dense = timm_dense(model) if hasattr(model, "forward_features") else None
     if weights is None:
-        return Encoder(f"{source}:{arch}", model, preprocessing, {**identity, "init_seed": 0}, random_init=True)
+        return Encoder(f"{source}:{arch}", model, preprocessing, {**identity, "init_seed": 0}, random_init=True,
+                       dense_fn=dense)
     report = load_into(model, extract_state_dict(safe_load(weights), weights), arch, weights)
     return Encoder(f"{source}:{arch}@{weights.name}", model, preprocessing,
-                   {**identity, "weights_sha256": file_sha256(weights)}, load_report=report.lines())
+                   {**identity, "weights_sha256": file_sha256(weights)}, load_report=report.lines(), dense_fn=dense)
 
 
 @ENCODER_SOURCES.register("timm")

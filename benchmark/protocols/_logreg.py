@@ -15,8 +15,9 @@ import torch.nn.functional as F
 
 
 def binary_scores(s: np.ndarray) -> np.ndarray:
-    """Two-class decision values as (N, 2) columns so that arg-max picks class 1 when s > 0."""
-    return np.stack([-s, s], axis=1)
+    """Two-class decision values as (N, 2) logits [0, s]: arg-max picks class 1 when s > 0, and their
+    softmax is sklearn's predict_proba (sigmoid(s))."""
+    return np.stack([np.zeros_like(s), s], axis=1)
 
 
 class SklearnLogReg:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, Callable, ClassVar
 
 import numpy as np
 
@@ -24,7 +24,10 @@ class Features:
 
 @dataclass(frozen=True)
 class TaskData:
-    """Features of one (encoder, dataset): train and val for model selection, test for the score."""
+    """What one (encoder, dataset) cell gives a protocol: train and val for model selection, test for
+    the score. `x` holds pooled features (N, D), dense maps (N, C, h, w) for dense protocols, or image
+    indices for protocols that train the encoder (those also get `images`, `encoder`, `preprocessing`).
+    Zero-shot protocols also get the class names and the encoder's text tower."""
 
     train: Features
     val: Features
@@ -32,6 +35,14 @@ class TaskData:
     num_classes: int
     metric: str
     task: str = "multiclass"
+    class_names: tuple[str, ...] = ()
+    text_fn: Callable[[list[str]], Any] | None = None
+    logit_scale: float | None = None
+    images: Any = None  # ImageSplit of the whole train/val/test pool that `x` indexes (model protocols)
+    encoder: Any = None
+    preprocessing: Any = None
+    dataset: str = ""
+    cache_keys: dict[str, str] = field(default_factory=dict)
 
     @property
     def trainval(self) -> Features:
@@ -55,7 +66,8 @@ class Protocol:
 
     name: ClassVar[str]
     version: ClassVar[str]
-    requires: ClassVar[tuple[str, ...]] = ("pooled",)
+    requires: ClassVar[tuple[str, ...]] = ("pooled",)  # encoder capabilities (see encoders.base)
+    tasks: ClassVar[tuple[str, ...]] = ("multiclass", "multilabel")  # dataset task types it can score
 
     @dataclass(frozen=True)
     class Params:
@@ -85,3 +97,13 @@ def require_test_split(data: TaskData, protocol: str) -> None:
     if len(data.test) == 0 or len(data.train) == 0:
         raise UserError(f"{protocol} needs train and test splits, but this dataset is a single pool; "
                         f"evaluate it with the fewshot protocol instead")
+
+
+def skip_reason(protocol: Protocol, capabilities: tuple[str, ...], task: str, encoder: str, dataset: str) -> str:
+    """Why a cell cannot run ('' when it can): a missing encoder capability or the wrong task type."""
+    missing = [need for need in protocol.requires if need not in capabilities]
+    if missing:
+        return f"{encoder} has no {' / '.join(missing)} (needed by {protocol.name})"
+    if task not in protocol.tasks:
+        return f"{protocol.name} scores {' / '.join(protocol.tasks)} data; {dataset} is {task}"
+    return ""

@@ -101,6 +101,7 @@ CLASSIFIERS = {"prototype": prototype_accuracies, "logreg": logreg_accuracies}
 class FewShot(Protocol):
     name = "fewshot"
     version = "1.0"
+    tasks = ("multiclass",)
 
     @dataclass(frozen=True)
     class Params:
@@ -117,8 +118,6 @@ class FewShot(Protocol):
         p = self.params
         if p.classifier not in CLASSIFIERS:
             raise UserError(f"fewshot classifier must be one of {sorted(CLASSIFIERS)}, got {p.classifier!r}")
-        if data.task != "multiclass":
-            raise UserError("fewshot needs single-label (multiclass) data")
         features = np.concatenate([data.train.x, data.val.x, data.test.x])
         labels = np.concatenate([data.train.y, data.val.y, data.test.y])
         make = lambda: sample_episodes(labels, p.ways, p.shots, p.queries, p.episodes, p.seed)

@@ -42,14 +42,7 @@ class LinearProbe(Protocol):
         tol: float = 1e-4
 
     def evaluate(self, data: TaskData) -> ProtocolResult:
-        check_finite(data)
-        require_test_split(data, self.name)
-        if self.params.solver not in SOLVERS:
-            raise UserError(f"linear solver must be one of {sorted(SOLVERS)}, got {self.params.solver!r}")
-        model = SOLVERS[self.params.solver](data.task, data.num_classes, self.params.max_iter, self.params.tol)
-        grid = c_grid(self.params.wd_start, self.params.wd_stop, self.params.num_wd)
-        val_scores = [self._fit_score(model, data, C) for C in grid]
-        best = int(np.argmax(val_scores))  # first index of the maximum = first strictly best
+        model, grid, val_scores, best = self.select(data)
         trainval = data.trainval
         model.fit(trainval.x, trainval.y, grid[best])
         test_score = score(data.metric, data.test.y, model.decision_function(data.test.x))
@@ -57,6 +50,18 @@ class LinearProbe(Protocol):
                               chosen={"C": float(grid[best]), "wd": float(1.0 / grid[best])},
                               details={"val_score": val_scores[best], "val_curve": val_scores,
                                        "solver": self.params.solver})
+
+    def select(self, data: TaskData) -> tuple[SklearnLogReg | TorchLogReg, np.ndarray, list[float], int]:
+        """The warm-started sweep over the C grid on train, scored on val: (model, grid, val scores,
+        index of the first strictly best C). The model holds the last fit of the sweep."""
+        check_finite(data)
+        require_test_split(data, self.name)
+        if self.params.solver not in SOLVERS:
+            raise UserError(f"linear solver must be one of {sorted(SOLVERS)}, got {self.params.solver!r}")
+        model = SOLVERS[self.params.solver](data.task, data.num_classes, self.params.max_iter, self.params.tol)
+        grid = c_grid(self.params.wd_start, self.params.wd_stop, self.params.num_wd)
+        val_scores = [self._fit_score(model, data, C) for C in grid]
+        return model, grid, val_scores, int(np.argmax(val_scores))  # argmax: the first of equal maxima
 
     @staticmethod
     def _fit_score(model, data: TaskData, C: float) -> float:

@@ -29,6 +29,12 @@ CREATE TABLE IF NOT EXISTS results (
     package_version TEXT NOT NULL, code_revision TEXT NOT NULL, seconds REAL NOT NULL, cell_key TEXT NOT NULL
 );
 """
+SKIPS_SCHEMA = """
+CREATE TABLE IF NOT EXISTS skips (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, created_at REAL NOT NULL, suite TEXT NOT NULL, encoder TEXT NOT NULL,
+    dataset TEXT NOT NULL, protocol TEXT NOT NULL, reason TEXT NOT NULL, cell_key TEXT NOT NULL
+);
+"""
 INDEXES = """
 CREATE INDEX IF NOT EXISTS results_cell ON results (encoder, dataset, protocol);
 CREATE INDEX IF NOT EXISTS results_cell_key ON results (cell_key);
@@ -83,7 +89,7 @@ class ResultsStore:
             columns = {row[1] for row in db.execute("PRAGMA table_info(results)")}
             if "cell_key" not in columns:  # stores written before results were resumable
                 db.execute("ALTER TABLE results ADD COLUMN cell_key TEXT NOT NULL DEFAULT ''")
-            db.executescript(INDEXES)
+            db.executescript(SKIPS_SCHEMA + INDEXES)
 
     def _connect(self) -> sqlite3.Connection:
         return sqlite3.connect(self.path, timeout=60)
@@ -97,6 +103,22 @@ class ResultsStore:
         with closing(self._connect()) as db, db:  # one transaction per row
             db.execute(f"INSERT INTO results ({columns}) VALUES ({', '.join('?' * len(values))})",
                        tuple(values.values()))
+
+    def add_skip(self, suite: str, encoder: str, dataset: str, protocol: str, reason: str, cell_key: str) -> None:
+        """Record a cell that cannot run (e.g. a ResNet has no text tower), with the reason shown in tables."""
+        with closing(self._connect()) as db, db:
+            db.execute("INSERT INTO skips (created_at, suite, encoder, dataset, protocol, reason, cell_key) "
+                       "VALUES (?, ?, ?, ?, ?, ?, ?)", (time.time(), suite, encoder, dataset, protocol, reason, cell_key))
+
+    def is_skipped(self, cell_key: str) -> bool:
+        with closing(self._connect()) as db:
+            return db.execute("SELECT 1 FROM skips WHERE cell_key = ? LIMIT 1", (cell_key,)).fetchone() is not None
+
+    def skips(self, suite: str | None = None) -> pd.DataFrame:
+        with closing(self._connect()) as db:
+            frame = pd.read_sql_query("SELECT * FROM skips ORDER BY id", db)
+        frame = frame[frame["suite"] == suite] if suite else frame
+        return frame.drop_duplicates(["encoder", "dataset", "protocol"], keep="last")
 
     def find(self, cell_key: str) -> ResultRow | None:
         """The newest stored result of a cell, if any (what makes a re-run resume)."""

@@ -10,15 +10,30 @@ from benchmark.errors import UserError
 FORMATS = ("markdown", "csv", "latex")
 
 
-def results_table(rows: pd.DataFrame) -> pd.DataFrame:
+def results_table(rows: pd.DataFrame, skips: pd.DataFrame | None = None) -> pd.DataFrame:
     """Pivot result rows to encoders x (protocol, dataset): protocol groups, datasets inside each, all in
-    first-seen order."""
-    if rows.empty:
+    first-seen order. Skipped cells (see `skip_notes`) appear as empty cells."""
+    if rows.empty and (skips is None or skips.empty):
         raise UserError("no results to show yet; run `transferbench evaluate` first (or check --results/--suite)")
-    table = rows.pivot_table(index="encoder", columns=["protocol", "dataset"], values="value", aggfunc="last")
-    order = lambda column: list(dict.fromkeys(rows[column]))
+    cells = pd.concat([rows[["encoder", "dataset", "protocol", "value"]],
+                       skips[["encoder", "dataset", "protocol"]].assign(value=float("nan"))
+                       if skips is not None and not skips.empty else None])
+    table = cells.pivot_table(index="encoder", columns=["protocol", "dataset"], values="value", aggfunc="last",
+                              dropna=False)
+    order = lambda column: list(dict.fromkeys(cells[column]))
     columns = [(p, d) for p in order("protocol") for d in order("dataset") if (p, d) in table.columns]
     return table.loc[order("encoder"), columns]
+
+
+def skip_notes(skips: pd.DataFrame) -> str:
+    """One line per distinct reason a cell was skipped, for printing under a table."""
+    if skips is None or skips.empty:
+        return ""
+    lines = ["Skipped cells (--):"]
+    for reason, group in skips.groupby("reason", sort=False):
+        cells = ", ".join(sorted({f"{p}·{d}" for p, d in zip(group["protocol"], group["dataset"])}))
+        lines.append(f"- {', '.join(dict.fromkeys(group['encoder']))} / {cells}: {reason}")
+    return "\n".join(lines)
 
 
 def render(table: pd.DataFrame, fmt: str = "markdown", digits: int = 1) -> str:

@@ -1,0 +1,120 @@
+"""Ericsson et al.'s fine-tuning: the whole encoder plus a new linear head, trained end to end.
+
+SGD with Nesterov momentum 0.9, cosine annealing over `steps`, batch 64; cross-entropy (BCE-with-
+logits for multi-label data). The grid is lr in logspace(-4, -1, 4), largest first, crossed with a
+regularisation value w in {0} + logspace(-6, -3, 4), the optimiser's weight_decay being w / lr. The
+best pair on validation is retrained on train+val and scored on test. Training augmentation is
+RandomResizedCrop (bicubic) + horizontal flip; evaluation uses the encoder's preprocessing.
+
+The encoder is deep-copied for every run: the user's model and weights file are never modified.
+The reference budget (5,000 steps x 20 runs) is the default; CPU suites set a shorter one, which is
+recorded with the result.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchvision.transforms import v2 as T
+
+from benchmark.metrics import score
+from benchmark.preprocessing import INTERPOLATIONS, Preprocessing, to_three_channels
+from benchmark.protocols import PROTOCOLS
+from benchmark.protocols.base import Protocol, ProtocolResult, TaskData, require_test_split
+
+
+def train_transform(preprocessing: Preprocessing) -> T.Compose:
+    return T.Compose([
+        T.Lambda(to_three_channels),
+        T.RandomResizedCrop(preprocessing.input_size, interpolation=INTERPOLATIONS[preprocessing.interpolation],
+                            antialias=True),
+        T.RandomHorizontalFlip(),
+        T.ToDtype(torch.float32, scale=True),
+        T.Normalize(list(preprocessing.mean), list(preprocessing.std)),
+    ])
+
+
+class Classifier(nn.Module):
+    def __init__(self, backbone: nn.Module, features: int, classes: int):
+        super().__init__()
+        self.backbone, self.head = backbone, nn.Linear(features, classes)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.head(self.backbone(images).flatten(1))
+
+
+@PROTOCOLS.register("finetune")
+class FineTune(Protocol):
+    name = "finetune"
+    version = "1.0"
+    requires = ("model",)
+
+    @dataclass(frozen=True)
+    class Params:
+        steps: int = 5000
+        batch_size: int = 64
+        lrs: tuple[float, ...] = tuple(float(v) for v in np.logspace(-1, -4, 4))  # largest first
+        regularisation: tuple[float, ...] = (0.0, *(float(v) for v in np.logspace(-6, -3, 4)))
+        momentum: float = 0.9
+        seed: int = 0
+
+    def evaluate(self, data: TaskData) -> ProtocolResult:
+        require_test_split(data, self.name)
+        runs = [(lr, w, self.train_and_score(data, data.train, data.val, lr, w))
+                for lr in self.params.lrs for w in self.params.regularisation]
+        best_lr, best_w, best_val = max(runs, key=lambda run: run[2])  # max keeps the first of ties
+        test = self.train_and_score(data, data.trainval, data.test, best_lr, best_w)
+        return ProtocolResult(value=test, metric=data.metric, chosen={"lr": best_lr, "regularisation": best_w},
+                              details={"val_score": best_val, "grid": [[lr, w, v] for lr, w, v in runs],
+                                       "steps": self.params.steps, "batch_size": self.params.batch_size})
+
+    def train_and_score(self, data: TaskData, train, evaluate, lr: float, regularisation: float) -> float:
+        model = self.fit(data, np.asarray(train.x), np.asarray(train.y), lr, regularisation)
+        return score(data.metric, np.asarray(evaluate.y), self.predict(data, model, np.asarray(evaluate.x)))
+
+    def fit(self, data: TaskData, indices: np.ndarray, labels: np.ndarray, lr: float, regularisation: float
+            ) -> nn.Module:
+        p = self.params
+        generator = torch.Generator().manual_seed(p.seed)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(p.seed)
+            backbone = copy.deepcopy(data.encoder.model)
+            with torch.no_grad():
+                width = backbone(torch.zeros(1, 3, data.preprocessing.input_size, data.preprocessing.input_size))
+            model = Classifier(backbone, width.flatten(1).shape[1], data.num_classes)
+        optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=p.momentum, nesterov=True,
+                                    weight_decay=regularisation / lr)
+        schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=p.steps)
+        augment = train_transform(data.preprocessing)
+        targets = torch.as_tensor(labels)
+        model.train()
+        for _ in range(p.steps):
+            batch = torch.randint(len(indices), (min(p.batch_size, len(indices)),), generator=generator)
+            images = torch.stack([augment(data.images.image_tensor(int(indices[i]))) for i in batch])
+            logits = model(images)
+            loss = (F.binary_cross_entropy_with_logits(logits, targets[batch].float()) if data.task == "multilabel"
+                    else F.cross_entropy(logits, targets[batch]))
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+            if not math.isfinite(float(loss.detach())):
+                break  # diverged at this lr: its validation score will show it
+        return model.eval()
+
+    @staticmethod
+    def predict(data: TaskData, model: nn.Module, indices: np.ndarray, batch: int = 128) -> np.ndarray:
+        transform = data.preprocessing.transform()
+        outputs = []
+        with torch.no_grad():
+            for start in range(0, len(indices), batch):
+                images = torch.stack([transform(data.images.image_tensor(int(i))) for i in indices[start:start + batch]])
+                outputs.append(model(images).numpy())
+        scores = np.concatenate(outputs)
+        return np.nan_to_num(scores, nan=0.0, posinf=0.0, neginf=0.0)

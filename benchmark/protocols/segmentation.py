@@ -1,0 +1,85 @@
+"""Dense linear probe (DINOv2's linear segmentation evaluation) on frozen dense features.
+
+A BatchNorm + 1x1 convolution head maps the frozen feature map (ViT patch tokens on their grid, or a
+CNN's last feature map) to class logits, which are bilinearly upsampled to the label resolution and
+trained with cross-entropy ignoring the void label (255) on train+val. Scored on test by mIoU over the
+classes present in its ground truth (intersection and union accumulated over the split), plus pixel
+accuracy.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from benchmark.metrics import segmentation_scores
+from benchmark.protocols import PROTOCOLS
+from benchmark.protocols.base import Protocol, ProtocolResult, TaskData, check_finite, require_test_split
+
+VOID = 255
+
+
+def linear_head(channels: int, classes: int) -> nn.Module:
+    return nn.Sequential(nn.BatchNorm2d(channels), nn.Conv2d(channels, classes, kernel_size=1))
+
+
+def upsampled_logits(head: nn.Module, features: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    return F.interpolate(head(features), size=size, mode="bilinear", align_corners=False)
+
+
+def predict(head: nn.Module, features: np.ndarray, size: tuple[int, int], batch: int = 128) -> np.ndarray:
+    head.eval()
+    with torch.no_grad():
+        parts = [upsampled_logits(head, torch.as_tensor(np.array(features[i:i + batch])), size).argmax(1)
+                 for i in range(0, len(features), batch)]
+    return torch.cat(parts).numpy()
+
+
+@PROTOCOLS.register("segmentation")
+class DenseLinearProbe(Protocol):
+    name = "segmentation"
+    version = "1.0"
+    requires = ("dense",)
+    tasks = ("segmentation",)
+
+    @dataclass(frozen=True)
+    class Params:
+        epochs: int = 20
+        lr: float = 1e-3
+        weight_decay: float = 1e-4
+        batch_size: int = 64
+        seed: int = 0
+
+    def evaluate(self, data: TaskData) -> ProtocolResult:
+        check_finite(data)
+        require_test_split(data, self.name)
+        trainval = data.trainval
+        head, losses = self.train(np.asarray(trainval.x), np.asarray(trainval.y), data.num_classes)
+        size = tuple(data.test.y.shape[-2:])
+        scores = segmentation_scores(predict(head, data.test.x, size), np.asarray(data.test.y), data.num_classes, VOID)
+        return ProtocolResult(value=scores["miou"], metric="miou",
+                              details={**scores, "final_loss": losses[-1], "loss_curve": losses[:: max(1, len(losses) // 20)]})
+
+    def train(self, features: np.ndarray, masks: np.ndarray, classes: int) -> tuple[nn.Module, list[float]]:
+        p = self.params
+        generator = torch.Generator().manual_seed(p.seed)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(p.seed)
+            head = linear_head(features.shape[1], classes)
+        optimizer = torch.optim.AdamW(head.parameters(), lr=p.lr, weight_decay=p.weight_decay)
+        x, y = torch.as_tensor(np.array(features)), torch.as_tensor(masks.astype(np.int64))
+        losses = []
+        head.train()
+        for _ in range(p.epochs):
+            for batch in torch.randperm(len(x), generator=generator).split(p.batch_size):
+                loss = F.cross_entropy(upsampled_logits(head, x[batch], tuple(y.shape[-2:])), y[batch],
+                                       ignore_index=VOID)
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+                losses.append(float(loss.detach()))
+        return head, losses
