@@ -9,9 +9,7 @@ from benchmark.encoders import load_encoder
 from benchmark.errors import UserError
 from benchmark.metrics import segmentation_scores
 from benchmark.protocols import Features, TaskData, make_protocol
-from benchmark.protocols.calibration import (expected_calibration_error, fit_temperature, reference_folds,
-                                             softmax)
-from benchmark.protocols.linear import c_grid
+from benchmark.protocols.calibration import expected_calibration_error, fit_temperature, reference_folds, softmax
 
 
 def digits_task(digits_features, **extra):
@@ -103,7 +101,7 @@ def test_dense_probe_learns_features_that_encode_the_class(rng):
     masks = rng.integers(0, 3, size=(60, 4, 4)).astype(np.uint8)
     features = np.eye(3, dtype=np.float32)[masks].transpose(0, 3, 1, 2) + rng.normal(0, 0.1, (60, 3, 4, 4)).astype(
         np.float32)
-    split = lambda s: Features(features[s], masks[s])  # noqa: E731
+    split = lambda s: Features(features[s], masks[s])
     data = TaskData(split(slice(0, 40)), split(slice(40, 45)), split(slice(45, 60)), 3, "miou", "segmentation")
     result = make_protocol("segmentation", {"epochs": 60, "lr": 0.05}).evaluate(data)
     assert result.value > 95 and result.details["final_loss"] < result.details["loss_curve"][0]
@@ -120,7 +118,7 @@ def test_finetune_trains_a_copy_and_leaves_the_users_model_alone():
     pool = concat_images([train, test])
     idx = np.arange(len(pool))
     tr, va = holdout_split(len(train))
-    f = lambda i: Features(idx[i], pool.labels[i])  # noqa: E731
+    f = lambda i: Features(idx[i], pool.labels[i])
     data = TaskData(f(tr), f(va), f(np.arange(len(train), len(pool))), 2, "top1", images=pool, encoder=encoder,
                     preprocessing=encoder.preprocessing.with_overrides({"input_size": 32}))
     result = make_protocol("finetune", {"steps": 8, "batch_size": 16, "lrs": [0.05, 0.01],

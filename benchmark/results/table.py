@@ -12,17 +12,20 @@ FORMATS = ("markdown", "csv", "latex")
 
 def results_table(rows: pd.DataFrame, skips: pd.DataFrame | None = None) -> pd.DataFrame:
     """Pivot result rows to encoders x (protocol, dataset): protocol groups, datasets inside each, all in
-    first-seen order. Skipped cells (see `skip_notes`) appear as empty cells."""
+    first-seen order. Skipped cells (see `skip_notes`) are empty (NaN)."""
     if rows.empty and (skips is None or skips.empty):
         raise UserError("no results to show yet; run `transferbench evaluate` first (or check --results/--suite)")
-    cells = pd.concat([rows[["encoder", "dataset", "protocol", "value"]],
-                       skips[["encoder", "dataset", "protocol"]].assign(value=float("nan"))
-                       if skips is not None and not skips.empty else None])
-    table = cells.pivot_table(index="encoder", columns=["protocol", "dataset"], values="value", aggfunc="last",
-                              dropna=False)
+    parts = [rows[["encoder", "dataset", "protocol", "value"]]]
+    if skips is not None and not skips.empty:
+        parts.append(skips[["encoder", "dataset", "protocol"]].assign(value=float("nan")))
+    cells = pd.concat(parts)
+    table = cells.groupby(["encoder", "protocol", "dataset"], sort=False)["value"].last().unstack(
+        ["protocol", "dataset"])
     order = lambda column: list(dict.fromkeys(cells[column]))
     columns = [(p, d) for p in order("protocol") for d in order("dataset") if (p, d) in table.columns]
-    return table.loc[order("encoder"), columns]
+    table = table.loc[order("encoder"), columns]
+    table.columns = pd.MultiIndex.from_tuples(columns, names=["protocol", "dataset"])
+    return table
 
 
 def skip_notes(skips: pd.DataFrame) -> str:
@@ -44,6 +47,6 @@ def render(table: pd.DataFrame, fmt: str = "markdown", digits: int = 1) -> str:
     if fmt == "latex":
         return table.to_latex(float_format=f"%.{digits}f", multicolumn=True, multicolumn_format="c",
                               na_rep="--")
-    flat = table.copy()
+    flat = table.astype(object).where(table.notna(), None)  # tabulate prints missingval only for None
     flat.columns = [f"{protocol} · {dataset}" for protocol, dataset in table.columns]
     return flat.to_markdown(floatfmt=f".{digits}f", missingval="--")
