@@ -105,6 +105,13 @@ def test_knn_equals_a_direct_computation(digits_features):
     assert result.value == result.details["by_k"]["20"] and result.value > 90.0
 
 
+def test_knn_ivf_index_with_every_list_probed_equals_the_exact_index(digits_features):
+    data = task_data(digits_features)
+    exact = make_protocol("knn").evaluate(data)
+    ivf = make_protocol("knn", {"index": "ivf", "nlist": 8, "nprobe": 8}).evaluate(data)
+    assert ivf.details["by_k"] == exact.details["by_k"]
+
+
 def test_knn_mean_per_class_metric_and_multilabel(digits_features):
     data = task_data(digits_features, metric="mean_per_class")
     assert make_protocol("knn").evaluate(data).metric == "mean_per_class"

@@ -69,16 +69,22 @@ def load_or_save_episodes(path: Path, make: callable, pool_size: int) -> Episode
     return episodes
 
 
-def prototype_accuracies(features: np.ndarray, episodes: Episodes) -> np.ndarray:
-    """Per-episode accuracy of the nearest-prototype classifier, all episodes in one batch."""
+def prototype_accuracies(features: np.ndarray, episodes: Episodes, block: int = 32) -> np.ndarray:
+    """Per-episode accuracy of the nearest-prototype classifier, episodes scored in batched blocks
+    (small enough that the gathered support and query rows stay in cache)."""
     x = torch.as_tensor(np.asarray(features), dtype=torch.float32)
-    prototypes = x[torch.from_numpy(episodes.support)].mean(2)  # (E, N, D)
     ways, per_class = episodes.query.shape[1], episodes.query.shape[2]
-    queries = x[torch.from_numpy(episodes.query.reshape(len(episodes.query), -1))]  # (E, N*Q, D)
-    distances = (queries.pow(2).sum(-1, keepdim=True) - 2 * queries @ prototypes.transpose(1, 2)
-                 + prototypes.pow(2).sum(-1).unsqueeze(1))
     truth = torch.arange(ways).repeat_interleave(per_class)
-    return (distances.argmin(-1) == truth).double().mean(1).numpy()
+    accuracies = []
+    for start in range(0, len(episodes.support), block):
+        support = torch.from_numpy(episodes.support[start:start + block])
+        query = torch.from_numpy(episodes.query[start:start + block].reshape(len(support), -1))
+        prototypes = x[support].mean(2)  # (B, N, D)
+        queries = x[query]  # (B, N*Q, D)
+        # squared distance up to the per-query constant ||q||^2, which does not change the arg-min
+        distances = prototypes.pow(2).sum(-1).unsqueeze(1) - 2 * queries @ prototypes.transpose(1, 2)
+        accuracies.append((distances.argmin(-1) == truth).double().mean(1))
+    return torch.cat(accuracies).numpy()
 
 
 def logreg_accuracies(features: np.ndarray, episodes: Episodes) -> np.ndarray:

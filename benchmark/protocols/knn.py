@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from benchmark.errors import UserError
 from benchmark.metrics import score
 from benchmark.protocols import PROTOCOLS
 from benchmark.protocols.base import Protocol, ProtocolResult, TaskData, check_finite, require_test_split
@@ -21,16 +22,32 @@ def normalized(x: np.ndarray) -> np.ndarray:
     return x / np.maximum(norms, 1e-12)
 
 
-def nearest_neighbours(train: np.ndarray, queries: np.ndarray, k: int, chunk: int = 8192
-                       ) -> tuple[np.ndarray, np.ndarray]:
-    """(similarities, indices), each (queries, k), from an exact inner-product FAISS index; queries
-    are searched in chunks so memory stays bounded."""
+def build_index(train: np.ndarray, index: str = "flat", nlist: int = 1024, nprobe: int = 32, chunk: int = 65536):
+    """An inner-product FAISS index over L2-normalised train features: exact ("flat") by default, or
+    "ivf" (inverted lists, approximate) for millions of points. Train features are normalised and
+    added in chunks, so no second full copy of them is made."""
     import faiss
 
-    index = faiss.IndexFlatIP(train.shape[1])
-    index.add(normalized(train))
-    queries = normalized(queries)
-    parts = [index.search(queries[i:i + chunk], k) for i in range(0, len(queries), chunk)]
+    dim = train.shape[1]
+    if index == "ivf":
+        quantizer = faiss.IndexFlatIP(dim)
+        built = faiss.IndexIVFFlat(quantizer, dim, min(nlist, len(train)), faiss.METRIC_INNER_PRODUCT)
+        sample = np.random.default_rng(0).choice(len(train), min(len(train), 64 * nlist), replace=False)
+        built.train(normalized(train[np.sort(sample)]))
+        built.nprobe = nprobe
+    else:
+        built = faiss.IndexFlatIP(dim)
+    for start in range(0, len(train), chunk):
+        built.add(normalized(train[start:start + chunk]))
+    return built
+
+
+def nearest_neighbours(train: np.ndarray, queries: np.ndarray, k: int, chunk: int = 8192, index: str = "flat",
+                       nlist: int = 1024, nprobe: int = 32) -> tuple[np.ndarray, np.ndarray]:
+    """(similarities, indices), each (queries, k); queries are searched in chunks so memory stays
+    bounded."""
+    built = build_index(train, index, nlist, nprobe)
+    parts = [built.search(normalized(queries[i:i + chunk]), k) for i in range(0, len(queries), chunk)]
     return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
 
@@ -58,13 +75,19 @@ class WeightedKNN(Protocol):
         k: tuple[int, ...] = (10, 20, 100, 200)
         headline_k: int = 20
         temperature: float = 0.07
+        index: str = "flat"  # "ivf" for millions of train points (approximate)
+        nlist: int = 1024  # ivf: inverted lists
+        nprobe: int = 32  # ivf: lists searched per query
 
     def evaluate(self, data: TaskData) -> ProtocolResult:
         check_finite(data)
         require_test_split(data, self.name)
         reference = data.trainval
         ks = sorted({min(k, len(reference)) for k in (*self.params.k, self.params.headline_k)})
-        similarities, indices = nearest_neighbours(reference.x, data.test.x, ks[-1])
+        if self.params.index not in ("flat", "ivf"):
+            raise UserError(f"knn index must be 'flat' or 'ivf', got {self.params.index!r}")
+        similarities, indices = nearest_neighbours(reference.x, data.test.x, ks[-1], index=self.params.index,
+                                                   nlist=self.params.nlist, nprobe=self.params.nprobe)
         neighbour_labels = reference.y[indices]
         scores = {k: score(data.metric, data.test.y, weighted_votes(similarities, neighbour_labels, k,
                                                                       self.params.temperature, data.num_classes))
@@ -72,4 +95,4 @@ class WeightedKNN(Protocol):
         headline = min(self.params.headline_k, len(reference))
         return ProtocolResult(value=scores[headline], metric=data.metric, chosen={"k": headline},
                               details={"by_k": {str(k): v for k, v in scores.items()},
-                                       "temperature": self.params.temperature})
+                                       "temperature": self.params.temperature, "index": self.params.index})

@@ -1,0 +1,63 @@
+"""Every speed target of the harness, measured side by side in one process on this machine, with the
+agreement check of each fast path against its reference path.
+
+    python perf/run_all.py [--quick]
+
+`--quick` uses smaller sizes (a smoke run); the reported numbers come from the full run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from perf import cache_speedup, extraction, fewshot, knn, linear_probe  # noqa: E402
+
+TARGETS = {"linear": 10.0, "knn": 5.0, "fewshot": 20.0, "extraction": 0.9, "cache": 20.0}
+
+
+def rows(quick: bool) -> list[tuple[str, str, float, float, str]]:
+    """(target, measurement, ratio, target ratio, agreement) per measurement."""
+    out = []
+    for size in (["4000x256"] if quick else ["10000x512", "50000x2048"]):
+        n, d = (int(v) for v in size.split("x"))
+        r = linear_probe.compare(n, d, 45)
+        out.append(("linear", f"{r['size']}: sklearn {r['sklearn_s']:.1f}s vs torch {r['torch_s']:.1f}s",
+                    r["ratio"], TARGETS["linear"], f"test {r['test_sklearn']:.2f} vs {r['test_torch']:.2f}"))
+    r = knn.compare(10000 if quick else 50000, 2000 if quick else 10000, 512)
+    out.append(("knn", f"{r['size']}: sklearn {r['sklearn_s']:.1f}s vs faiss {r['faiss_s']:.1f}s", r["ratio"],
+                TARGETS["knn"], f"identical predictions {100 * r['identical']:.2f}%"))
+    big = knn.big_search(100_000 if quick else 1_000_000, 768)
+    out.append(("knn memory", f"{big['size']}: {big['seconds']:.1f}s, data {big['data_gb']:.2f} GB, peak RSS "
+                f"{big['peak_rss_gb']:.2f} GB", float("nan"), float("nan"), f"finite {big['finite']}"))
+    r = fewshot.compare(5000 if quick else 20000, 1280)
+    out.append(("fewshot", f"{r['size']}: loop {r['loop_s']:.2f}s vs batched {r['vectorised_s']:.2f}s", r["ratio"],
+                TARGETS["fewshot"], f"max per-episode difference {r['max_difference']:.2g}"))
+    r = extraction.compare("bundled:efficientnet_lite0", 1024 if quick else 4096, 64)
+    out.append(("extraction", f"{r['size']}: {r['end_to_end_img_s']:.0f} of {r['bare_img_s']:.0f} img/s",
+                r["ratio"], TARGETS["extraction"], f"all images {r['complete']}"))
+    with tempfile.TemporaryDirectory() as tmp:
+        cold, first = cache_speedup.timed_run(["bundled:efficientnet_lite0"], "offline", Path(tmp), False)
+        warm, second = cache_speedup.timed_run(["bundled:efficientnet_lite0"], "offline", Path(tmp), False)
+    same = [round(x.value, 6) for x in first.rows] == [round(x.value, 6) for x in second.rows]
+    out.append(("cache", f"offline suite, 1 encoder: first {cold:.1f}s vs second {warm:.2f}s", cold / warm,
+                TARGETS["cache"], f"identical results {same}"))
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--quick", action="store_true")
+    measured = rows(parser.parse_args().quick)
+    print("\n| target | measurement | ratio | target | agreement |\n|---|---|---|---|---|")
+    for name, what, ratio, target, agreement in measured:
+        met = "" if ratio != ratio else (" ✓" if ratio >= target else " ✗")
+        print(f"| {name} | {what} | {ratio:.2f}{met} | {target:g} | {agreement} |")
+
+
+if __name__ == "__main__":
+    main()
