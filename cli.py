@@ -121,7 +121,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
           f"({'nothing extracted: cache used' if report.cache_misses == 0 else 'new entries written'})\n")
     if report.rows or report.skipped:
         store = ResultsStore(args.results)
-        encoders = {r.encoder for r in report.rows} | {s.split(" / ")[0] for s in report.skipped}
+        encoders = set(report.encoders)
         latest, skips = store.latest(suite.name), store.skips(suite.name)
         latest, skips = latest[latest["encoder"].isin(encoders)], skips[skips["encoder"].isin(encoders)]
         print(render(results_table(latest, skips)))

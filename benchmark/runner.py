@@ -55,6 +55,7 @@ class RunReport:
     cache_misses: int = 0
     reused: int = 0
     skipped: list[str] = field(default_factory=list)
+    encoders: list[str] = field(default_factory=list)  # labels of the encoders this run evaluated
     seconds: float = 0.0
 
 
@@ -168,6 +169,7 @@ class Evaluator:
         for text in model_specs:
             spec = ModelSpec.parse(text)
             encoder = load_encoder(spec)
+            self.report.encoders.append(encoder.label)
             for line in encoder.load_report:
                 self.echo(f"[{encoder.label}] {line}")
             for name, options in self.suite.datasets.items():
@@ -207,7 +209,7 @@ class Evaluator:
         if not pending:
             self.echo(f"[{encoder.label}] {name}: every cell already done or skipped (--recompute reruns them)")
             return
-        data_by_kind: dict[str, TaskData] = {}
+        data_by_kind: dict[str, TaskData | Exception] = {}
         for task, protocol, key in pending:
             kind = data_kind(protocol)
             self._guarded(f"{encoder.label} / {name} / {task.protocol}", self.run_cell, task, protocol, key, kind,
@@ -225,11 +227,20 @@ class Evaluator:
         self.report.skipped.append(f"{encoder.label} / {task.dataset} / {task.protocol}: {reason}")
         self.echo(f"[{encoder.label}] {task.dataset} {task.protocol}: skipped ({reason})")
 
-    def run_cell(self, task: Task, protocol: Protocol, key: str, kind: str, data_by_kind: dict[str, TaskData],
-                 encoder: Encoder, spec_text: str, preprocessing: Preprocessing, plan: DatasetPlan) -> None:
+    def run_cell(self, task: Task, protocol: Protocol, key: str, kind: str,
+                 data_by_kind: dict[str, TaskData | Exception], encoder: Encoder, spec_text: str,
+                 preprocessing: Preprocessing, plan: DatasetPlan) -> None:
+        """Score one cell; a dataset's data of each kind is loaded once, and a load that failed is not
+        retried for the next cell of the same kind (its error is reported for each)."""
         if kind not in data_by_kind:
-            data_by_kind[kind] = self.task_data(kind, encoder, preprocessing, plan)
+            try:
+                data_by_kind[kind] = self.task_data(kind, encoder, preprocessing, plan)
+            except Exception as err:
+                data_by_kind[kind] = err
+                raise
         data = data_by_kind[kind]
+        if isinstance(data, Exception):
+            raise data
         if "text" in protocol.requires:
             data = dataclasses.replace(data, class_names=plan.spec.class_names, text_fn=encoder.encode_text,
                                        logit_scale=encoder.logit_scale)

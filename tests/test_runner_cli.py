@@ -134,3 +134,21 @@ def test_a_store_from_before_resumable_results_is_migrated(tmp_path):
                    "90.5, '{}', '{}', '{}', '{}', '{}', '{}', 0, '0.1.0', 'abc', 1.0)")
     store = ResultsStore(path)
     assert store.frame()["value"].tolist() == [90.5] and store.find("nothing") is None
+
+
+def test_a_data_load_that_fails_is_not_repeated_for_each_protocol(tmp_path, capsys, monkeypatch):
+    from benchmark import runner
+
+    calls = []
+    original = runner.Evaluator.task_data
+
+    def failing(self, *args):
+        calls.append(args[0])
+        raise UserError("labels broken")
+
+    monkeypatch.setattr(runner.Evaluator, "task_data", failing)
+    suite = write_suite(tmp_path / "s.yaml", {"lfw_faces": {}}, {"knn": {}, "linear": {"solver": "torch"}},
+                        {"input_size": 16})
+    assert run(tmp_path, suite, "pixels:4") == 1
+    assert calls == ["pooled"] and capsys.readouterr().err.count("labels broken") == 2
+    monkeypatch.setattr(runner.Evaluator, "task_data", original)
