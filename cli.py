@@ -28,6 +28,18 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
 
 
+def add_executor_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("jobs", "run as separate jobs through submitit (default: in this process)")
+    group.add_argument("--executor", choices=("local", "slurm"), default=None,
+                       help="local: subprocesses here; slurm: one SLURM job per (encoder, dataset, stage)")
+    group.add_argument("--jobs-dir", type=Path, default=Path("results/jobs"), help="submitit logs and pickles")
+    group.add_argument("--timeout-min", type=int, default=60)
+    group.add_argument("--cpus-per-task", type=int, default=2)
+    group.add_argument("--gpus-per-node", type=int, default=0)
+    group.add_argument("--mem-gb", type=int, default=16)
+    group.add_argument("--partition", default=None, help="SLURM partition")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="transferbench", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -51,6 +63,16 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--recompute", action="store_true",
                           help="rerun protocols whose results are already stored (features still come from cache)")
     add_run_options(evaluate)
+    add_executor_options(evaluate)
+
+    plan = sub.add_parser("plan", help="list the run's extraction and result tasks, and which are still pending")
+    plan.add_argument("--model", action="append", required=True, help="SOURCE:NAME[@WEIGHTS_FILE]; repeatable")
+    plan.add_argument("--suite", default="offline", help="suite name in suites/ or a YAML path")
+    plan.add_argument("--protocol", action="append", default=[], help="only this protocol; repeatable")
+    plan.add_argument("--results", type=Path, default=Path("results/runs.sqlite"))
+    plan.add_argument("--recompute", action="store_true", help="plan as if no result were stored")
+    plan.add_argument("--all", action="store_true", help="also list the tasks that are done")
+    add_run_options(plan)
 
     table = sub.add_parser("table", help="render stored results: one row per encoder, columns by protocol")
     table.add_argument("--results", type=Path, default=Path("results/runs.sqlite"))
@@ -60,10 +82,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run_options(args: argparse.Namespace):
+    from benchmark.distributed import rank_device
     from benchmark.runner import RunOptions
 
     return RunOptions(cache_dir=args.cache_dir, data_root=args.data_root, batch_size=args.batch_size,
-                      workers=args.workers, device=args.device,
+                      workers=args.workers, device=rank_device(args.device),
                       results_path=getattr(args, "results", RunOptions.results_path),
                       protocols=tuple(getattr(args, "protocol", ()) or ()),
                       recompute=getattr(args, "recompute", False))
@@ -86,12 +109,15 @@ def cmd_ls(args: argparse.Namespace) -> int:
 
 
 def cmd_extract(args: argparse.Namespace) -> int:
+    from benchmark import distributed
     from benchmark.cache import FeatureCache
     from benchmark.config import Suite, load_suite
     from benchmark.encoders import load_encoder
     from benchmark.runner import cached_features, plan_dataset
 
     suite = load_suite(args.suite) if args.suite else Suite(name="extract")
+    main_rank = distributed.init_from_env(args.device).is_main  # under torchrun each rank extracts a shard
+    say = print if main_rank else (lambda *_: None)
     encoder = load_encoder(args.model)
     plan = plan_dataset(args.dataset, suite.datasets.get(args.dataset, {}), args.data_root)
     plan.spec.check_split(args.split)
@@ -99,22 +125,33 @@ def cmd_extract(args: argparse.Namespace) -> int:
     splits, keys, hits = cached_features(FeatureCache(args.cache_dir), encoder, preprocessing, plan, run_options(args),
                                          only=(args.split,))
     features = splits[args.split]
-    print(f"{plan.spec.name}/{args.split}: features {features.x.shape} {'from the cache' if hits else 'extracted'}, "
-          f"cache key {keys[args.split]}")
-    if args.out:
+    say(f"{plan.spec.name}/{args.split}: features {features.x.shape} {'from the cache' if hits else 'extracted'}, "
+        f"cache key {keys[args.split]}")
+    if args.out and main_rank:
         np.savez(args.out, features=np.asarray(features.x), labels=np.asarray(features.y))
-        print(f"wrote {args.out}")
+        say(f"wrote {args.out}")
     return 0
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    from benchmark import distributed
     from benchmark.config import load_suite
     from benchmark.results import ResultsStore
     from benchmark.results.table import render, results_table, skip_notes
     from benchmark.runner import evaluate
 
     suite = load_suite(args.suite)
-    report = evaluate(args.model, suite, run_options(args))
+    if args.executor:
+        from benchmark.executor import ExecutorOptions, run_as_jobs
+
+        jobs = ExecutorOptions(kind=args.executor, folder=args.jobs_dir, timeout_min=args.timeout_min,
+                               cpus_per_task=args.cpus_per_task, gpus_per_node=args.gpus_per_node,
+                               mem_gb=args.mem_gb, partition=args.partition)
+        report = run_as_jobs(args.model, suite, run_options(args), jobs)
+    else:
+        report = evaluate(args.model, suite, run_options(args))
+        if not distributed.current().is_main:
+            return 1 if report.failures else 0  # under torchrun rank 0 prints the summary
     computed = len(report.rows) - report.reused
     print(f"\n{suite.name}: {len(report.rows)} results in {report.seconds:.1f}s ({computed} computed, {report.reused} "
           f"reused from the results store); feature cache: {report.cache_hits} hits, {report.cache_misses} extracted "
@@ -144,7 +181,23 @@ def cmd_table(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"ls": cmd_ls, "extract": cmd_extract, "evaluate": cmd_evaluate, "table": cmd_table}
+def cmd_plan(args: argparse.Namespace) -> int:
+    from benchmark.config import load_suite
+    from benchmark.runner import Evaluator
+
+    suite = load_suite(args.suite)
+    tasks = Evaluator(suite, run_options(args)).plan(args.model)
+    for stage in ("extract", "evaluate"):
+        staged = [t for t in tasks if t.stage == stage]
+        print(f"{stage}: {sum(not t.done for t in staged)} pending, {sum(t.done for t in staged)} done")
+    for task in tasks:
+        if args.all or not task.done:
+            print(f"  {'done   ' if task.done else 'pending'}  {task.stage:8s} {task.encoder}  {task.dataset}  "
+                  f"{task.what}  {task.key[:12]}")
+    return 0
+
+
+COMMANDS = {"ls": cmd_ls, "extract": cmd_extract, "evaluate": cmd_evaluate, "table": cmd_table, "plan": cmd_plan}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from PIL import UnidentifiedImageError
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from tqdm import tqdm
 
 from benchmark.data.base import ImageSplit
@@ -85,11 +85,14 @@ class HalvingEncoder:
 
 def extract_features(encoder: Encoder, split: ImageSplit, preprocessing: Preprocessing, *, batch_size: int = 64,
                      workers: int = 0, device: str = "cpu", desc: str = "extract", kind: str = "pooled",
-                     max_bad_fraction: float = 0.01) -> Extracted:
+                     max_bad_fraction: float = 0.01, shard: tuple[int, int] | None = None) -> Extracted:
     """Float32 features in the split's order (pooled (N, D) or dense (N, C, h, w)), skipping images
-    that do not decode."""
-    loader = DataLoader(PreprocessedImages(split, preprocessing), batch_size=batch_size, shuffle=False,
-                        num_workers=workers, pin_memory=device.startswith("cuda"), collate_fn=collate)
+    that do not decode. `shard=(rank, world_size)` extracts only that rank's DistributedSampler share;
+    `kept` then says which dataset positions it holds."""
+    images = PreprocessedImages(split, preprocessing)
+    sampler = DistributedSampler(images, num_replicas=shard[1], rank=shard[0], shuffle=False) if shard else None
+    loader = DataLoader(images, batch_size=batch_size, shuffle=False, sampler=sampler, num_workers=workers,
+                        pin_memory=device.startswith("cuda"), collate_fn=collate)
     encode = HalvingEncoder(encoder.to(device), batch_size, kind)
     chunks, kept, skipped = [], [], []
     for indices, batch, bad in tqdm(loader, desc=desc, unit="batch", leave=False, disable=None):
@@ -97,16 +100,16 @@ def extract_features(encoder: Encoder, split: ImageSplit, preprocessing: Preproc
         if batch is not None:
             chunks.append(encode(batch.to(device, non_blocking=True)).cpu().numpy())
             kept += indices
-    check_skipped(split, skipped, max_bad_fraction)
+    check_skipped(split, skipped, max_bad_fraction, total=len(sampler) if sampler else len(split))
     features = np.concatenate(chunks).astype(np.float32, copy=False)
     return Extracted(features, np.asarray(kept, dtype=np.int64), skipped)
 
 
-def check_skipped(split: ImageSplit, skipped: list[int], max_bad_fraction: float) -> None:
+def check_skipped(split: ImageSplit, skipped: list[int], max_bad_fraction: float, total: int) -> None:
     if not skipped:
         return
     names = [str(split.images[i]) for i in skipped[:5]]
-    if len(skipped) > max_bad_fraction * len(split):
-        raise UserError(f"{len(skipped)} of {len(split)} images could not be read (first: {names}), more than "
+    if len(skipped) > max_bad_fraction * total:
+        raise UserError(f"{len(skipped)} of {total} images could not be read (first: {names}), more than "
                         f"the {max_bad_fraction:.0%} allowed; repair or remove those files")
-    log.warning("skipped %d unreadable image(s) of %d (first: %s)", len(skipped), len(split), names)
+    log.warning("skipped %d unreadable image(s) of %d (first: %s)", len(skipped), total, names)

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from benchmark import distributed
 from benchmark.cache import CacheKey, FeatureCache
 from benchmark.config import Suite, Task
 from benchmark.data import SUITE_OPTIONS, DatasetSpec, ImageSplit, dataset_spec, load_split, resolve_root
@@ -101,22 +102,45 @@ def cached_features(cache: FeatureCache, encoder: Encoder, preprocessing: Prepro
     for split in only or plan.spec.splits:
         key = feature_key(encoder, preprocessing, plan, split, kind)
         compute = partial(extract_split, encoder, preprocessing, plan, split, options, kind)
-        arrays, hit = cache.get_or_compute(key, compute)
+        if distributed.current().enabled:
+            arrays, hit = sharded_get_or_compute(cache, key, compute)
+        else:
+            arrays, hit = cache.get_or_compute(key, compute)
         hits += hit
         splits[split], keys[split] = Features(arrays["features"], arrays["labels"]), key.digest
     return splits, keys, hits
 
 
+def sharded_get_or_compute(cache: FeatureCache, key: CacheKey, compute: Callable[..., dict[str, np.ndarray]]
+                           ) -> tuple[dict[str, np.ndarray], bool]:
+    """Under torchrun: each rank extracts and writes its own shard, then every rank reads the joined
+    shards. Rank 0 decides whether the entry exists, so all ranks reach the same barriers."""
+    info = distributed.current()
+    hit = distributed.broadcast_from_main(cache.load(key) is not None)
+    if not hit:
+        cache.save_shard(key, info.rank, info.world_size, compute(shard=(info.rank, info.world_size)))
+        distributed.barrier()
+    arrays = cache.load(key)
+    if arrays is None:
+        raise UserError(f"the feature shards of cache entry {key.digest[:12]} are incomplete; every rank must see "
+                        f"the same --cache-dir (a shared filesystem path)")
+    return arrays, hit
+
+
 def extract_split(encoder: Encoder, preprocessing: Preprocessing, plan: DatasetPlan, split: str,
-                  options: RunOptions, kind: str = "pooled") -> dict[str, np.ndarray]:
+                  options: RunOptions, kind: str = "pooled", shard: tuple[int, int] | None = None
+                  ) -> dict[str, np.ndarray]:
+    """Features and labels of one split (of one rank's share of it, with dataset positions in
+    "index", when `shard` is given)."""
     images = load_split(plan.spec, split, plan.root, plan.train_subset)
     extracted = extract_features(encoder, images, preprocessing, batch_size=options.batch_size,
-                                 workers=options.workers, device=options.device, kind=kind,
+                                 workers=options.workers, device=options.device, kind=kind, shard=shard,
                                  desc=f"{encoder.label} {plan.spec.name}/{split} {kind}")
     labels = images.labels[extracted.kept]
     if plan.spec.task == "segmentation":  # masks follow the images' resize and crop
         labels = transform_masks(labels, preprocessing)
-    return {"features": extracted.features, "labels": labels}
+    arrays = {"features": extracted.features, "labels": labels}
+    return arrays | {"index": extracted.kept} if shard else arrays
 
 
 def transform_masks(masks: np.ndarray, preprocessing: Preprocessing) -> np.ndarray:
@@ -150,11 +174,26 @@ def concat_images(parts: list[ImageSplit]) -> ImageSplit:
     return ImageSplit(images, np.concatenate([p.labels for p in parts]))
 
 
+@dataclass(frozen=True)
+class PlannedTask:
+    """One node of a run's task graph: a feature extraction or a result cell, and whether its output
+    already exists (then it is skipped)."""
+
+    stage: str  # "extract" or "evaluate"
+    encoder: str
+    dataset: str
+    what: str  # "split kind" for extraction, the protocol for a result cell
+    key: str
+    done: bool
+
+
 class Evaluator:
     """Runs one suite for many encoders; owns the cache, the store and the run's counters."""
 
     def __init__(self, suite: Suite, options: RunOptions, echo: Callable[[str], None] = print):
-        self.suite, self.options, self.echo = suite, options, echo
+        self.suite, self.options = suite, dataclasses.replace(options, device=distributed.rank_device(options.device))
+        self.dist = distributed.init_from_env(options.device)
+        self.echo = echo if self.dist.is_main else (lambda _: None)  # rank 0 speaks for the group
         self.cache = FeatureCache(options.cache_dir)
         self.store = ResultsStore(options.results_path)
         self.report = RunReport()
@@ -177,6 +216,64 @@ class Evaluator:
         self.report.seconds = time.perf_counter() - start
         return self.report
 
+    def extract(self, model_spec: str) -> RunReport:
+        """Only the feature extractions that the suite's pending cells need (a cluster job's first stage)."""
+        encoder = load_encoder(ModelSpec.parse(model_spec))
+        self.report.encoders.append(encoder.label)
+        for name, options in self.suite.datasets.items():
+            self._guarded(f"{encoder.label} / {name}", self.extract_dataset, encoder, name, options)
+        return self.report
+
+    def extract_dataset(self, encoder: Encoder, name: str, options: dict[str, Any]) -> None:
+        plan = plan_dataset(name, options, self.options.data_root)
+        preprocessing = encoder.preprocessing.with_overrides(self.suite.preprocessing_for(name))
+        for kind in self.pending_kinds(encoder, plan, preprocessing):
+            self.features(encoder, preprocessing, plan, kind)
+
+    def plan(self, model_specs: list[str]) -> list[PlannedTask]:
+        """The run's task graph without running it: every needed extraction and result cell, each
+        marked done when its output is already in the cache or the results store."""
+        tasks = []
+        for text in model_specs:
+            encoder = load_encoder(ModelSpec.parse(text))
+            for name, options in self.suite.datasets.items():
+                plan = plan_dataset(name, options, self.options.data_root)
+                preprocessing = encoder.preprocessing.with_overrides(self.suite.preprocessing_for(name))
+                tasks += self.planned_extractions(encoder, plan, preprocessing)
+                tasks += [PlannedTask("evaluate", encoder.label, name, task.protocol, key, done)
+                          for task, _, key, done in self.cells(encoder, plan, preprocessing)]
+        return tasks
+
+    def planned_extractions(self, encoder: Encoder, plan: DatasetPlan, preprocessing: Preprocessing
+                            ) -> list[PlannedTask]:
+        return [PlannedTask("extract", encoder.label, plan.spec.name, f"{split} {kind}", key.digest,
+                            self.cache.contains(key))
+                for kind in self.pending_kinds(encoder, plan, preprocessing) for split in plan.spec.splits
+                for key in [feature_key(encoder, preprocessing, plan, split, kind)]]
+
+    def pending_kinds(self, encoder: Encoder, plan: DatasetPlan, preprocessing: Preprocessing) -> list[str]:
+        """The feature kinds (pooled, dense) that some not-yet-done cell of the dataset reads."""
+        return sorted({data_kind(protocol) for _, protocol, _, done in self.cells(encoder, plan, preprocessing)
+                       if not done} - {"model"})
+
+    def suite_cells(self, encoder: Encoder, plan: DatasetPlan, preprocessing: Preprocessing
+                    ) -> list[tuple[Task, Protocol, str]]:
+        """(task, protocol, cell key) of every suite cell of the dataset."""
+        keys = {split: feature_key(encoder, preprocessing, plan, split).digest for split in plan.spec.splits}
+        cells = []
+        for task in self.suite.tasks(plan.spec.name, self.options.protocols):
+            protocol = make_protocol(task.protocol, task.params)
+            cells.append((task, protocol, cell_key(task, protocol.version, vars(protocol.params), keys,
+                                                   self.suite.seed)))
+        return cells
+
+    def cells(self, encoder: Encoder, plan: DatasetPlan, preprocessing: Preprocessing
+              ) -> list[tuple[Task, Protocol, str, bool]]:
+        """(task, protocol, cell key, done) of every cell the encoder can run on the dataset."""
+        return [(task, protocol, key, not self.options.recompute and self.store.find(key) is not None)
+                for task, protocol, key in self.suite_cells(encoder, plan, preprocessing)
+                if not skip_reason(protocol, encoder.capabilities, plan.spec.task, encoder.label, plan.spec.name)]
+
     def _guarded(self, cell: str, work: Callable[..., None], *args: Any) -> None:
         """Run one cell; a failure is reported and the run goes on, so finished cells are never lost."""
         try:
@@ -194,18 +291,9 @@ class Evaluator:
         """Run the dataset's pending protocol cells; data is loaded only for kinds some cell needs."""
         plan = plan_dataset(name, options, self.options.data_root)
         preprocessing = encoder.preprocessing.with_overrides(self.suite.preprocessing_for(name))
-        keys = {split: feature_key(encoder, preprocessing, plan, split).digest for split in plan.spec.splits}
-        pending = []
-        for task in self.suite.tasks(name, self.options.protocols):
-            protocol = make_protocol(task.protocol, task.params)
-            key = cell_key(task, protocol.version, vars(protocol.params), keys, self.suite.seed)
-            if not self.options.recompute and self.already_done(key):
-                continue
-            reason = skip_reason(protocol, encoder.capabilities, plan.spec.task, encoder.label, name)
-            if reason:
-                self.skip(task, encoder, key, reason)
-            else:
-                pending.append((task, protocol, key))
+        cells = self.suite_cells(encoder, plan, preprocessing)
+        to_run = [self.needs_run(*cell, encoder, plan) for cell in cells] if self.dist.is_main else None
+        pending = [cell for cell, run in zip(cells, distributed.broadcast_from_main(to_run)) if run]
         if not pending:
             self.echo(f"[{encoder.label}] {name}: every cell already done or skipped (--recompute reruns them)")
             return
@@ -214,6 +302,15 @@ class Evaluator:
             kind = data_kind(protocol)
             self._guarded(f"{encoder.label} / {name} / {task.protocol}", self.run_cell, task, protocol, key, kind,
                           data_by_kind, encoder, spec_text, preprocessing, plan)
+
+    def needs_run(self, task: Task, protocol: Protocol, key: str, encoder: Encoder, plan: DatasetPlan) -> bool:
+        """False for a cell already stored or skipped (recording the skip, with its reason, if new)."""
+        if not self.options.recompute and self.already_done(key):
+            return False
+        reason = skip_reason(protocol, encoder.capabilities, plan.spec.task, encoder.label, plan.spec.name)
+        if reason:
+            self.skip(task, encoder, key, reason)
+        return not reason
 
     def already_done(self, key: str) -> bool:
         stored = self.store.find(key)
@@ -241,6 +338,8 @@ class Evaluator:
         data = data_by_kind[kind]
         if isinstance(data, Exception):
             raise data
+        if not self.dist.is_main and kind != "model":
+            return  # this rank helped extract; rank 0 runs the feature protocols
         if "text" in protocol.requires:
             data = dataclasses.replace(data, class_names=plan.spec.class_names, text_fn=encoder.encode_text,
                                        logit_scale=encoder.logit_scale)
@@ -293,8 +392,10 @@ class Evaluator:
     def run_task(self, task: Task, protocol: Protocol, key: str, data: TaskData, encoder: Encoder, spec_text: str,
                  preprocessing: Preprocessing, keys: dict[str, str]) -> None:
         start = time.perf_counter()
-        result = protocol.evaluate(data)
+        result = protocol.evaluate(data)  # under torchrun, every rank takes part (fine-tuning runs DDP)
         seconds = time.perf_counter() - start
+        if not self.dist.is_main:
+            return
         row = ResultRow(
             suite=self.suite.name, encoder=encoder.label, encoder_spec=spec_text, encoder_identity=encoder.identity,
             random_init=encoder.random_init, dataset=task.dataset, protocol=task.protocol,

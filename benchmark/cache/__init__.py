@@ -5,6 +5,9 @@ An entry is a directory named by the SHA-256 of its canonical key fields, holdin
 array (memory-mapped on read) and `manifest.json` (key fields, shapes, dtypes, checksums). Entries are
 written to a temporary directory and renamed into place, and verified on every read: a corrupt or
 stale entry is reported, removed and rebuilt, never used.
+
+Under torchrun each rank writes a shard (`<digest>.shards/<rank>-of-<world>/`, with the dataset
+positions it holds in `index.npy`); `load` reads a complete shard set as one array in dataset order.
 """
 
 from __future__ import annotations
@@ -64,11 +67,15 @@ class FeatureCache:
     def entry_dir(self, key: CacheKey) -> Path:
         return self.root / "features" / key.digest[:2] / key.digest
 
+    def shards_dir(self, key: CacheKey) -> Path:
+        return self.entry_dir(key).with_name(key.digest + ".shards")
+
     def load(self, key: CacheKey) -> dict[str, np.ndarray] | None:
-        """The cached arrays (memory-mapped), or None when absent; a bad entry is removed."""
+        """The cached arrays (memory-mapped, or joined from a complete set of rank shards), or None
+        when absent; a bad entry is removed."""
         entry = self.entry_dir(key)
         if not entry.exists():
-            return None
+            return self.load_shards(key)
         try:
             return read_entry(entry, key)
         except CorruptEntry as err:
@@ -76,8 +83,39 @@ class FeatureCache:
             shutil.rmtree(entry, ignore_errors=True)
             return None
 
+    def contains(self, key: CacheKey) -> bool:
+        """Whether an entry (or a complete shard set) exists, without reading it (for planning)."""
+        if (self.entry_dir(key) / "manifest.json").exists():
+            return True
+        shards = self.shards_dir(key)
+        return any(all((shards / shard_name(r, w) / "manifest.json").exists() for r in range(w))
+                   for w in shard_world_sizes(shards))
+
     def save(self, key: CacheKey, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        entry = self.entry_dir(key)
+        self.write_atomically(self.entry_dir(key), key, arrays)
+        return read_entry(self.entry_dir(key), key)
+
+    def save_shard(self, key: CacheKey, rank: int, world_size: int, arrays: dict[str, np.ndarray]) -> None:
+        """One rank's part of an entry; `arrays["index"]` gives the dataset position of each row."""
+        if "index" not in arrays:
+            raise ValueError("a cache shard needs an 'index' array of dataset positions")
+        self.write_atomically(self.shards_dir(key) / shard_name(rank, world_size), key, arrays)
+
+    def load_shards(self, key: CacheKey) -> dict[str, np.ndarray] | None:
+        """The rank shards of an entry joined in dataset order (padding duplicates dropped), or None
+        unless every shard of one world size is present and valid."""
+        for world_size in shard_world_sizes(self.shards_dir(key)):
+            try:
+                parts = [read_entry(self.shards_dir(key) / shard_name(r, world_size), key) for r in range(world_size)]
+            except (CorruptEntry, FileNotFoundError):
+                continue
+            index = np.concatenate([p["index"] for p in parts])
+            index, first = np.unique(index, return_index=True)  # sorted positions, each row once
+            names = [name for name in parts[0] if name != "index"]
+            return {name: np.concatenate([p[name] for p in parts])[first] for name in names}
+        return None
+
+    def write_atomically(self, entry: Path, key: CacheKey, arrays: dict[str, np.ndarray]) -> None:
         entry.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(dir=entry.parent, prefix=".tmp-"))
         try:
@@ -88,7 +126,6 @@ class FeatureCache:
                 raise
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
-        return read_entry(entry, key)
 
     def get_or_compute(self, key: CacheKey, compute: Callable[[], dict[str, np.ndarray]]
                        ) -> tuple[dict[str, np.ndarray], bool]:
@@ -113,6 +150,16 @@ class FeatureCache:
                 yield
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def shard_name(rank: int, world_size: int) -> str:
+    return f"{rank:05d}-of-{world_size:05d}"
+
+
+def shard_world_sizes(directory: Path) -> list[int]:
+    if not directory.is_dir():
+        return []
+    return sorted({int(p.name.split("-of-")[1]) for p in directory.iterdir() if "-of-" in p.name}, reverse=True)
 
 
 def write_entry(directory: Path, key: CacheKey, arrays: dict[str, np.ndarray]) -> None:

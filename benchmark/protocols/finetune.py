@@ -7,6 +7,8 @@ best pair on validation is retrained on train+val and scored on test. Training a
 RandomResizedCrop (bicubic) + horizontal flip; evaluation uses the encoder's preprocessing.
 
 The encoder is deep-copied for every run: the user's model and weights file are never modified.
+Under torchrun the training runs as DDP: each rank draws batch_size / world_size images per step
+(its own random stream) and gradients are averaged, so the global batch stays batch_size.
 The reference budget (5,000 steps x 20 runs) is the default; CPU suites set a shorter one, which is
 recorded with the result.
 """
@@ -23,6 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.transforms import v2 as T
 
+from benchmark import distributed
 from benchmark.metrics import score
 from benchmark.preprocessing import INTERPOLATIONS, Preprocessing, to_three_channels
 from benchmark.protocols import PROTOCOLS
@@ -80,8 +83,8 @@ class FineTune(Protocol):
 
     def fit(self, data: TaskData, indices: np.ndarray, labels: np.ndarray, lr: float, regularisation: float
             ) -> nn.Module:
-        p = self.params
-        generator = torch.Generator().manual_seed(p.seed)
+        p, info = self.params, distributed.current()
+        generator = torch.Generator().manual_seed(p.seed + 1_000_003 * info.rank)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(p.seed)
             backbone = copy.deepcopy(data.encoder.model)
@@ -93,18 +96,20 @@ class FineTune(Protocol):
         schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=p.steps)
         augment = train_transform(data.preprocessing)
         targets = torch.as_tensor(labels)
+        per_rank = max(1, min(p.batch_size, len(indices)) // info.world_size)
+        trained = nn.parallel.DistributedDataParallel(model) if info.enabled else model
         model.train()
         for _ in range(p.steps):
-            batch = torch.randint(len(indices), (min(p.batch_size, len(indices)),), generator=generator)
+            batch = torch.randint(len(indices), (per_rank,), generator=generator)
             images = torch.stack([augment(data.images.image_tensor(int(indices[i]))) for i in batch])
-            logits = model(images)
+            logits = trained(images)
             loss = (F.binary_cross_entropy_with_logits(logits, targets[batch].float()) if data.task == "multilabel"
                     else F.cross_entropy(logits, targets[batch]))
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
             schedule.step()
-            if not math.isfinite(float(loss.detach())):
+            if not math.isfinite(float(distributed.mean_over_ranks(loss.detach()))):  # all ranks stop together
                 break  # diverged at this lr: its validation score will show it
         return model.eval()
 

@@ -1,0 +1,80 @@
+"""torch.distributed support: which rank this process is, and the few collectives the runner needs.
+
+Under `torchrun` every rank extracts its share of a split (a DistributedSampler over the dataset,
+in order) and writes its own cache shard; the cache reads the shards back as one array in the
+dataset's order, so no features travel between ranks. Fine-tuning runs under DDP; the other
+protocols are cheap next to extraction and run on rank 0, which alone writes results.
+Works with gloo on CPU and nccl on GPU.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import torch
+import torch.distributed as dist
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class DistInfo:
+    rank: int = 0
+    world_size: int = 1
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def current() -> DistInfo:
+    """This process's place in the process group (rank 0 of 1 when not distributed)."""
+    if dist.is_available() and dist.is_initialized():
+        return DistInfo(dist.get_rank(), dist.get_world_size())
+    return DistInfo()
+
+
+def init_from_env(device: str = "cpu") -> DistInfo:
+    """Join the process group that `torchrun` describes in the environment; a no-op otherwise."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or not dist.is_available():
+        return DistInfo()
+    if not dist.is_initialized():
+        if device.startswith("cuda"):
+            torch.cuda.set_device(rank_device(device))
+        dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
+    return current()
+
+
+def rank_device(device: str) -> str:
+    """Plain "cuda" under torchrun means this rank's own GPU, cuda:LOCAL_RANK."""
+    local_rank = os.environ.get("LOCAL_RANK")
+    return f"cuda:{local_rank}" if device == "cuda" and local_rank is not None else device
+
+
+def barrier() -> None:
+    if current().enabled:
+        dist.barrier()
+
+
+def broadcast_from_main(value: T) -> T:
+    """Rank 0's `value` on every rank (picklable values), so all ranks take the same decisions."""
+    if not current().enabled:
+        return value
+    box: list[Any] = [value]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def mean_over_ranks(value: torch.Tensor) -> torch.Tensor:
+    """The mean of a tensor across ranks (itself when not distributed)."""
+    if not current().enabled:
+        return value
+    value = value.detach().clone()
+    dist.all_reduce(value)
+    return value / current().world_size

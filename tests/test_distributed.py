@@ -1,0 +1,113 @@
+"""Scale-out: rank-sharded cache entries, torchrun with gloo on CPU, submitit jobs, the task plan."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from benchmark.cache import CacheKey, FeatureCache, read_entry
+from benchmark.config import load_suite
+from benchmark.executor import ExecutorOptions, run_as_jobs
+from benchmark.results import ResultsStore
+from benchmark.runner import Evaluator, RunOptions, evaluate
+from tests.conftest import write_suite
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_shards_are_read_back_as_one_array_in_dataset_order(tmp_path):
+    cache, key = FeatureCache(tmp_path), CacheKey({"what": "sharded"})
+    x = np.arange(10, dtype=np.float32)[:, None] * [1.0, -1.0]
+    # DistributedSampler order for 10 items on 4 ranks: rank r holds r, r+4, r+8, padded with the first items
+    shards = [np.array([0, 4, 8]), np.array([1, 5, 9]), np.array([2, 6, 0]), np.array([3, 7, 1])]
+    for rank, index in enumerate(shards[:3]):
+        cache.save_shard(key, rank, 4, {"features": x[index], "labels": index % 3, "index": index})
+        assert cache.load(key) is None and not cache.contains(key)  # incomplete until every rank wrote
+    cache.save_shard(key, 3, 4, {"features": x[shards[3]], "labels": shards[3] % 3, "index": shards[3]})
+    joined = cache.load(key)
+    assert cache.contains(key) and set(joined) == {"features", "labels"}
+    np.testing.assert_array_equal(joined["features"], x)
+    np.testing.assert_array_equal(joined["labels"], np.arange(10) % 3)
+
+
+def tiny_suite(tmp_path):
+    return write_suite(tmp_path / "tiny.yaml", {"digits": {"protocols": ["linear", "knn"]},
+                                                "lfw_faces": {"protocols": ["knn", "finetune"]}},
+                       {"linear": {"solver": "torch"}, "knn": {"k": [5, 20]},
+                        "finetune": {"steps": 3, "batch_size": 8, "lrs": [0.01], "regularisation": [0.0]}},
+                       preprocessing={"input_size": 16})
+
+
+def entries(cache_dir: Path) -> dict[str, dict[str, np.ndarray]]:
+    """Every complete cache entry (plain or sharded), by digest."""
+    import json
+
+    cache, found = FeatureCache(cache_dir), {}
+    for manifest in (cache_dir / "features").glob("*/*/manifest.json"):
+        key = CacheKey(json.loads(manifest.read_text())["key"])
+        found[key.digest] = read_entry(manifest.parent, key)
+    for shards in (cache_dir / "features").glob("*/*.shards"):
+        manifest = next(shards.glob("*/manifest.json"))
+        key = CacheKey(json.loads(manifest.read_text())["key"])
+        found[key.digest] = cache.load(key)
+    return found
+
+
+def values(store_path: Path) -> dict[tuple[str, str, str], float]:
+    frame = ResultsStore(store_path).latest()
+    return {(r.encoder, r.dataset, r.protocol): r.value for r in frame.itertuples()}
+
+
+def test_torchrun_two_ranks_write_shards_equal_to_the_single_process_cache(tmp_path):
+    suite_path = tiny_suite(tmp_path)
+    common = ["evaluate", "--suite", str(suite_path), "--model", "timm:resnet18"]
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+    done = subprocess.run([*torchrun, str(REPO / "cli.py"), *common, "--cache-dir", str(tmp_path / "dist"),
+                           "--results", str(tmp_path / "dist.sqlite")], capture_output=True, text=True, timeout=300,
+                          cwd=tmp_path)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    suite = load_suite(str(suite_path))
+    report = evaluate(["timm:resnet18"], suite, RunOptions(cache_dir=tmp_path / "single",
+                                                           results_path=tmp_path / "single.sqlite"), echo=lambda _: None)
+    assert not report.failures
+    sharded, single = entries(tmp_path / "dist"), entries(tmp_path / "single")
+    assert list((tmp_path / "dist" / "features").glob("*/*.shards/00001-of-00002"))  # rank 1 wrote its shard
+    assert set(sharded) == set(single) and len(single) == 4  # digits and faces, train and test
+    for digest, arrays in single.items():
+        np.testing.assert_array_equal(sharded[digest]["labels"], arrays["labels"])
+        np.testing.assert_allclose(sharded[digest]["features"], arrays["features"], rtol=1e-5, atol=1e-5)
+    dist_values, single_values = values(tmp_path / "dist.sqlite"), values(tmp_path / "single.sqlite")
+    assert set(dist_values) == set(single_values) and len(single_values) == 4  # 3 feature cells + fine-tuning
+    for cell in [c for c in single_values if c[2] != "finetune"]:  # DDP draws other batches than one process
+        assert dist_values[cell] == pytest.approx(single_values[cell], abs=1e-6)
+
+
+def test_submitit_local_jobs_give_the_in_process_results(tmp_path):
+    suite_path = write_suite(tmp_path / "jobs.yaml", {"digits": {}},
+                             {"linear": {"solver": "torch"}, "knn": {"k": [5, 20]}}, preprocessing={"input_size": 16})
+    suite = load_suite(str(suite_path))
+    jobs_options = RunOptions(cache_dir=tmp_path / "jobs-cache", results_path=tmp_path / "jobs.sqlite")
+    report = run_as_jobs(["pixels:8"], suite, jobs_options, ExecutorOptions(folder=tmp_path / "submitit"),
+                         echo=lambda _: None)
+    assert not report.failures and report.cache_misses == 2 and len(report.rows) == 2
+    in_process = RunOptions(cache_dir=tmp_path / "cache", results_path=tmp_path / "runs.sqlite")
+    evaluate(["pixels:8"], suite, in_process, echo=lambda _: None)
+    assert values(tmp_path / "jobs.sqlite") == values(tmp_path / "runs.sqlite")
+    assert len(list((tmp_path / "submitit").glob("*_result.pkl"))) == 2  # an extraction job, then an evaluation job
+
+
+def test_plan_lists_pending_tasks_and_marks_them_done_after_a_run(tmp_path):
+    suite = load_suite(str(write_suite(tmp_path / "plan.yaml", {"digits": {}},
+                                       {"linear": {"solver": "torch"}, "knn": {"k": [5]}})))
+    options = RunOptions(cache_dir=tmp_path / "cache", results_path=tmp_path / "runs.sqlite")
+    before = Evaluator(suite, options).plan(["pixels:8"])
+    assert [(t.stage, t.what, t.done) for t in before] == [
+        ("extract", "train pooled", False), ("extract", "test pooled", False),
+        ("evaluate", "linear", False), ("evaluate", "knn", False)]
+    Evaluator(suite, options, echo=lambda _: None).extract("pixels:8")
+    assert [t.done for t in Evaluator(suite, options).plan(["pixels:8"])] == [True, True, False, False]
+    evaluate(["pixels:8"], suite, options, echo=lambda _: None)
+    after = Evaluator(suite, options).plan(["pixels:8"])  # results stored: no extraction is needed any more
+    assert [(t.stage, t.what, t.done) for t in after] == [("evaluate", "linear", True), ("evaluate", "knn", True)]
