@@ -23,7 +23,7 @@ from benchmark.registry import unknown_name_message
 
 SUITES_DIR = Path(__file__).resolve().parent.parent / "suites"
 SUITE_KEYS = ("name", "version", "description", "include", "seed", "preprocessing", "protocols", "datasets",
-              "overrides")
+              "overrides", "pretrain")
 OVERRIDE_KEYS = ("dataset", "protocol", "params")
 DATASET_KEYS = ("root", "train_subset", "source", "preprocessing", "protocols")  # + a source's fields
 
@@ -46,6 +46,7 @@ class Suite:
     datasets: dict[str, dict[str, Any]] = field(default_factory=dict)
     overrides: tuple[dict[str, Any], ...] = ()
     source: str = ""
+    pretrain: dict[str, Any] = field(default_factory=dict)  # the `reproduce` study (benchmark.training.study)
 
     def tasks(self, dataset: str, only: tuple[str, ...] = ()) -> list[Task]:
         """The protocol tasks for one dataset, each with its defaults plus any override."""
@@ -160,4 +161,5 @@ def load_suite(name_or_path: str) -> Suite:
     return Suite(name=str(data.get("name", path.stem)), version=integer(f"suite {path} version", data.get("version", 1)),
                  description=str(data.get("description", "")), seed=integer(f"suite {path} seed", data.get("seed", 0)),
                  preprocessing=mapping(f"suite {path} preprocessing", data.get("preprocessing")),
-                 protocols=protocols, datasets=datasets, overrides=overrides, source=str(path))
+                 protocols=protocols, datasets=datasets, overrides=overrides, source=str(path),
+                 pretrain=mapping(f"suite {path} pretrain", data.get("pretrain")))

@@ -26,11 +26,16 @@ ARCH_SOURCES = ("timm", "torchvision")
 
 
 def save_checkpoint(path: str | Path, *, arch: str, state_dict: dict[str, torch.Tensor],
-                    preprocessing: Preprocessing, arch_source: str = "timm", **metadata: Any) -> Path:
-    """Write atomically (temp file, then rename) so a crash never leaves a half-written checkpoint."""
+                    preprocessing: Preprocessing, arch_source: str = "timm", arch_kwargs: dict[str, Any] | None = None,
+                    head: dict[str, Any] | None = None, **metadata: Any) -> Path:
+    """Write atomically (temp file, then rename) so a crash never leaves a half-written checkpoint.
+
+    `arch_kwargs` rebuild the architecture (e.g. small_stem, a ViT's img_size); `head` holds what an
+    image-text model keeps besides the backbone (projection, logit_scale, text_tower)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = {"format": FORMAT, "format_version": FORMAT_VERSION, "arch": arch, "arch_source": arch_source,
+               "arch_kwargs": arch_kwargs or {}, "head": head or {},
                "state_dict": {k: v.detach().cpu() for k, v in state_dict.items()},
                "preprocessing": preprocessing.as_dict(), "metadata": metadata}
     handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -68,10 +73,28 @@ def build(name: str, weights: Path | None) -> Encoder:
         from benchmark.encoders.timm_source import create_headless
     else:
         from benchmark.encoders.torchvision_source import create_headless
-    model = create_headless(arch)
+    model = create_headless(arch, **payload.get("arch_kwargs", {}))
     report = load_into(model, payload["state_dict"], arch, path)
     preprocessing = Preprocessing(**{k: tuple(v) if isinstance(v, list) else v
                                      for k, v in payload["preprocessing"].items()})
     identity = {"source": "checkpoint", "arch_source": source, "arch": arch, "weights_sha256": file_sha256(path)}
     dense = timm_dense(model) if source == "timm" else None
-    return Encoder(f"checkpoint:{path.stem}", model, preprocessing, identity, load_report=report.lines(), dense_fn=dense)
+    encoder = Encoder(f"checkpoint:{path.stem}", model, preprocessing, identity, load_report=report.lines(),
+                      dense_fn=dense, random_init=bool(payload["metadata"].get("random_init", False)))
+    head = payload.get("head", {})
+    return with_text_tower(encoder, head) if "text_tower" in head else encoder
+
+
+def with_text_tower(encoder: Encoder, head: dict[str, Any]) -> Encoder:
+    """An image-text checkpoint (LiT): pooled features go through the learned projection into the
+    text tower's space; the frozen text tower embeds prompts for zero-shot."""
+    from benchmark.encoders.text_towers import load_text_tower
+
+    projection = torch.nn.Linear(*reversed(head["projection"]["weight"].shape))
+    projection.load_state_dict(head["projection"])
+    encoder.model = torch.nn.Sequential(encoder.model, projection).eval()
+    encoder.text_fn = load_text_tower(head["text_tower"])
+    encoder.logit_scale = float(head["logit_scale"])
+    encoder.load_report = [*encoder.load_report, f"image-text model: projection to {projection.out_features}-d, "
+                           f"text tower {head['text_tower']}"]
+    return encoder

@@ -16,7 +16,9 @@ from benchmark.errors import UserError
 from benchmark.preprocessing import Preprocessing
 
 
-def create_headless(arch: str, **kwargs) -> nn.Module:
+def create_headless(arch: str, small_stem: bool = False, **kwargs) -> nn.Module:
+    """A timm model without its classifier; `small_stem` swaps a ResNet's first conv for a 3x3
+    stride-1 one (keeping the max-pool), the usual change for 32-64 px inputs."""
     import timm
 
     if not timm.is_model(arch):
@@ -24,9 +26,18 @@ def create_headless(arch: str, **kwargs) -> nn.Module:
 
         raise UserError(unknown_name_message("timm architecture", arch, timm.list_models()))
     try:  # ViTs accept any input size (suites may override it); other families reject the argument
-        return timm.create_model(arch, pretrained=False, num_classes=0, dynamic_img_size=True, **kwargs)
+        model = timm.create_model(arch, pretrained=False, num_classes=0, dynamic_img_size=True, **kwargs)
     except TypeError:
-        return timm.create_model(arch, pretrained=False, num_classes=0, **kwargs)
+        model = timm.create_model(arch, pretrained=False, num_classes=0, **kwargs)
+    return with_small_stem(model, arch) if small_stem else model
+
+
+def with_small_stem(model: nn.Module, arch: str) -> nn.Module:
+    first = getattr(model, "conv1", None)
+    if not isinstance(first, nn.Conv2d):
+        raise UserError(f"small_stem applies to ResNets with a single first conv; {arch} has none")
+    model.conv1 = nn.Conv2d(first.in_channels, first.out_channels, 3, stride=1, padding=1, bias=False)
+    return model
 
 
 def timm_preprocessing(model: nn.Module) -> Preprocessing:

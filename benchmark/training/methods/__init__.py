@@ -1,0 +1,1 @@
+"""Pretraining methods, one module each; each registers itself in `benchmark.training.METHODS`."""
