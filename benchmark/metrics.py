@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+
 import numpy as np
 
 from benchmark.errors import UserError
@@ -69,3 +71,18 @@ def segmentation_scores(predictions: np.ndarray, masks: np.ndarray, num_classes:
     iou = intersection[present] / union[present]
     return {"miou": 100.0 * float(iou.mean()), "pixel_accuracy": 100.0 * float(intersection.sum() / valid.sum()),
             "classes_present": int(present.sum())}
+
+
+def packed_correct(metric: str, labels: np.ndarray, outputs: np.ndarray) -> str | None:
+    """Which test examples were classified correctly, as base64 of packed bits (kept with a result so
+    two encoders can be compared by a paired bootstrap); None for multi-label metrics."""
+    if metric not in ("top1", "mean_per_class"):
+        return None
+    outputs = np.asarray(outputs)
+    predictions = outputs if outputs.ndim == 1 else outputs.argmax(1)
+    correct = np.asarray(predictions) == np.asarray(labels)
+    return base64.b64encode(np.packbits(correct)).decode()
+
+
+def unpack_correct(packed: str, count: int) -> np.ndarray:
+    return np.unpackbits(np.frombuffer(base64.b64decode(packed), dtype=np.uint8))[:count].astype(bool)

@@ -2,7 +2,6 @@
 gradients), the anti-collapse mechanisms, resume-equals-uninterrupted, and the checkpoint round trip."""
 
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest

@@ -83,6 +83,7 @@ class DatasetSpec:
     description: str = ""
     version: int = 1
     class_names: tuple[str, ...] = ()
+    official_sizes: dict[str, int] = field(default_factory=dict, compare=False)  # images per split, for check-data
 
     def __post_init__(self) -> None:
         if self.metric not in METRICS:

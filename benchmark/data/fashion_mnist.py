@@ -59,4 +59,5 @@ def load(split: str, root: Path | None) -> ImageSplit:
 
 SPEC = register_dataset(DatasetSpec(
     name="fashion_mnist", num_classes=10, load=load, layout=LAYOUT, class_names=CLASSES,
+    official_sizes={"train": 60000, "test": 10000},
     description="Fashion-MNIST, 60k/10k official split, 28x28 grey (Debian dataset-fashion-mnist)"))

@@ -30,6 +30,19 @@ LAYOUTS: dict[str, tuple[str, str, int, str, tuple[str, ...], str]] = {
              "ROOT/oxford-iiit-pet/{images,annotations}"),
     "food101": ("Food101", "split_arg", 101, "top1", ("train", "test"), "ROOT/food-101/{images,meta}"),
     "eurosat": ("EuroSAT", "whole", 10, "top1", ("all",), "ROOT/eurosat/2750/<class>/*.jpg"),
+    "aircraft": ("FGVCAircraft", "split_arg", 100, "mean_per_class", ("train", "val", "test"),
+                 "ROOT/fgvc-aircraft-2013b/data/{images,images_variant_*.txt}"),
+    "cars": ("StanfordCars", "split_arg", 196, "top1", ("train", "test"),
+             "ROOT/stanford_cars/{cars_train,cars_test,devkit,cars_test_annos_withlabels.mat}"),
+}
+# The official number of images per split, which `check-data` compares against.
+OFFICIAL_SIZES: dict[str, dict[str, int]] = {
+    "cifar10": {"train": 50000, "test": 10000}, "cifar100": {"train": 50000, "test": 10000},
+    "mnist": {"train": 60000, "test": 10000}, "svhn": {"train": 73257, "test": 26032},
+    "stl10": {"train": 5000, "test": 8000}, "dtd": {"train": 1880, "val": 1880, "test": 1880},
+    "flowers102": {"train": 1020, "val": 1020, "test": 6149}, "pets": {"train": 3680, "test": 3669},
+    "food101": {"train": 75750, "test": 25250}, "eurosat": {"all": 27000},
+    "aircraft": {"train": 3334, "val": 3333, "test": 3333}, "cars": {"train": 8144, "test": 8041},
 }
 LABEL_ATTRIBUTES = ("targets", "labels", "_labels", "y")
 
@@ -75,4 +88,5 @@ def split_from_torchvision(dataset: Any) -> ImageSplit:
 for _name, (_cls, _style, _classes, _metric, _splits, _layout) in LAYOUTS.items():
     register_dataset(DatasetSpec(name=_name, num_classes=_classes, load=make_loader(_cls, _style), metric=_metric,
                                  splits=_splits, needs_root=True, layout=f"torchvision {_cls} layout: {_layout}",
-                                 description=f"torchvision {_cls} from a local root"))
+                                 description=f"torchvision {_cls} from a local root",
+                                 official_sizes=OFFICIAL_SIZES.get(_name, {})))

@@ -45,7 +45,7 @@ class Encoder:
     def __post_init__(self) -> None:
         self.model.eval()
         if self.random_init:
-            log.warning("!" * 72 + "\n!! %s HAS RANDOM WEIGHTS (no weights file given): a baseline, not a "
+            log.warning("!" * 72 + "\n!! %s HAS RANDOM WEIGHTS: a baseline, not a "
                         "pretrained model\n" + "!" * 72, self.name)
 
     @property

@@ -133,4 +133,5 @@ class FewShot(Protocol):
         return ProtocolResult(value=float(accuracies.mean()), metric="accuracy",
                               chosen={"ways": p.ways, "shots": p.shots},
                               details={"ci95": ci95, "episodes": len(accuracies), "episodes_digest": episodes.digest,
-                                       "pool_size": len(labels), "std": float(np.std(accuracies))})
+                                       "pool_size": len(labels), "std": float(np.std(accuracies)),
+                                       "episode_accuracies": np.round(accuracies, 4).tolist()})

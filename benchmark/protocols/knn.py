@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from benchmark.errors import UserError
-from benchmark.metrics import score
+from benchmark.metrics import packed_correct, score
 from benchmark.protocols import PROTOCOLS
 from benchmark.protocols.base import Protocol, ProtocolResult, TaskData, check_finite, require_test_split
 
@@ -89,10 +89,11 @@ class WeightedKNN(Protocol):
         similarities, indices = nearest_neighbours(reference.x, data.test.x, ks[-1], index=self.params.index,
                                                    nlist=self.params.nlist, nprobe=self.params.nprobe)
         neighbour_labels = reference.y[indices]
-        scores = {k: score(data.metric, data.test.y, weighted_votes(similarities, neighbour_labels, k,
-                                                                      self.params.temperature, data.num_classes))
-                  for k in ks}
+        votes = {k: weighted_votes(similarities, neighbour_labels, k, self.params.temperature, data.num_classes)
+                 for k in ks}
+        scores = {k: score(data.metric, data.test.y, v) for k, v in votes.items()}
         headline = min(self.params.headline_k, len(reference))
         return ProtocolResult(value=scores[headline], metric=data.metric, chosen={"k": headline},
                               details={"by_k": {str(k): v for k, v in scores.items()},
-                                       "temperature": self.params.temperature, "index": self.params.index})
+                                       "temperature": self.params.temperature, "index": self.params.index,
+                                       "test_correct": packed_correct(data.metric, data.test.y, votes[headline])})

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from benchmark.errors import UserError
-from benchmark.metrics import score
+from benchmark.metrics import packed_correct, score
 from benchmark.protocols import PROTOCOLS
 from benchmark.protocols._logreg import SklearnLogReg, TorchLogReg
 from benchmark.protocols.base import Protocol, ProtocolResult, TaskData, check_finite, require_test_split
@@ -45,11 +45,12 @@ class LinearProbe(Protocol):
         model, grid, val_scores, best = self.select(data)
         trainval = data.trainval
         model.fit(trainval.x, trainval.y, grid[best])
-        test_score = score(data.metric, data.test.y, model.decision_function(data.test.x))
-        return ProtocolResult(value=test_score, metric=data.metric,
+        outputs = model.decision_function(data.test.x)
+        return ProtocolResult(value=score(data.metric, data.test.y, outputs), metric=data.metric,
                               chosen={"C": float(grid[best]), "wd": float(1.0 / grid[best])},
                               details={"val_score": val_scores[best], "val_curve": val_scores,
-                                       "solver": self.params.solver})
+                                       "solver": self.params.solver,
+                                       "test_correct": packed_correct(data.metric, data.test.y, outputs)})
 
     def select(self, data: TaskData) -> tuple[SklearnLogReg | TorchLogReg, np.ndarray, list[float], int]:
         """The warm-started sweep over the C grid on train, scored on val: (model, grid, val scores,

@@ -7,7 +7,7 @@ plus a random-init encoder of each architecture used, are evaluated on the suite
       methods: [supervised, simclr, mae, ...]
       arch: resnet18                             # any PretrainConfig field is a shared default
       method_overrides: {mae: {arch: vit_tiny_patch16_224, arch_kwargs: {img_size: 32}}}
-      evaluate: {protocols: [knn, linear], preprocessing: {input_size: 32}}
+      evaluate: {protocols: [knn, linear], preprocessing: {input_size: 32}, datasets: {fashion_mnist: [knn]}}
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from benchmark.config import Suite
 from benchmark.errors import UserError
@@ -66,8 +65,11 @@ def evaluation_suite(suite: Suite) -> tuple[Suite, tuple[str, ...]]:
     spec = suite.pretrain.get("evaluate") or {}
     protocols = tuple(spec.get("protocols") or suite.protocols)
     preprocessing = {**suite.preprocessing, **(spec.get("preprocessing") or {})}
-    datasets = {name: options for name, options in suite.datasets.items()
-                if suite.tasks(name, protocols)}
+    per_dataset = spec.get("datasets") or {}  # a dataset's protocols in the study, e.g. {fashion_mnist: [knn]}
+    datasets = {name: {**options, **({"protocols": per_dataset[name]} if name in per_dataset else {})}
+                for name, options in suite.datasets.items()}
+    datasets = {name: options for name, options in datasets.items()
+                if dataclasses.replace(suite, datasets=datasets).tasks(name, protocols)}
     return dataclasses.replace(suite, name=f"{suite.name}:reproduce", preprocessing=preprocessing,
                                datasets=datasets), protocols
 

@@ -1,0 +1,66 @@
+"""Statistics beyond a single number: 95% confidence intervals for cells with repetitions, and paired
+tests between two encoders on the same test examples (bootstrap) or the same episodes (t-test)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from benchmark.metrics import unpack_correct
+
+
+def mean_ci95(values: np.ndarray) -> tuple[float, float]:
+    """Mean and the half-width 1.96 * std / sqrt(n) (population std, as Ericsson's few-shot tables)."""
+    values = np.asarray(values, dtype=float)
+    return float(values.mean()), float(1.96 * values.std() / np.sqrt(len(values)))
+
+
+def paired_bootstrap(correct_a: np.ndarray, correct_b: np.ndarray, resamples: int = 10_000, seed: int = 0
+                     ) -> tuple[float, float]:
+    """(accuracy difference a - b in points, two-sided p-value): test examples resampled with
+    replacement, the same draw for both encoders; p = 2 x the smaller tail of the difference's sign."""
+    a, b = np.asarray(correct_a, dtype=float), np.asarray(correct_b, dtype=float)
+    differences = a - b
+    rng = np.random.default_rng(seed)
+    means = np.array([differences[rng.integers(0, len(differences), len(differences))].mean()
+                      for _ in range(resamples)])
+    tail = min(np.mean(means <= 0), np.mean(means >= 0))
+    return 100.0 * float(differences.mean()), float(min(1.0, 2 * tail))
+
+
+def episode_paired_test(accuracies_a: np.ndarray, accuracies_b: np.ndarray) -> tuple[float, float]:
+    """(mean difference in points, p-value) of a paired t-test over shared episodes."""
+    a, b = np.asarray(accuracies_a, dtype=float), np.asarray(accuracies_b, dtype=float)
+    if np.allclose(a, b):
+        return 0.0, 1.0
+    return float((a - b).mean()), float(stats.ttest_rel(a, b).pvalue)
+
+
+def compare_encoders(rows: pd.DataFrame, encoder_a: str, encoder_b: str) -> pd.DataFrame:
+    """Every (protocol, dataset) both encoders have: values, difference and a paired p-value where
+    the rows carry per-example correctness or per-episode accuracies."""
+    latest = rows.drop_duplicates(["encoder", "dataset", "protocol"], keep="last").set_index(
+        ["protocol", "dataset", "encoder"])
+    records = []
+    for protocol, dataset in latest.index.droplevel(2).unique():
+        try:
+            a, b = latest.loc[(protocol, dataset, encoder_a)], latest.loc[(protocol, dataset, encoder_b)]
+        except KeyError:
+            continue
+        test, p_value = paired_evidence(a, b)
+        records.append({"protocol": protocol, "dataset": dataset, encoder_a: a["value"], encoder_b: b["value"],
+                        "difference": a["value"] - b["value"], "p_value": p_value, "test": test})
+    return pd.DataFrame(records)
+
+
+def paired_evidence(a: pd.Series, b: pd.Series) -> tuple[str, float]:
+    da, db = a["details"], b["details"]
+    if "episode_accuracies" in da and "episode_accuracies" in db and \
+            da.get("episodes_digest") == db.get("episodes_digest"):
+        return "paired t-test over episodes", episode_paired_test(da["episode_accuracies"], db["episode_accuracies"])[1]
+    if da.get("test_correct") and db.get("test_correct") and a["split_sizes"] == b["split_sizes"]:
+        count = int(a["split_sizes"]["test"])
+        return "paired bootstrap over test examples", paired_bootstrap(
+            unpack_correct(da["test_correct"], count), unpack_correct(db["test_correct"], count))[1]
+    return "none (no per-example data; rerun with --recompute)", float("nan")

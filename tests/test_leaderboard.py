@@ -1,0 +1,165 @@
+"""Published reference tables, leaderboards, plots, the HTML page, statistics and check-data."""
+
+from html.parser import HTMLParser
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from benchmark.results.reference import compare, load_reference
+from benchmark.results.table import render, results_table
+from tests.conftest import write_suite
+from tests.test_data import write_idx
+
+PUBLISHED = {  # typed from the paper's tables as ../shared/spec/reference lists them
+    ("SimCLR-v1", "fewshot", "cropdiseases"): 94.03, ("BYOL", "fewshot", "eurosat"): 89.62,
+    ("Supervised", "fewshot", "chestx"): 29.26, ("PCL-v1", "fewshot", "isic"): 38.01,
+    ("BYOL", "linear", "cars"): 56.40, ("Supervised", "linear", "imagenet"): 77.20,
+    ("DeepCluster-v2", "finetune", "cifar100"): 85.15, ("InsDis", "linear", "pets"): 68.78,
+}
+
+
+def test_compare_renders_the_published_table_exactly():
+    reference = load_reference("ericsson2021")
+    table = results_table(reference)
+    assert table.shape == (14, 10)  # 14 encoders; 3 linear, 3 fine-tune, 4 few-shot columns
+    assert list(table.index[:3]) == ["InsDis", "MoCo-v1", "PCL-v1"] and table.index[-1] == "Supervised"
+    assert list(dict.fromkeys(table.columns.get_level_values(0))) == ["linear", "finetune", "fewshot"]
+    for row in reference.itertuples():  # every published number sits in its cell, unchanged
+        assert table.loc[row.encoder, (row.protocol, row.dataset)] == row.value
+    for (encoder, protocol, dataset), value in PUBLISHED.items():
+        assert table.loc[encoder, (protocol, dataset)] == value
+    text = render(table, digits=2)
+    assert "| SimCLR-v1 " in text and "94.03" in text and "fewshot · cropdiseases" in text
+    assert reference.loc[reference["protocol"] == "fewshot", "ci95"].notna().all()
+
+
+def test_cli_table_compare_puts_our_cells_next_to_the_published_ones(tmp_path, capsys):
+    import cli
+    from benchmark.results import ResultsStore
+
+    store_path = tmp_path / "runs.sqlite"
+    ours = pd.DataFrame([{"encoder": "torchvision:resnet50@byol.pth", "dataset": "eurosat", "protocol": "fewshot",
+                          "value": 88.62}, {"encoder": "mine", "dataset": "eurosat", "protocol": "fewshot", "value": 1.0}])
+    from benchmark.models import reference_names
+
+    matched = compare(ours, load_reference("ericsson2021"), reference_names("ericsson2021", ours["encoder"]))
+    assert matched.to_dict("records") == [{"encoder": "BYOL", "protocol": "fewshot", "dataset": "eurosat",
+                                           "published": 89.62, "ours": 88.62, "difference": pytest.approx(-1.0)}]
+    ResultsStore(store_path)  # an empty store: the published table alone
+    assert cli.main(["table", "--compare", "ericsson2021", "--results", str(store_path)]) == 0
+    out = capsys.readouterr().out
+    assert "Published (Ericsson, Gouk & Hospedales" in out and "| DeepCluster-v2 " in out and "96.63" in out
+
+
+class TableRows(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.headers, self.rows, self.scripts, self._cell = [], [], 0, None
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "tr":
+            self.rows.append([])
+        if tag in ("td", "th"):
+            self._cell = tag
+        self.scripts += tag == "script"
+
+    def handle_endtag(self, tag):
+        if tag in ("td", "th"):
+            self._cell = None
+
+    def handle_data(self, data):
+        if self._cell == "th":
+            self.headers.append(data)
+        elif self._cell == "td":
+            self.rows[-1].append(data)
+
+
+def test_leaderboard_of_our_runs_writes_csvs_markdown_html_and_plots(tmp_path):
+    from benchmark.config import load_suite
+    from benchmark.results import ResultsStore
+    from benchmark.results.leaderboard import write_leaderboard
+    from benchmark.runner import RunOptions, evaluate
+
+    suite = load_suite(str(write_suite(tmp_path / "s.yaml", {"digits": {}, "lfw_faces": {}},
+                                       {"linear": {"solver": "torch"}, "knn": {"k": [5]}})))
+    options = RunOptions(cache_dir=tmp_path / "cache", results_path=tmp_path / "runs.sqlite")
+    evaluate(["pixels:8", "pixels:4", "timm:resnet18"], suite, options, echo=lambda _: None)
+    rows = ResultsStore(tmp_path / "runs.sqlite").latest("tiny")
+    paths = write_leaderboard(rows, tmp_path / "board", "tiny", reference="linear·digits", suite_version=1)
+    assert {p.name for p in paths} >= {"leaderboard_long.csv", "leaderboard_wide.csv", "leaderboard.md",
+                                       "leaderboard.html", "heatmap.png", "ranks.png", "scatter.png"}
+    wide = pd.read_csv(tmp_path / "board" / "leaderboard_wide.csv", index_col=0)
+    assert len(wide) == 3 and wide["average_rank"].is_monotonic_increasing
+    assert wide["code_revision"].notna().all() and wide["suite_version"].eq(1).all()
+    best = rows.loc[rows["dataset"].eq("digits") & rows["protocol"].eq("linear"), "value"].max()
+    assert wide["linear·digits"].max() == pytest.approx(best, abs=0.01)
+    assert len(pd.read_csv(tmp_path / "board" / "leaderboard_long.csv")) == len(rows) == 12
+    page = TableRows()
+    page.feed((tmp_path / "board" / "leaderboard.html").read_text())
+    assert page.headers[:2] == ["encoder", "average_rank"] and "code_revision" in page.headers
+    assert len(page.rows) == 4 and page.scripts == 1  # header row + one row per encoder; the sort script
+    assert sorted(r[0] for r in page.rows[1:]) == sorted(wide.index)
+    for name in ("heatmap.png", "ranks.png", "scatter.png"):
+        with Image.open(tmp_path / "board" / name) as image:
+            assert image.format == "PNG" and image.width > 300 and image.height > 200
+            assert np.asarray(image.convert("L")).std() > 10  # something was drawn
+
+
+def test_correlations_on_the_published_table_match_pandas():
+    from benchmark.results.leaderboard import correlations
+
+    wide = results_table(load_reference("ericsson2021"))
+    table = correlations(wide, "linear·imagenet").set_index("column")
+    flat = wide.copy()
+    flat.columns = [f"{p}·{d}" for p, d in wide.columns]
+    for column in ("linear·cars", "fewshot·chestx"):
+        assert table.loc[column, "spearman"] == pytest.approx(flat["linear·imagenet"].corr(flat[column], "spearman"))
+        assert table.loc[column, "pearson"] == pytest.approx(flat["linear·imagenet"].corr(flat[column]))
+    assert table.loc["linear·cars", "spearman"] > 0.5  # the paper's finding: ImageNet accuracy tracks natural images
+
+
+def test_paired_tests_find_real_differences_and_not_ties():
+    from benchmark.results.stats import episode_paired_test, mean_ci95, paired_bootstrap
+
+    rng = np.random.default_rng(0)
+    a = rng.random(2000) < 0.80
+    b = a.copy()
+    flip = rng.choice(2000, 120, replace=False)
+    b[flip] = ~b[flip] & (rng.random(120) < 0.2)  # b loses about 100 correct answers
+    difference, p = paired_bootstrap(a, b, resamples=2000)
+    assert difference > 3 and p < 0.01
+    assert paired_bootstrap(a, a, resamples=500) == (0.0, 1.0)
+    episodes = rng.normal(80, 5, 600)
+    assert episode_paired_test(episodes + 1.0 + rng.normal(0, 1, 600), episodes)[1] < 1e-6
+    mean, half = mean_ci95(episodes)
+    assert half == pytest.approx(1.96 * episodes.std() / np.sqrt(600))
+
+
+def test_compare_command_reports_p_values_from_stored_rows(tmp_path, capsys):
+    import cli
+
+    suite = write_suite(tmp_path / "s.yaml", {"digits": {}}, {"linear": {"solver": "torch"}, "knn": {"k": [5]},
+                                                              "fewshot": {"episodes": 50}})
+    args = ["--suite", str(suite), "--results", str(tmp_path / "r.sqlite"), "--cache-dir", str(tmp_path / "c")]
+    assert cli.main(["evaluate", "--model", "pixels:8", "--model", "pixels:2", *args]) == 0
+    capsys.readouterr()
+    assert cli.main(["compare", "pixels:8", "pixels:2", "--results", str(tmp_path / "r.sqlite")]) == 0
+    out = capsys.readouterr().out
+    assert out.count("paired bootstrap over test examples") == 2 and "paired t-test over episodes" in out
+
+
+def test_check_data_names_the_short_split_and_its_official_count(tmp_path, rng, capsys):
+    import cli
+
+    raw = tmp_path / "mnist" / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    for prefix, count in (("train", 60000), ("t10k", 20)):  # a truncated test split
+        write_idx(raw / f"{prefix}-images-idx3-ubyte", np.zeros((count, 28, 28)))
+        write_idx(raw / f"{prefix}-labels-idx1-ubyte", np.arange(count) % 10)
+    suite = write_suite(tmp_path / "s.yaml", {"mnist": {}, "cifar10": {}}, {"knn": {}})
+    assert cli.main(["check-data", "--suite", str(suite), "--data-root", str(tmp_path)]) == 1
+    out = capsys.readouterr().out
+    assert "split 'test' has 20 images, the official split has 10000" in out and "train 60000" in out
+    assert "cifar10" in out and "not found" in out
