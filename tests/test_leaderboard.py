@@ -85,7 +85,7 @@ def test_leaderboard_of_our_runs_writes_csvs_markdown_html_and_plots(tmp_path):
     suite = load_suite(str(write_suite(tmp_path / "s.yaml", {"digits": {}, "lfw_faces": {}},
                                        {"linear": {"solver": "torch"}, "knn": {"k": [5]}})))
     options = RunOptions(cache_dir=tmp_path / "cache", results_path=tmp_path / "runs.sqlite")
-    evaluate(["pixels:8", "pixels:4", "timm:resnet18"], suite, options, echo=lambda _: None)
+    evaluate(["pixels:8", "pixels:4", "pixels:2"], suite, options, echo=lambda _: None)
     rows = ResultsStore(tmp_path / "runs.sqlite").latest("tiny")
     paths = write_leaderboard(rows, tmp_path / "board", "tiny", reference="linear·digits", suite_version=1)
     assert {p.name for p in paths} >= {"leaderboard_long.csv", "leaderboard_wide.csv", "leaderboard.md",
