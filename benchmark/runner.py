@@ -162,6 +162,11 @@ def data_kind(protocol: Protocol) -> str:
     return "model" if "model" in protocol.requires else "dense" if "dense" in protocol.requires else "pooled"
 
 
+def pending_kinds(cells: list[tuple[Task, Protocol, str, bool]]) -> list[str]:
+    """The feature kinds (pooled, dense) that some not-yet-done cell reads."""
+    return sorted({data_kind(protocol) for _, protocol, _, done in cells if not done} - {"model"})
+
+
 def concat(parts: list[Features]) -> Features:
     return Features(np.concatenate([p.x for p in parts]), np.concatenate([p.y for p in parts]))
 
@@ -227,7 +232,7 @@ class Evaluator:
     def extract_dataset(self, encoder: Encoder, name: str, options: dict[str, Any]) -> None:
         plan = plan_dataset(name, options, self.options.data_root)
         preprocessing = encoder.preprocessing.with_overrides(self.suite.preprocessing_for(name))
-        for kind in self.pending_kinds(encoder, plan, preprocessing):
+        for kind in pending_kinds(self.cells(encoder, plan, preprocessing)):
             self.features(encoder, preprocessing, plan, kind)
 
     def plan(self, model_specs: list[str]) -> list[PlannedTask]:
@@ -239,22 +244,14 @@ class Evaluator:
             for name, options in self.suite.datasets.items():
                 plan = plan_dataset(name, options, self.options.data_root)
                 preprocessing = encoder.preprocessing.with_overrides(self.suite.preprocessing_for(name))
-                tasks += self.planned_extractions(encoder, plan, preprocessing)
+                cells = self.cells(encoder, plan, preprocessing)
+                tasks += [PlannedTask("extract", encoder.label, name, f"{split} {kind}", key.digest,
+                                      self.cache.contains(key))
+                          for kind in pending_kinds(cells) for split in plan.spec.splits
+                          for key in [feature_key(encoder, preprocessing, plan, split, kind)]]
                 tasks += [PlannedTask("evaluate", encoder.label, name, task.protocol, key, done)
-                          for task, _, key, done in self.cells(encoder, plan, preprocessing)]
+                          for task, _, key, done in cells]
         return tasks
-
-    def planned_extractions(self, encoder: Encoder, plan: DatasetPlan, preprocessing: Preprocessing
-                            ) -> list[PlannedTask]:
-        return [PlannedTask("extract", encoder.label, plan.spec.name, f"{split} {kind}", key.digest,
-                            self.cache.contains(key))
-                for kind in self.pending_kinds(encoder, plan, preprocessing) for split in plan.spec.splits
-                for key in [feature_key(encoder, preprocessing, plan, split, kind)]]
-
-    def pending_kinds(self, encoder: Encoder, plan: DatasetPlan, preprocessing: Preprocessing) -> list[str]:
-        """The feature kinds (pooled, dense) that some not-yet-done cell of the dataset reads."""
-        return sorted({data_kind(protocol) for _, protocol, _, done in self.cells(encoder, plan, preprocessing)
-                       if not done} - {"model"})
 
     def suite_cells(self, encoder: Encoder, plan: DatasetPlan, preprocessing: Preprocessing
                     ) -> list[tuple[Task, Protocol, str]]:
