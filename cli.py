@@ -267,7 +267,6 @@ def show_comparison(args: argparse.Namespace) -> int:
 
 
 def cmd_leaderboard(args: argparse.Namespace) -> int:
-    from benchmark.config import load_suite
     from benchmark.results import ResultsStore
     from benchmark.results.leaderboard import write_leaderboard
     from benchmark.results.reference import load_reference
@@ -278,10 +277,20 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
         if not args.results.exists():
             raise UserError(f"no results store at {args.results}; run `transferbench evaluate` first or pass --results")
         rows, title = ResultsStore(args.results).latest(args.suite), args.suite or "all suites"
-        version = load_suite(args.suite).version if args.suite else None
+        version = suite_version(args.suite)
     for path in write_leaderboard(rows, args.out, title, args.correlate_with, version):
         print(f"wrote {path}")
     return 0
+
+
+def suite_version(name: str | None) -> int | None:
+    """The version of a suite by name ("offline:reproduce" is the offline suite's study), if it loads."""
+    from benchmark.config import load_suite
+
+    try:
+        return load_suite(name.split(":")[0]).version if name else None
+    except UserError:
+        return None
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
