@@ -187,11 +187,21 @@ def cmd_extract(args: argparse.Namespace) -> int:
     return 0
 
 
+def print_run_table(results: Path, suite_name: str, encoders: list[str]) -> None:
+    """The stored table of one suite, restricted to the encoders this run evaluated, with skip notes."""
+    from benchmark.results import ResultsStore
+    from benchmark.results.table import render, results_table, skip_notes
+
+    store = ResultsStore(results)
+    latest, skips = store.latest(suite_name), store.skips(suite_name)
+    latest, skips = latest[latest["encoder"].isin(encoders)], skips[skips["encoder"].isin(encoders)]
+    print(render(results_table(latest, skips)))
+    print(skip_notes(skips))
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from benchmark import distributed
     from benchmark.config import load_suite
-    from benchmark.results import ResultsStore
-    from benchmark.results.table import render, results_table, skip_notes
     from benchmark.runner import evaluate
 
     suite = load_suite(args.suite)
@@ -217,12 +227,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
           f"reused from the results store); feature cache: {report.cache_hits} hits, {report.cache_misses} extracted "
           f"({'nothing extracted: cache used' if report.cache_misses == 0 else 'new entries written'})\n")
     if report.rows or report.skipped:
-        store = ResultsStore(args.results)
-        encoders = set(report.encoders)
-        latest, skips = store.latest(suite.name), store.skips(suite.name)
-        latest, skips = latest[latest["encoder"].isin(encoders)], skips[skips["encoder"].isin(encoders)]
-        print(render(results_table(latest, skips)))
-        print(skip_notes(skips))
+        print_run_table(args.results, suite.name, report.encoders)
     for failure in report.failures:
         print(f"FAILED: {failure}", file=sys.stderr)
     return 1 if report.failures else 0
@@ -343,18 +348,12 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
 
 def cmd_reproduce(args: argparse.Namespace) -> int:
     from benchmark.config import load_suite
-    from benchmark.results import ResultsStore
-    from benchmark.results.table import render, results_table, skip_notes
     from benchmark.training.study import reproduce
 
     suite = load_suite(args.suite)
     report, failures = reproduce(suite, run_options(args), args.out_dir, args.budget)
-    store = ResultsStore(args.results)
-    latest, skips = store.latest(f"{suite.name}:reproduce"), store.skips(f"{suite.name}:reproduce")
-    latest, skips = latest[latest["encoder"].isin(report.encoders)], skips[skips["encoder"].isin(report.encoders)]
     print(f"\n{suite.name} study: {len(report.encoders)} encoders, {len(report.rows)} results in {report.seconds:.1f}s\n")
-    print(render(results_table(latest, skips)))
-    print(skip_notes(skips))
+    print_run_table(args.results, f"{suite.name}:reproduce", report.encoders)
     for failure in [*failures, *report.failures]:
         print(f"FAILED: {failure}", file=sys.stderr)
     return 1 if failures or report.failures else 0

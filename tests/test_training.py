@@ -280,3 +280,29 @@ def test_checkpoint_records_its_training_and_loads_for_evaluation(tmp_path):
                     echo=lambda _: None) == path  # already trained: reused, not retrained
     with pytest.raises(Exception, match="another configuration"):
         pretrain(PretrainConfig(method="simclr", out=path, epochs=2, steps_per_epoch=2, **TINY), echo=lambda _: None)
+
+
+def test_reproduce_trains_each_method_then_evaluates_them_with_a_random_init_baseline(tmp_path, capsys):
+    import yaml
+
+    import cli
+
+    suite = tmp_path / "study.yaml"
+    suite.write_text(yaml.safe_dump({
+        "name": "study", "protocols": {"knn": {"k": [5]}, "linear": {"solver": "torch"}},
+        "datasets": {"digits": {}},
+        "pretrain": {"source": "fashion_mnist", "methods": ["supervised", "rotation"], "epochs": 1,
+                     "steps_per_epoch": 4, **TINY,
+                     "evaluate": {"protocols": ["knn"], "preprocessing": {"input_size": 16}}}}))
+    args = ["reproduce", "--suite", str(suite), "--out-dir", str(tmp_path / "pt"), "--results",
+            str(tmp_path / "r.sqlite"), "--cache-dir", str(tmp_path / "c"), "--budget", "0.5"]
+    assert cli.main(args) == 0
+    out = capsys.readouterr().out
+    assert "study study: 3 encoders, 3 results" in out and "knn · digits" in out and "linear" not in out
+    assert "checkpoint:random_init-resnet18 [random init]" in out
+    from benchmark.encoders.checkpoint import read_checkpoint
+
+    meta = read_checkpoint(tmp_path / "pt" / "study" / "rotation.pt")["metadata"]
+    assert meta["steps_per_epoch"] == 2  # --budget 0.5 halves the suite's 4 steps
+    assert cli.main(args) == 0  # a second run reuses checkpoints and stored results
+    assert "already trained with this configuration" in capsys.readouterr().out

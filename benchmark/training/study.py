@@ -68,8 +68,8 @@ def evaluation_suite(suite: Suite) -> tuple[Suite, tuple[str, ...]]:
     per_dataset = spec.get("datasets") or {}  # a dataset's protocols in the study, e.g. {fashion_mnist: [knn]}
     datasets = {name: {**options, **({"protocols": per_dataset[name]} if name in per_dataset else {})}
                 for name, options in suite.datasets.items()}
-    datasets = {name: options for name, options in datasets.items()
-                if dataclasses.replace(suite, datasets=datasets).tasks(name, protocols)}
+    restricted = dataclasses.replace(suite, datasets=datasets)
+    datasets = {name: options for name, options in datasets.items() if restricted.tasks(name, protocols)}
     return dataclasses.replace(suite, name=f"{suite.name}:reproduce", preprocessing=preprocessing,
                                datasets=datasets), protocols
 
