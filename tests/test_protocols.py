@@ -126,6 +126,21 @@ def test_knn_equals_a_direct_computation(digits_features):
     assert result.value == result.details["by_k"]["20"] and result.value > 90.0
 
 
+def test_knn_search_in_train_chunks_merges_to_the_exact_top_k(digits_features):
+    """Train chunks of k = 120 rows (the last one 70) give the same neighbours as one search
+    and as a direct sort of all cosine similarities."""
+    from benchmark.protocols.knn import nearest_neighbours, normalized
+
+    (x, _), (xt, _) = digits_features["train"], digits_features["test"]
+    train, queries = x[:1030].astype(np.float64) + np.arange(1030)[:, None] * 1e-4, xt[:50]  # no exact ties
+    whole = nearest_neighbours(train, queries, 120, chunk=10**6)
+    chunked = nearest_neighbours(train, queries, 120, chunk=100)
+    direct = np.argsort(-(normalized(queries) @ normalized(train).T), axis=1, kind="stable")[:, :120]
+    np.testing.assert_array_equal(chunked[1], whole[1])
+    np.testing.assert_array_equal(chunked[1], direct)
+    np.testing.assert_allclose(chunked[0], whole[0])
+
+
 def test_knn_ivf_index_with_every_list_probed_equals_the_exact_index(digits_features):
     data = task_data(digits_features)
     exact = make_protocol("knn").evaluate(data)

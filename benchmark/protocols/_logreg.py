@@ -182,9 +182,13 @@ class TorchLogReg:
 
 def minimise_lbfgs(evaluate, u: torch.Tensor, beta: torch.Tensor, max_iter: int, tol: float,
                    history: int = 10) -> tuple[torch.Tensor, torch.Tensor, int]:
-    """L-BFGS (two-loop recursion, backtracking Armijo line search) over the pair (u, beta).
+    """L-BFGS (two-loop recursion, backtracking line search) over the pair (u, beta).
     `evaluate(u, beta)` returns (objective, grad u, grad beta, the stopping rule's gradient size).
-    Returns the solution and the number of iterations taken."""
+    Returns the solution and the number of iterations taken.
+
+    A step is accepted by Armijo's rule or, where float32 can no longer resolve the objective's decrease,
+    by Hager and Zhang's approximate Wolfe test (objective not above its value beyond rounding, and the
+    slope along the step flattened). When no step passes, the solution is at float32's floor: stop."""
     f, gu, gb, largest = evaluate(u, beta)
     pairs: list[tuple[torch.Tensor, torch.Tensor, float]] = []  # (s, y, 1 / y.s), flattened
     iteration = 0
@@ -196,22 +200,29 @@ def minimise_lbfgs(evaluate, u: torch.Tensor, beta: torch.Tensor, max_iter: int,
             pairs.clear()
             direction, slope = -grad, -float(grad @ grad)
         step = 1.0 if pairs else min(1.0, 1.0 / float(grad.abs().sum()))
-        while True:
+        for _ in range(30):
             du, db = (direction[:u.numel()] * step).view_as(u), direction[u.numel():] * step
             f_new, gu_new, gb_new, largest_new = evaluate(u + du, beta + db)
-            if f_new <= f + 1e-4 * step * slope or step < 1e-10:
+            grad_new = torch.cat([gu_new.reshape(-1), gb_new])
+            if _acceptable(f, f_new, slope, float(grad_new @ direction), step):
                 break
             step *= 0.5
-        if not f_new <= f:  # no decrease at any step: float32 has hit its floor
+        else:
             break
         iteration += 1
         s = torch.cat([du.reshape(-1), db])
-        y = torch.cat([(gu_new - gu).reshape(-1), gb_new - gb])
+        y = grad_new - grad
         ys = float(y @ s)
         if ys > 1e-10:
             pairs = [*pairs[-(history - 1):], (s, y, 1.0 / ys)]
         u, beta, f, gu, gb, largest = u + du, beta + db, f_new, gu_new, gb_new, largest_new
     return u, beta, iteration
+
+
+def _acceptable(f: float, f_new: float, slope: float, slope_new: float, step: float) -> bool:
+    armijo = f_new <= f + 1e-4 * step * slope
+    approximate_wolfe = f_new <= f + 1e-6 * abs(f) and slope_new <= 0.8 * -slope and slope_new >= 0.9 * slope
+    return armijo or approximate_wolfe
 
 
 def _two_loop(grad: torch.Tensor, pairs: list[tuple[torch.Tensor, torch.Tensor, float]]) -> torch.Tensor:
