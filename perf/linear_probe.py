@@ -1,7 +1,7 @@
 """Linear probe: the torch L-BFGS sweep vs sklearn's LogisticRegression(lbfgs) over the same C grid,
 on the same features, side by side in one process.
 
-    python perf/linear_probe.py [--sizes 10000x512 50000x2048] [--num-wd 45]
+    python perf/linear_probe.py [--sizes 10000x512 50000x2048] [--num-wd 45] [--real fashion_mnist ...]
 
 Prints each path's time, the ratio, the chosen C of each, and their test accuracies (target: the
 torch path at least 10x faster, test accuracy within 0.5 points).
@@ -34,23 +34,51 @@ def warm_up() -> None:
 
 
 def compare(n: int, d: int, num_wd: int) -> dict:
+    return compare_on(synthetic_task(n, n // 4, d), f"{n}x{d}", num_wd)
+
+
+def compare_on(data, size: str, num_wd: int) -> dict:
     warm_up()
-    data = synthetic_task(n, n // 4, d)
     slow_s, slow = timed(make_protocol("linear", {"solver": "sklearn", "num_wd": num_wd}), data)
     fast_s, fast = timed(make_protocol("linear", {"solver": "torch", "num_wd": num_wd}), data)
-    return {"size": f"{n}x{d}", "sklearn_s": slow_s, "torch_s": fast_s, "ratio": slow_s / fast_s,
+    return {"size": size, "sklearn_s": slow_s, "torch_s": fast_s, "ratio": slow_s / fast_s,
             "C_sklearn": slow.chosen["C"], "C_torch": fast.chosen["C"], "test_sklearn": slow.value,
             "test_torch": fast.value, "agree": abs(slow.value - fast.value) <= 0.5}
+
+
+def real_task(model: str, dataset: str, suite_name: str, cache_dir: Path):
+    """Real features of one suite dataset (extracted into `cache_dir`, or read from it), with the
+    protocol's own train/val/test split."""
+    from benchmark.config import load_suite
+    from benchmark.encoders import load_encoder
+    from benchmark.runner import Evaluator, RunOptions, plan_dataset
+
+    suite = load_suite(suite_name)
+    evaluator = Evaluator(suite, RunOptions(cache_dir=cache_dir, results_path=cache_dir / "runs.sqlite"),
+                          echo=lambda _: None)
+    encoder = load_encoder(model)
+    plan = plan_dataset(dataset, suite.datasets[dataset], None)
+    preprocessing = encoder.preprocessing.with_overrides(suite.preprocessing_for(dataset))
+    return evaluator.task_data("pooled", encoder, preprocessing, plan)
+
+
+def compare_real(model: str, dataset: str, suite_name: str, cache_dir: Path, num_wd: int) -> dict:
+    data = real_task(model, dataset, suite_name, cache_dir)
+    return compare_on(data, f"{dataset} {len(data.train)}x{data.train.x.shape[1]} ({model})", num_wd)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--sizes", nargs="+", default=["10000x512", "50000x2048"])
     parser.add_argument("--num-wd", type=int, default=45)
+    parser.add_argument("--real", nargs="*", default=[], metavar="DATASET",
+                        help="also offline-suite datasets' EfficientNet-Lite0 features, e.g. fashion_mnist")
+    parser.add_argument("--cache-dir", type=Path, default=Path("cache"))
     args = parser.parse_args()
-    for size in args.sizes:
-        n, d = (int(v) for v in size.split("x"))
-        row = compare(n, d, args.num_wd)
+    rows = [compare(*(int(v) for v in size.split("x")), args.num_wd) for size in args.sizes]
+    rows += [compare_real("bundled:efficientnet_lite0", name, "offline", args.cache_dir, args.num_wd)
+             for name in args.real]
+    for row in rows:
         print(f"linear {row['size']}: sklearn {row['sklearn_s']:.1f}s, torch {row['torch_s']:.1f}s, "
               f"{row['ratio']:.1f}x; C {row['C_sklearn']:.3g} vs {row['C_torch']:.3g}; test "
               f"{row['test_sklearn']:.2f} vs {row['test_torch']:.2f} (within 0.5: {row['agree']})", flush=True)

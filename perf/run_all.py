@@ -28,6 +28,12 @@ def rows(quick: bool) -> list[tuple[str, str, float, float, str]]:
         r = linear_probe.compare(n, d, 45)
         out.append(("linear", f"{r['size']}: sklearn {r['sklearn_s']:.1f}s vs torch {r['torch_s']:.1f}s",
                     r["ratio"], TARGETS["linear"], f"test {r['test_sklearn']:.2f} vs {r['test_torch']:.2f}"))
+    with tempfile.TemporaryDirectory() as tmp:  # real features too: the offline suite's EfficientNet-Lite0
+        r = linear_probe.compare_real("bundled:efficientnet_lite0", "digits" if quick else "fashion_mnist", "offline",
+                                      Path(tmp), 45)
+    out.append(("linear (real)", f"{r['size']}: sklearn {r['sklearn_s']:.1f}s vs torch {r['torch_s']:.1f}s", r["ratio"],
+                TARGETS["linear"], f"test {r['test_sklearn']:.2f} vs {r['test_torch']:.2f} (C {r['C_sklearn']:.3g} vs "
+                f"{r['C_torch']:.3g})"))
     r = knn.compare(10000 if quick else 50000, 2000 if quick else 10000, 512)
     out.append(("knn", f"{r['size']}: sklearn {r['sklearn_s']:.1f}s vs faiss {r['faiss_s']:.2f}s (float32 similarity "
                 f"GEMM alone {r['gemm_s']:.2f}s, so at most {r['ceiling']:.1f}x)", r["ratio"],

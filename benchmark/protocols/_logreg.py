@@ -66,8 +66,8 @@ class Preconditioner:
     """An exact change of variables that makes L-BFGS see a well-conditioned problem.
 
     The solver optimises u with W = (u * g) @ basis.T, where basis holds the eigenvectors of the
-    features' covariance (or the identity, for very wide features) and g = (variance + lam)^-1/2 whiten
-    each direction against the data term plus the penalty. The bias is centred: logits = (X - mean) W^T
+    features' covariance (or the identity, for very wide features) and g = (curvature * variance +
+    lam)^-1/2 whiten each direction against the data term plus the penalty. The bias is centred: logits = (X - mean) W^T
     + beta. Every W is reachable, so the objective and its optimum are unchanged; only the path to it
     is shorter (unstandardised ReLU features otherwise cost L-BFGS ~5x more evaluations)."""
 
@@ -84,8 +84,8 @@ class Preconditioner:
         variances, basis = torch.linalg.eigh(covariance)
         return cls(mean, variances.clamp_min(0), basis)
 
-    def scales(self, lam: float) -> torch.Tensor:
-        return (self.variances + lam).rsqrt()
+    def scales(self, lam: float, curvature: float = 1.0) -> torch.Tensor:
+        return (curvature * self.variances + lam).rsqrt()
 
     def weight(self, u: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
         return u * g if self.basis is None else (u * g) @ self.basis.T
@@ -143,25 +143,28 @@ class TorchLogReg:
             self.weight = torch.zeros(outputs, features.shape[1], dtype=self.dtype, device=self.device)
             self.bias = torch.zeros(outputs, dtype=self.dtype, device=self.device)
         lam = 1.0 / (C * features.shape[0])  # the mean-scaled objective's penalty: lam / 2 * ||W||^2
-        g = pre.scales(lam)
+        g = pre.scales(lam, self._curvature(features))
         softmax = not (self.binary or self.task == "multilabel")
 
         def evaluate(u: torch.Tensor, beta: torch.Tensor) -> tuple[float, torch.Tensor, torch.Tensor, float]:
             """Objective, its gradient in (u, beta), and the largest entry of sklearn's gradient."""
             weight = pre.weight(u, g)
             logits = torch.addmm(beta - weight @ pre.mean, features, weight.T)
+            # The loss in float64: in float32, a well-fitted sample's loss (~1e-7) is lost in rounding,
+            # and the line search then cannot see the objective decrease.
+            exact = logits.double()
             if softmax:
-                loss = (torch.logsumexp(logits, 1).sum() - (logits * targets).sum()) / len(features)
+                loss = (torch.logsumexp(exact, 1) - (exact * targets).sum(1)).sum() / len(features)
                 residual = torch.softmax(logits, 1).sub_(targets).div_(len(features))
             else:
-                loss = F.binary_cross_entropy_with_logits(logits, targets, reduction="sum") / len(features)
+                loss = F.binary_cross_entropy_with_logits(exact, targets.double(), reduction="sum") / len(features)
                 residual = torch.sigmoid(logits).sub_(targets).div_(len(features))
             data_grad = residual.T @ features  # d(mean loss)/dW with the uncentred features
             bias_grad = residual.sum(0)
             weight_grad = data_grad + lam * weight
             largest = max(weight_grad.abs().max().item(), bias_grad.abs().max().item())
             u_grad = pre.u_grad(weight_grad - torch.outer(bias_grad, pre.mean), g)
-            return (loss + 0.5 * lam * weight.pow(2).sum()).item(), u_grad, bias_grad, largest
+            return (loss + 0.5 * lam * weight.double().pow(2).sum()).item(), u_grad, bias_grad, largest
 
         u0 = pre.u_of(self.weight, g)
         beta0 = self.bias + self.weight @ pre.mean
@@ -169,6 +172,14 @@ class TorchLogReg:
         self.weight = pre.weight(u, g)
         self.bias = beta - self.weight @ pre.mean
         return self
+
+    def _curvature(self, features: torch.Tensor) -> float:
+        """The loss's mean second derivative per logit, p(1 - p), at the warm start: the data term's
+        Hessian is about this times the feature covariance (well-fitted samples add little curvature)."""
+        with torch.no_grad():
+            logits = torch.addmm(self.bias, features, self.weight.T)
+            p = torch.sigmoid(logits) if self.binary or self.task == "multilabel" else torch.softmax(logits, 1)
+            return max(float((p * (1 - p)).mean()), 1e-6)
 
     def objective(self, x: np.ndarray, y: np.ndarray, C: float) -> float:
         """sklearn's objective C * sum(loss) + 0.5||W||^2 at the current solution (for agreement checks)."""
