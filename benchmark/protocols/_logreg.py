@@ -9,6 +9,7 @@ Both keep their last solution and start the next `fit` from it (warm start), as 
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -33,8 +34,6 @@ class SklearnLogReg:
         self.coefs: list[tuple[np.ndarray, np.ndarray]] = []
 
     def fit(self, x: np.ndarray, y: np.ndarray, C: float) -> SklearnLogReg:
-        import warnings
-
         from sklearn.exceptions import ConvergenceWarning
 
         self.clf.set_params(C=C)
@@ -119,7 +118,9 @@ class TorchLogReg:
         for array, tensor in self._converted:
             if array is x:
                 return tensor
-        tensor = torch.as_tensor(np.asarray(x), dtype=self.dtype, device=self.device)
+        with warnings.catch_warnings():  # cached features are read-only arrays; the solver only reads them
+            warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+            tensor = torch.as_tensor(np.asarray(x), dtype=self.dtype, device=self.device)
         self._converted = [*self._converted[-1:], (x, tensor)]
         return tensor
 
