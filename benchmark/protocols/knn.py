@@ -52,9 +52,9 @@ def nearest_neighbours(train: np.ndarray, queries: np.ndarray, k: int, chunk: in
     queries = normalized(queries)
     if index == "ivf":
         return build_ivf_index(train, nlist, nprobe).search(queries, k)
-    best = faiss.ResultHeap(len(queries), k, keep_max=True)
-    for start in range(0, len(train), max(chunk, k)):
-        similarities, indices = faiss.knn(queries, normalized(train[start:start + max(chunk, k)]), k,
+    best, rows = faiss.ResultHeap(len(queries), k, keep_max=True), max(chunk, k)
+    for start in range(0, len(train), rows):
+        similarities, indices = faiss.knn(queries, normalized(train[start:start + rows]), k,
                                           metric=faiss.METRIC_INNER_PRODUCT)
         best.add_result(similarities, np.where(indices >= 0, indices + start, -1))
     best.finalize()
