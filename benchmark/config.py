@@ -21,7 +21,7 @@ import yaml
 from benchmark.errors import MissingDataError, UserError
 from benchmark.registry import unknown_name_message
 
-SUITES_DIR = Path(__file__).resolve().parent.parent / "suites"
+SUITES_DIR = Path(__file__).resolve().parent / "suites"  # the top-level suites/ (a link), shipped in the wheel
 SUITE_KEYS = ("name", "version", "description", "include", "seed", "preprocessing", "protocols", "datasets",
               "overrides", "pretrain")
 OVERRIDE_KEYS = ("dataset", "protocol", "params")
@@ -46,7 +46,7 @@ class Suite:
     datasets: dict[str, dict[str, Any]] = field(default_factory=dict)
     overrides: tuple[dict[str, Any], ...] = ()
     source: str = ""
-    pretrain: dict[str, Any] = field(default_factory=dict)  # the `reproduce` study (benchmark.training.study)
+    pretrain: dict[str, Any] = field(default_factory=dict)  # the `reproduce` study (benchmark.study)
 
     def tasks(self, dataset: str, only: tuple[str, ...] = ()) -> list[Task]:
         """The protocol tasks for one dataset, each with its defaults plus any override."""

@@ -19,6 +19,7 @@ from benchmark.data.base import ImageSplit
 from benchmark.encoders.base import Encoder
 from benchmark.errors import UserError
 from benchmark.preprocessing import Preprocessing
+from benchmark.vocab import FeatureKind
 
 log = logging.getLogger(__name__)
 DECODE_ERRORS = (OSError, UnidentifiedImageError, ValueError, SyntaxError)
@@ -63,9 +64,9 @@ def is_out_of_memory(error: BaseException) -> bool:
 class HalvingEncoder:
     """Encodes batches in chunks, halving the chunk size for good after an out-of-memory error."""
 
-    def __init__(self, encoder: Encoder, chunk: int, kind: str = "pooled"):
+    def __init__(self, encoder: Encoder, chunk: int, kind: FeatureKind = FeatureKind.POOLED):
         self.encoder, self.chunk = encoder, chunk
-        self.encode = encoder.encode_dense if kind == "dense" else encoder.encode
+        self.encode = encoder.encode_dense if kind == FeatureKind.DENSE else encoder.encode
 
     def __call__(self, batch: torch.Tensor) -> torch.Tensor:
         while True:
@@ -84,7 +85,7 @@ class HalvingEncoder:
 
 
 def extract_features(encoder: Encoder, split: ImageSplit, preprocessing: Preprocessing, *, batch_size: int = 64,
-                     workers: int = 0, device: str = "cpu", desc: str = "extract", kind: str = "pooled",
+                     workers: int = 0, device: str = "cpu", desc: str = "extract", kind: FeatureKind = FeatureKind.POOLED,
                      max_bad_fraction: float = 0.01, shard: tuple[int, int] | None = None) -> Extracted:
     """Float32 features in the split's order (pooled (N, D) or dense (N, C, h, w)), skipping images
     that do not decode. `shard=(rank, world_size)` extracts only that rank's DistributedSampler share;

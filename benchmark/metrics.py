@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import base64
-
 import numpy as np
 
 from benchmark.errors import UserError
+from benchmark.vocab import Metric, parse
+
+VOID = 255  # the ignored label of segmentation masks
 
 
 def top1(labels: np.ndarray, predictions: np.ndarray) -> float:
@@ -45,19 +46,45 @@ def voc_map(labels: np.ndarray, scores: np.ndarray) -> float:
                                   for c in range(labels.shape[1])]))
 
 
+def as_predictions(outputs: np.ndarray) -> np.ndarray:
+    """Class indices from class scores (N x classes), or the outputs themselves when already indices."""
+    outputs = np.asarray(outputs)
+    return outputs.argmax(1) if outputs.ndim == 2 else outputs
+
+
+def miou(masks: np.ndarray, predicted: np.ndarray) -> float:
+    """mIoU of predicted masks (see `segmentation_scores`), the class count read from the data."""
+    valid = masks != VOID
+    classes = int(max(masks[valid].max(initial=0), predicted[valid].max(initial=0))) + 1
+    return segmentation_scores(predicted, masks, classes)["miou"]
+
+
+# name -> score(labels, outputs) in percent; a dataset's metric is resolved through this table
+SCORERS = {
+    Metric.TOP1: lambda labels, outputs: top1(labels, as_predictions(outputs)),
+    Metric.MEAN_PER_CLASS: lambda labels, outputs: mean_per_class(labels, as_predictions(outputs)),
+    Metric.VOC_MAP: voc_map,
+    Metric.MIOU: miou,
+}
+
+
 def score(metric: str, labels: np.ndarray, outputs: np.ndarray) -> float:
-    """`outputs` are class scores (N x classes); multi-class metrics take their arg-max."""
-    if metric == "voc_map":
-        return voc_map(labels, outputs)
-    predictions = outputs.argmax(1) if outputs.ndim == 2 else outputs
-    if metric == "top1":
-        return top1(labels, predictions)
-    if metric == "mean_per_class":
-        return mean_per_class(labels, predictions)
-    raise UserError(f"unknown metric {metric!r}; use top1, mean_per_class or voc_map")
+    """`outputs` are class scores (N x classes; multi-class metrics take their arg-max), class indices,
+    or predicted masks for mIoU."""
+    metric = parse(Metric, metric, "metric")
+    if metric not in SCORERS:
+        raise UserError(f"{metric} is not a per-example metric a dataset can declare; use one of "
+                        f"{', '.join(SCORERS)}")
+    return SCORERS[metric](np.asarray(labels), np.asarray(outputs))
 
 
-def segmentation_scores(predictions: np.ndarray, masks: np.ndarray, num_classes: int, void: int = 255
+def mean_ci95(values: np.ndarray) -> tuple[float, float]:
+    """Mean and the half-width 1.96 * std / sqrt(n) (population std, as Ericsson's few-shot tables)."""
+    values = np.asarray(values, dtype=float)
+    return float(values.mean()), float(1.96 * values.std() / np.sqrt(len(values)))
+
+
+def segmentation_scores(predictions: np.ndarray, masks: np.ndarray, num_classes: int, void: int = VOID
                         ) -> dict[str, float]:
     """mIoU over the classes present in the ground truth (intersection and union accumulated over the
     whole split, then averaged) and pixel accuracy, both in percent; `void` pixels are ignored."""
@@ -73,16 +100,9 @@ def segmentation_scores(predictions: np.ndarray, masks: np.ndarray, num_classes:
             "classes_present": int(present.sum())}
 
 
-def packed_correct(metric: str, labels: np.ndarray, outputs: np.ndarray) -> str | None:
-    """Which test examples were classified correctly, as base64 of packed bits (kept with a result so
-    two encoders can be compared by a paired bootstrap); None for multi-label metrics."""
-    if metric not in ("top1", "mean_per_class"):
+def correct_per_example(metric: Metric, labels: np.ndarray, outputs: np.ndarray) -> np.ndarray | None:
+    """Which test examples were classified correctly (kept with a result so two encoders can be compared
+    by a paired bootstrap); None for metrics that are not per-example accuracies (multi-label mAP)."""
+    if metric not in (Metric.TOP1, Metric.MEAN_PER_CLASS):
         return None
-    outputs = np.asarray(outputs)
-    predictions = outputs if outputs.ndim == 1 else outputs.argmax(1)
-    correct = np.asarray(predictions) == np.asarray(labels)
-    return base64.b64encode(np.packbits(correct)).decode()
-
-
-def unpack_correct(packed: str, count: int) -> np.ndarray:
-    return np.unpackbits(np.frombuffer(base64.b64decode(packed), dtype=np.uint8))[:count].astype(bool)
+    return as_predictions(outputs) == np.asarray(labels)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from benchmark.data.splits import holdout_split
-from benchmark.protocols import Features, TaskData
+from benchmark.protocols import Features, FeatureTask
 
 
 def synthetic_features(n: int, d: int, classes: int = 10, separation: float = 0.06, seed: int = 0
@@ -20,8 +20,8 @@ def synthetic_features(n: int, d: int, classes: int = 10, separation: float = 0.
     return np.maximum(x, 0, out=x), labels
 
 
-def synthetic_task(n_train: int, n_test: int, d: int, **kwargs) -> TaskData:
+def synthetic_task(n_train: int, n_test: int, d: int, **kwargs) -> FeatureTask:
     x, y = synthetic_features(n_train + n_test, d, **kwargs)
     train_idx, val_idx = holdout_split(n_train)
-    return TaskData(Features(x[train_idx], y[train_idx]), Features(x[val_idx], y[val_idx]),
+    return FeatureTask(Features(x[train_idx], y[train_idx]), Features(x[val_idx], y[val_idx]),
                     Features(x[n_train:], y[n_train:]), int(y.max()) + 1, "top1")

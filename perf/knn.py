@@ -17,7 +17,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmark.protocols import Features, TaskData, make_protocol  # noqa: E402
+from benchmark.protocols import Features, FeatureTask, make_protocol  # noqa: E402
 from benchmark.protocols.knn import nearest_neighbours  # noqa: E402
 from perf._features import synthetic_features  # noqa: E402
 from perf._timing import best_of  # noqa: E402
@@ -36,7 +36,7 @@ def sklearn_predictions(train_x, train_y, test_x, k: int) -> np.ndarray:
 def warm_up(k: int) -> None:
     """Import and initialise both libraries (faiss, sklearn, their thread pools) outside the timing."""
     x, y = synthetic_features(400, 16, seed=1)
-    data = TaskData(Features(x[:300], y[:300]), Features(x[:0], y[:0]), Features(x[300:], y[300:]), 10, "top1")
+    data = FeatureTask(Features(x[:300], y[:300]), Features(x[:0], y[:0]), Features(x[300:], y[300:]), 10, "top1")
     make_protocol("knn", {"k": [k], "headline_k": k}).evaluate(data)
     sklearn_predictions(x[:300], y[:300], x[300:], k)
 
@@ -45,7 +45,7 @@ def compare(n_train: int, n_test: int, dim: int, k: int = 20) -> dict:
     warm_up(k)
     x, y = synthetic_features(n_train + n_test, dim, separation=0.1)
     train, test = Features(x[:n_train], y[:n_train]), Features(x[n_train:], y[n_train:])
-    data = TaskData(train, Features(x[:0], y[:0]), test, 10, "top1")
+    data = FeatureTask(train, Features(x[:0], y[:0]), test, 10, "top1")
     protocol = make_protocol("knn", {"k": [k], "headline_k": k})
     fast_s, ours = best_of(3, lambda: protocol.evaluate(data))
     slow_s, theirs = best_of(3, lambda: sklearn_predictions(train.x, train.y, test.x, k))

@@ -51,15 +51,15 @@ def real_task(model: str, dataset: str, suite_name: str, cache_dir: Path):
     protocol's own train/val/test split."""
     from benchmark.config import load_suite
     from benchmark.encoders import load_encoder
-    from benchmark.runner import Evaluator, RunOptions, plan_dataset
+    from benchmark.inputs import pair
+    from benchmark.runner import Evaluator, RunOptions
+    from benchmark.vocab import FeatureKind
 
     suite = load_suite(suite_name)
     evaluator = Evaluator(suite, RunOptions(cache_dir=cache_dir, results_path=cache_dir / "runs.sqlite"),
                           echo=lambda _: None)
-    encoder = load_encoder(model)
-    plan = plan_dataset(dataset, suite.datasets[dataset], None)
-    preprocessing = encoder.preprocessing.with_overrides(suite.preprocessing_for(dataset))
-    return evaluator.task_data("pooled", encoder, preprocessing, plan)
+    pairing = pair(load_encoder(model), model, suite, dataset, None)
+    return evaluator.task_inputs(pairing, FeatureKind.POOLED)[0]
 
 
 def compare_real(model: str, dataset: str, suite_name: str, cache_dir: Path, num_wd: int) -> dict:

@@ -2,14 +2,14 @@ import numpy as np
 import pytest
 
 from benchmark.errors import UserError
-from benchmark.protocols import Features, TaskData, make_protocol
+from benchmark.protocols import Features, FeatureTask, make_protocol
 from benchmark.protocols.fewshot import Episodes, prototype_accuracies, sample_episodes
 
 
 def pool_data(digits_features):
     (x, y), (xt, yt) = digits_features["train"], digits_features["test"]
     empty = Features(x[:0], y[:0])
-    return TaskData(Features(x, y), empty, Features(xt, yt), 10, "top1")
+    return FeatureTask(Features(x, y), empty, Features(xt, yt), 10, "top1")
 
 
 def loop_prototype_accuracies(features, episodes):
@@ -69,6 +69,6 @@ def test_logreg_option_runs(digits_features):
 def test_too_few_images_in_a_class_names_it(digits_features):
     x, y = digits_features["train"]
     keep = np.flatnonzero((y != 7) | (np.cumsum(y == 7) <= 12))
-    data = TaskData(Features(x[keep], y[keep]), Features(x[:0], y[:0]), Features(x[:0], y[:0]), 10, "top1")
+    data = FeatureTask(Features(x[keep], y[keep]), Features(x[:0], y[:0]), Features(x[:0], y[:0]), 10, "top1")
     with pytest.raises(UserError, match=r"needs 35 images per class, but class 7 has 12"):
         make_protocol("fewshot").evaluate(data)

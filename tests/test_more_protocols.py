@@ -8,14 +8,14 @@ from benchmark.data.splits import holdout_split
 from benchmark.encoders import load_encoder
 from benchmark.errors import UserError
 from benchmark.metrics import segmentation_scores
-from benchmark.protocols import Features, TaskData, make_protocol
+from benchmark.protocols import Features, FeatureTask, ModelTask, make_protocol
 from benchmark.protocols.calibration import expected_calibration_error, fit_temperature, reference_folds, softmax
 
 
 def digits_task(digits_features, **extra):
     (x, y), (xt, yt) = digits_features["train"], digits_features["test"]
     tr, va = holdout_split(len(y))
-    return TaskData(Features(x[tr], y[tr]), Features(x[va], y[va]), Features(xt, yt), 10, "top1", **extra)
+    return FeatureTask(Features(x[tr], y[tr]), Features(x[va], y[va]), Features(xt, yt), 10, "top1", **extra)
 
 
 def test_ece_on_a_hand_made_example():
@@ -67,9 +67,8 @@ def test_zero_shot_logits_are_scaled_cosine_similarities_of_the_real_towers(tmp_
     labels = np.array([0, 1, 2, 0, 1, 2])
     names = ("cat", "dog", "car")
     templates = ("a photo of a {}.", "a drawing of a {}.")
-    data = TaskData(Features(features, labels), Features(features, labels), Features(features, labels), 3, "top1",
-                    class_names=names, text_fn=encoder.encode_text, logit_scale=encoder.logit_scale,
-                    dataset="toy")
+    data = FeatureTask(Features(features, labels), Features(features, labels), Features(features, labels), 3, "top1",
+                       class_names=names, text=encoder, dataset="toy")
     result = make_protocol("zeroshot", {"templates": list(templates)}).evaluate(data)
     tokenizer = open_clip.get_tokenizer("ViT-S-32-alt")
     with torch.no_grad():
@@ -85,7 +84,7 @@ def test_zero_shot_logits_are_scaled_cosine_similarities_of_the_real_towers(tmp_
     assert result.value == pytest.approx(expected) and result.details["logit_scale"] == pytest.approx(
         float(clip.logit_scale.detach().exp()))
     with pytest.raises(UserError, match="one name per class"):
-        make_protocol("zeroshot").evaluate(TaskData(data.train, data.val, data.test, 3, "top1", text_fn=len))
+        make_protocol("zeroshot").evaluate(FeatureTask(data.train, data.val, data.test, 3, "top1", text=encoder))
 
 
 def test_miou_on_a_hand_made_mask_pair():
@@ -102,14 +101,14 @@ def test_dense_probe_learns_features_that_encode_the_class(rng):
     features = np.eye(3, dtype=np.float32)[masks].transpose(0, 3, 1, 2) + rng.normal(0, 0.1, (60, 3, 4, 4)).astype(
         np.float32)
     split = lambda s: Features(features[s], masks[s])
-    data = TaskData(split(slice(0, 40)), split(slice(40, 45)), split(slice(45, 60)), 3, "miou", "segmentation")
+    data = FeatureTask(split(slice(0, 40)), split(slice(40, 45)), split(slice(45, 60)), 3, "miou", "segmentation")
     result = make_protocol("segmentation", {"epochs": 60, "lr": 0.05}).evaluate(data)
     assert result.value > 95 and result.details["final_loss"] < result.details["loss_curve"][0]
 
 
 def test_finetune_trains_a_copy_and_leaves_the_users_model_alone():
     from benchmark.data import DATASETS, load_split
-    from benchmark.runner import concat_images
+    from benchmark.inputs import concat_images
 
     encoder = load_encoder("timm:resnet18")
     before = {k: v.clone() for k, v in encoder.model.state_dict().items()}
@@ -119,8 +118,8 @@ def test_finetune_trains_a_copy_and_leaves_the_users_model_alone():
     idx = np.arange(len(pool))
     tr, va = holdout_split(len(train))
     f = lambda i: Features(idx[i], pool.labels[i])
-    data = TaskData(f(tr), f(va), f(np.arange(len(train), len(pool))), 2, "top1", images=pool, encoder=encoder,
-                    preprocessing=encoder.preprocessing.with_overrides({"input_size": 32}))
+    data = ModelTask(f(tr), f(va), f(np.arange(len(train), len(pool))), 2, "top1", images=pool, encoder=encoder,
+                     preprocessing=encoder.preprocessing.with_overrides({"input_size": 32}))
     result = make_protocol("finetune", {"steps": 8, "batch_size": 16, "lrs": [0.05, 0.01],
                                         "regularisation": [0.0]}).evaluate(data)
     assert 0 <= result.value <= 100 and len(result.details["grid"]) == 2 and result.chosen["lr"] in (0.05, 0.01)

@@ -4,7 +4,7 @@ import pytest
 from benchmark.data.splits import holdout_split
 from benchmark.errors import UserError
 from benchmark.metrics import mean_per_class, score, voc_map
-from benchmark.protocols import Features, TaskData, make_protocol
+from benchmark.protocols import Features, FeatureTask, make_protocol
 from benchmark.protocols._logreg import SklearnLogReg, TorchLogReg, sklearn_objective
 from benchmark.protocols.linear import c_grid
 
@@ -12,7 +12,7 @@ from benchmark.protocols.linear import c_grid
 def task_data(digits_features, metric="top1"):
     (x, y), (xt, yt) = digits_features["train"], digits_features["test"]
     train_idx, val_idx = holdout_split(len(y))
-    return TaskData(Features(x[train_idx], y[train_idx]), Features(x[val_idx], y[val_idx]), Features(xt, yt), 10,
+    return FeatureTask(Features(x[train_idx], y[train_idx]), Features(x[val_idx], y[val_idx]), Features(xt, yt), 10,
                     metric)
 
 
@@ -152,7 +152,7 @@ def test_knn_mean_per_class_metric_and_multilabel(digits_features):
     data = task_data(digits_features, metric="mean_per_class")
     assert make_protocol("knn").evaluate(data).metric == "mean_per_class"
     y = lambda f: np.eye(10)[f.y].astype(np.int64)
-    multi = TaskData(Features(data.train.x, y(data.train)), Features(data.val.x, y(data.val)),
+    multi = FeatureTask(Features(data.train.x, y(data.train)), Features(data.val.x, y(data.val)),
                      Features(data.test.x, y(data.test)), 10, "voc_map", "multilabel")
     assert make_protocol("knn").evaluate(multi).value > 90.0
     assert make_protocol("linear", {"num_wd": 4, "solver": "torch"}).evaluate(multi).value > 90.0
@@ -172,7 +172,7 @@ def test_non_finite_features_are_refused(digits_features):
     data = task_data(digits_features)
     bad = data.train.x.copy()
     bad[3, 0] = np.nan
-    broken = TaskData(Features(bad, data.train.y), data.val, data.test, 10, "top1")
+    broken = FeatureTask(Features(bad, data.train.y), data.val, data.test, 10, "top1")
     with pytest.raises(UserError, match="NaN or Inf"):
         make_protocol("knn").evaluate(broken)
 

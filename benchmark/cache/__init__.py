@@ -18,7 +18,6 @@ import json
 import logging
 import os
 import shutil
-import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -26,6 +25,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from benchmark.atomic import write_atomically
 
 log = logging.getLogger(__name__)
 CACHE_FORMAT_VERSION = 1
@@ -116,16 +117,7 @@ class FeatureCache:
         return None
 
     def write_atomically(self, entry: Path, key: CacheKey, arrays: dict[str, np.ndarray]) -> None:
-        entry.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=entry.parent, prefix=".tmp-"))
-        try:
-            write_entry(tmp, key, arrays)
-            os.replace(tmp, entry)
-        except OSError:
-            if not entry.exists():  # not a lost race with another writer of the same entry
-                raise
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+        write_atomically(entry, lambda tmp: write_entry(tmp, key, arrays), directory=True)
 
     def get_or_compute(self, key: CacheKey, compute: Callable[[], dict[str, np.ndarray]]
                        ) -> tuple[dict[str, np.ndarray], bool]:

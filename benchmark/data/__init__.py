@@ -14,8 +14,10 @@ from benchmark.data.splits import stratified_subset
 from benchmark.errors import UserError
 from benchmark.registry import Registry
 
-DATASETS: Registry[DatasetSpec] = Registry("dataset", package=__name__)
-SOURCES: Registry[Callable[..., DatasetSpec]] = Registry("dataset source", package=__name__)
+DATASETS: Registry[DatasetSpec] = Registry("dataset", package=__name__, check=lambda obj: isinstance(obj, DatasetSpec),
+                                          expected="a benchmark.data.DatasetSpec")
+SOURCES: Registry[Callable[..., DatasetSpec]] = Registry("dataset source", package=__name__, check=callable,
+                                                               expected="a function returning a DatasetSpec")
 SUITE_OPTIONS = ("root", "train_subset", "preprocessing", "protocols")  # suite-side keys of a dataset entry
 
 

@@ -13,9 +13,9 @@ import torch
 from PIL import Image
 
 from benchmark.errors import MissingDataError, UserError
+from benchmark.metrics import SCORERS
+from benchmark.vocab import Metric, TaskType, parse
 
-METRICS = ("top1", "mean_per_class", "voc_map", "miou")
-TASKS = ("multiclass", "multilabel", "segmentation")  # segmentation labels are masks, 255 = void
 DATA_ROOT_ENV = "TRANSFERBENCH_DATA"
 
 
@@ -75,8 +75,8 @@ class DatasetSpec:
     name: str
     num_classes: int
     load: SplitLoader = field(repr=False, compare=False)
-    metric: str = "top1"
-    task: str = "multiclass"
+    metric: Metric = Metric.TOP1  # resolved through benchmark.metrics.SCORERS
+    task: TaskType = TaskType.MULTICLASS
     splits: tuple[str, ...] = ("train", "test")
     needs_root: bool = False
     layout: str = ""
@@ -86,10 +86,11 @@ class DatasetSpec:
     official_sizes: dict[str, int] = field(default_factory=dict, compare=False)  # images per split, for check-data
 
     def __post_init__(self) -> None:
-        if self.metric not in METRICS:
-            raise UserError(f"dataset {self.name!r}: metric must be one of {METRICS}, got {self.metric!r}")
-        if self.task not in TASKS:
-            raise UserError(f"dataset {self.name!r}: task must be one of {TASKS}, got {self.task!r}")
+        object.__setattr__(self, "metric", parse(Metric, self.metric, f"metric of dataset {self.name!r}"))
+        object.__setattr__(self, "task", parse(TaskType, self.task, f"task type of dataset {self.name!r}"))
+        if self.metric not in SCORERS:
+            raise UserError(f"dataset {self.name!r}: {self.metric} is not a dataset metric; use one of "
+                            f"{', '.join(SCORERS)}")
 
     @property
     def has_official_val(self) -> bool:

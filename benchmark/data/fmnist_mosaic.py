@@ -14,6 +14,7 @@ from benchmark.data import register_dataset
 from benchmark.data.base import DatasetSpec, ImageSplit
 from benchmark.data.fashion_mnist import CLASSES
 from benchmark.data.fashion_mnist import load as load_fashion
+from benchmark.vocab import Metric, TaskType
 
 SIZES = {"train": 2000, "test": 500}
 SEEDS = {"train": 0, "test": 1}
@@ -43,6 +44,6 @@ def load(split: str, root: Path | None) -> ImageSplit:
 
 
 SPEC = register_dataset(DatasetSpec(
-    name="fmnist_mosaic", num_classes=11, load=load, metric="miou", task="segmentation",
+    name="fmnist_mosaic", num_classes=11, load=load, metric=Metric.MIOU, task=TaskType.SEGMENTATION,
     class_names=("background", *CLASSES),
     description="2x2 mosaics of Fashion-MNIST items with derived (thresholded) masks, 2000/500"))

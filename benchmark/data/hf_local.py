@@ -15,6 +15,7 @@ import numpy as np
 from benchmark.data import SOURCES
 from benchmark.data.base import DatasetSpec, ImageSplit
 from benchmark.errors import MissingDataError
+from benchmark.vocab import Metric
 
 FORMATS = {"parquet": "parquet", "arrow": "arrow", "imagefolder": "*"}
 
@@ -44,7 +45,7 @@ def make_loader(fmt: str, image_column: str, label_column: str):
 
 @SOURCES.register("hf_local")
 def hf_local(name: str, num_classes: int, format: str = "parquet", image_column: str = "image",
-             label_column: str = "label", metric: str = "top1", splits: tuple[str, ...] = ("train", "test"),
+             label_column: str = "label", metric: Metric = Metric.TOP1, splits: tuple[str, ...] = ("train", "test"),
              **fields) -> DatasetSpec:
     if format not in FORMATS:
         raise ValueError(f"format must be one of {sorted(FORMATS)}, got {format!r}")

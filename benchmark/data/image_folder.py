@@ -14,6 +14,7 @@ import numpy as np
 from benchmark.data import SOURCES
 from benchmark.data.base import DatasetSpec, ImageSplit
 from benchmark.errors import MissingDataError, UserError
+from benchmark.vocab import Metric
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
 LAYOUT = "ROOT/<split>/<class name>/<image file> (e.g. ROOT/train/cat/001.jpg)"
@@ -44,7 +45,7 @@ def load(split: str, root: Path | None) -> ImageSplit:
 
 
 @SOURCES.register("image_folder")
-def image_folder(name: str, num_classes: int, metric: str = "top1", splits: tuple[str, ...] = ("train", "test"),
+def image_folder(name: str, num_classes: int, metric: Metric = Metric.TOP1, splits: tuple[str, ...] = ("train", "test"),
                  **fields) -> DatasetSpec:
     return DatasetSpec(name=name, num_classes=num_classes, load=load, metric=metric, splits=tuple(splits),
                        needs_root=True, layout=LAYOUT, description="image folder tree", **fields)

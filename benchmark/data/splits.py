@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from benchmark.atomic import write_atomically
 from benchmark.errors import UserError
 
 if TYPE_CHECKING:
@@ -50,7 +51,9 @@ def holdout_split(num_train: int, fraction: float = 0.2, seed: int = 0) -> tuple
 
 def saved_test_indices(name: str, labels: np.ndarray, test_fraction: float, seed: int = 0) -> np.ndarray:
     """The saved test indices of a dataset that ships without a split (created on first use)."""
-    path = SPLITS_DIR / f"{name}.json"
+    path = SPLITS_DIR / f"{name}.json"  # shipped with the package
+    if not path.exists():
+        path = created_splits_dir() / f"{name}.json"  # never written into the installed package
     if not path.exists():
         write_split(path, name, labels, test_fraction, seed)
     record = json.loads(path.read_text())
@@ -60,11 +63,18 @@ def saved_test_indices(name: str, labels: np.ndarray, test_fraction: float, seed
     return np.asarray(record["test_indices"], dtype=np.int64)
 
 
+def created_splits_dir() -> Path:
+    """Where splits made on first use are saved: `splits/` of the feature cache directory."""
+    from benchmark.cache import default_cache_dir
+
+    return default_cache_dir() / "splits"
+
+
 def write_split(path: Path, name: str, labels: np.ndarray, test_fraction: float, seed: int) -> None:
     test = stratified_indices(labels, test_fraction, seed)
     record = {"dataset": name, "recipe": "stratified_indices", "seed": seed, "test_fraction": test_fraction,
               "num_items": len(labels), "test_indices": test.tolist()}
-    path.write_text(json.dumps(record) + "\n")
+    write_atomically(path, lambda tmp: tmp.write_text(json.dumps(record) + "\n"))
 
 
 def train_test_from_saved(name: str, labels: np.ndarray, test_fraction: float) -> dict[str, np.ndarray]:

@@ -13,26 +13,27 @@ import numpy as np
 from benchmark.data import register_dataset
 from benchmark.data.base import DatasetSpec, ImageSplit
 from benchmark.errors import MissingDataError
+from benchmark.vocab import Metric
 
 # name: (torchvision class, split argument style, num_classes, metric, splits, layout)
 LAYOUTS: dict[str, tuple[str, str, int, str, tuple[str, ...], str]] = {
-    "cifar10": ("CIFAR10", "train_flag", 10, "top1", ("train", "test"),
+    "cifar10": ("CIFAR10", "train_flag", 10, Metric.TOP1, ("train", "test"),
                 "ROOT/cifar-10-batches-py/{data_batch_1..5,test_batch,batches.meta}"),
-    "cifar100": ("CIFAR100", "train_flag", 100, "top1", ("train", "test"),
+    "cifar100": ("CIFAR100", "train_flag", 100, Metric.TOP1, ("train", "test"),
                  "ROOT/cifar-100-python/{train,test,meta}"),
-    "mnist": ("MNIST", "train_flag", 10, "top1", ("train", "test"), "ROOT/MNIST/raw/*-ubyte[.gz]"),
-    "svhn": ("SVHN", "split_arg", 10, "top1", ("train", "test"), "ROOT/{train,test}_32x32.mat"),
-    "stl10": ("STL10", "split_arg", 10, "top1", ("train", "test"), "ROOT/stl10_binary/*.bin"),
-    "dtd": ("DTD", "split_arg", 47, "top1", ("train", "val", "test"), "ROOT/dtd/{images,labels}"),
-    "flowers102": ("Flowers102", "split_arg", 102, "mean_per_class", ("train", "val", "test"),
+    "mnist": ("MNIST", "train_flag", 10, Metric.TOP1, ("train", "test"), "ROOT/MNIST/raw/*-ubyte[.gz]"),
+    "svhn": ("SVHN", "split_arg", 10, Metric.TOP1, ("train", "test"), "ROOT/{train,test}_32x32.mat"),
+    "stl10": ("STL10", "split_arg", 10, Metric.TOP1, ("train", "test"), "ROOT/stl10_binary/*.bin"),
+    "dtd": ("DTD", "split_arg", 47, Metric.TOP1, ("train", "val", "test"), "ROOT/dtd/{images,labels}"),
+    "flowers102": ("Flowers102", "split_arg", 102, Metric.MEAN_PER_CLASS, ("train", "val", "test"),
                    "ROOT/flowers-102/{jpg,imagelabels.mat,setid.mat}"),
-    "pets": ("OxfordIIITPet", "pets", 37, "mean_per_class", ("train", "test"),
+    "pets": ("OxfordIIITPet", "pets", 37, Metric.MEAN_PER_CLASS, ("train", "test"),
              "ROOT/oxford-iiit-pet/{images,annotations}"),
-    "food101": ("Food101", "split_arg", 101, "top1", ("train", "test"), "ROOT/food-101/{images,meta}"),
-    "eurosat": ("EuroSAT", "whole", 10, "top1", ("all",), "ROOT/eurosat/2750/<class>/*.jpg"),
-    "aircraft": ("FGVCAircraft", "split_arg", 100, "mean_per_class", ("train", "val", "test"),
+    "food101": ("Food101", "split_arg", 101, Metric.TOP1, ("train", "test"), "ROOT/food-101/{images,meta}"),
+    "eurosat": ("EuroSAT", "whole", 10, Metric.TOP1, ("all",), "ROOT/eurosat/2750/<class>/*.jpg"),
+    "aircraft": ("FGVCAircraft", "split_arg", 100, Metric.MEAN_PER_CLASS, ("train", "val", "test"),
                  "ROOT/fgvc-aircraft-2013b/data/{images,images_variant_*.txt}"),
-    "cars": ("StanfordCars", "split_arg", 196, "top1", ("train", "test"),
+    "cars": ("StanfordCars", "split_arg", 196, Metric.TOP1, ("train", "test"),
              "ROOT/stanford_cars/{cars_train,cars_test,devkit,cars_test_annos_withlabels.mat}"),
 }
 # The official number of images per split, which `check-data` compares against.

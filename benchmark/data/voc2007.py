@@ -15,6 +15,7 @@ from benchmark.data import register_dataset
 from benchmark.data.base import DatasetSpec, ImageSplit
 from benchmark.data.voc_segmentation import VOC_CLASSES
 from benchmark.errors import MissingDataError
+from benchmark.vocab import Metric, TaskType
 
 CLASSES = VOC_CLASSES[1:]  # no background
 LAYOUT = ("ROOT/VOCdevkit/VOC2007/{JPEGImages/<id>.jpg, Annotations/<id>.xml, "
@@ -35,7 +36,7 @@ def load(split: str, root: Path | None) -> ImageSplit:
     return ImageSplit([base / "JPEGImages" / f"{i}.jpg" for i in ids], labels)
 
 
-register_dataset(DatasetSpec(name="voc2007", num_classes=20, load=load, metric="voc_map", task="multilabel",
+register_dataset(DatasetSpec(name="voc2007", num_classes=20, load=load, metric=Metric.VOC_MAP, task=TaskType.MULTILABEL,
                              splits=("train", "val", "test"), needs_root=True, layout=LAYOUT, class_names=CLASSES,
                              official_sizes={"train": 2501, "val": 2510, "test": 4952},
                              description="PASCAL VOC 2007 classification (multi-label) from a local VOCdevkit"))

@@ -18,6 +18,7 @@ from PIL import Image
 from benchmark.data import SOURCES, register_dataset
 from benchmark.data.base import DatasetSpec, ImageSplit
 from benchmark.errors import MissingDataError
+from benchmark.vocab import Metric, TaskType
 
 LAYOUT = ("ROOT/JPEGImages/<id>.jpg, ROOT/SegmentationClass/<id>.png, "
           "ROOT/ImageSets/Segmentation/{train,val}.txt")
@@ -42,10 +43,10 @@ def load(split: str, root: Path | None) -> ImageSplit:
 
 @SOURCES.register("voc_segmentation")
 def voc_segmentation(name: str, num_classes: int = 21, **fields) -> DatasetSpec:
-    return DatasetSpec(name=name, num_classes=num_classes, load=load, metric="miou", task="segmentation",
+    return DatasetSpec(name=name, num_classes=num_classes, load=load, metric=Metric.MIOU, task=TaskType.SEGMENTATION,
                        needs_root=True, layout=LAYOUT, description="VOC-style segmentation tree", **fields)
 
 
-register_dataset(DatasetSpec(name="voc2012_seg", num_classes=21, load=load, metric="miou", task="segmentation",
+register_dataset(DatasetSpec(name="voc2012_seg", num_classes=21, load=load, metric=Metric.MIOU, task=TaskType.SEGMENTATION,
                              needs_root=True, layout=LAYOUT, class_names=VOC_CLASSES,
                              description="PASCAL VOC 2012 segmentation (train / val as test) from a local root"))

@@ -12,7 +12,8 @@ from benchmark.errors import UserError
 from benchmark.registry import Registry
 
 EncoderBuilder = Callable[[str, "Path | None"], Encoder]
-ENCODER_SOURCES: Registry[EncoderBuilder] = Registry("encoder source", package=__name__)
+ENCODER_SOURCES: Registry[EncoderBuilder] = Registry("encoder source", package=__name__, check=callable,
+                                                      expected="a function (name, weights) -> Encoder")
 SPEC_FORMAT = "SOURCE:NAME[@WEIGHTS_FILE] (e.g. timm:resnet50@/path/weights.pth, checkpoint:/path/model.pt)"
 
 

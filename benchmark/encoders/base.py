@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable
 
 import torch
 from torch import nn
 
+from benchmark.backbones import timm_dense
+from benchmark.encoders.weights import extract_state_dict, file_sha256, load_into, safe_load
 from benchmark.preprocessing import Preprocessing
 
+from benchmark.vocab import FeatureKind
+
 log = logging.getLogger(__name__)
-# What an encoder can give protocols: pooled features, dense maps (N, C, h, w), text embeddings,
-# and its trainable network (for fine-tuning). Protocols declare which of these they require.
-CAPABILITIES = ("pooled", "dense", "text", "model")
 
 
 @dataclass
@@ -37,10 +39,11 @@ class Encoder:
     trainable: bool = True  # False for fixed feature maps (raw pixels) that have nothing to fine-tune
 
     @property
-    def capabilities(self) -> tuple[str, ...]:
-        present = {"pooled": True, "dense": self.dense_fn is not None, "text": self.text_fn is not None,
-                   "model": self.trainable}
-        return tuple(c for c in CAPABILITIES if present[c])
+    def capabilities(self) -> tuple[FeatureKind, ...]:
+        """What this encoder can give protocols (they declare which of these they require)."""
+        present = {FeatureKind.POOLED: True, FeatureKind.DENSE: self.dense_fn is not None,
+                   FeatureKind.TEXT: self.text_fn is not None, FeatureKind.MODEL: self.trainable}
+        return tuple(kind for kind in FeatureKind if present[kind])
 
     def __post_init__(self) -> None:
         self.model.eval()
@@ -76,9 +79,14 @@ class Encoder:
         return self
 
 
-def seeded_init(build, seed: int = 0):
-    """Build a model under a fixed seed without touching the caller's RNG, so random-init baselines
-    are reproducible (and therefore cacheable)."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        return build()
+def encoder_from_file(source: str, arch: str, model: nn.Module, weights: Path | None,
+                      preprocessing: Preprocessing) -> Encoder:
+    """Wrap a head-less model; with a weights file, load it (prefixes stripped), else random init."""
+    identity = {"source": source, "arch": arch}
+    dense = timm_dense(model) if hasattr(model, "forward_features") else None
+    if weights is None:
+        return Encoder(f"{source}:{arch}", model, preprocessing, {**identity, "init_seed": 0}, random_init=True,
+                       dense_fn=dense)
+    report = load_into(model, extract_state_dict(safe_load(weights), weights), arch, weights)
+    return Encoder(f"{source}:{arch}@{weights.name}", model, preprocessing,
+                   {**identity, "weights_sha256": file_sha256(weights)}, load_report=report.lines(), dense_fn=dense)

@@ -17,7 +17,7 @@ from torch import nn
 
 from benchmark.encoders import ENCODER_SOURCES
 from benchmark.encoders.base import Encoder
-from benchmark.encoders.timm_source import create_headless, timm_dense, timm_preprocessing
+from benchmark.backbones import create_headless, timm_dense, timm_preprocessing
 from benchmark.encoders.weights import extract_state_dict, file_sha256, load_into, safe_load
 from benchmark.errors import MissingDataError, UserError
 

@@ -7,13 +7,13 @@ training config, data seen, loss curve).
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from benchmark.atomic import write_atomically
+from benchmark.backbones import HEADLESS_BUILDERS, timm_dense
 from benchmark.encoders import ENCODER_SOURCES
 from benchmark.encoders.base import Encoder
 from benchmark.encoders.weights import file_sha256, load_into, safe_load
@@ -33,19 +33,11 @@ def save_checkpoint(path: str | Path, *, arch: str, state_dict: dict[str, torch.
     `arch_kwargs` rebuild the architecture (e.g. small_stem, a ViT's img_size); `head` holds what an
     image-text model keeps besides the backbone (projection, logit_scale, text_tower)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     payload = {"format": FORMAT, "format_version": FORMAT_VERSION, "arch": arch, "arch_source": arch_source,
                "arch_kwargs": arch_kwargs or {}, "head": head or {},
                "state_dict": {k: v.detach().cpu() for k, v in state_dict.items()},
                "preprocessing": preprocessing.as_dict(), "metadata": metadata}
-    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(handle)
-    try:
-        torch.save(payload, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    write_atomically(path, lambda tmp: torch.save(payload, tmp))
     return path
 
 
@@ -67,13 +59,10 @@ def build(name: str, weights: Path | None) -> Encoder:
     path = Path(weights or name)
     payload = read_checkpoint(path)
     arch, source = payload["arch"], payload["arch_source"]
-    from benchmark.encoders.timm_source import timm_dense
-
-    if source == "timm":
-        from benchmark.encoders.timm_source import create_headless
-    else:
-        from benchmark.encoders.torchvision_source import create_headless
-    model = create_headless(arch, **payload.get("arch_kwargs", {}))
+    if source not in HEADLESS_BUILDERS:
+        raise UserError(f"checkpoint {path} names architecture source {source!r}; this version reads "
+                        f"{', '.join(HEADLESS_BUILDERS)}")
+    model = HEADLESS_BUILDERS[source](arch, **payload.get("arch_kwargs", {}))
     report = load_into(model, payload["state_dict"], arch, path)
     preprocessing = Preprocessing(**{k: tuple(v) if isinstance(v, list) else v
                                      for k, v in payload["preprocessing"].items()})

@@ -13,7 +13,8 @@ import torch
 from torch import nn
 
 from benchmark.encoders import ENCODER_SOURCES
-from benchmark.encoders.base import Encoder, seeded_init
+from benchmark.encoders.base import Encoder
+from benchmark.seeding import seeded_init
 from benchmark.encoders.weights import extract_state_dict, file_sha256, load_into, safe_load
 from benchmark.errors import UserError
 from benchmark.preprocessing import Preprocessing

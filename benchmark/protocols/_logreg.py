@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
+from benchmark.vocab import TaskType
 
 
 def binary_scores(s: np.ndarray) -> np.ndarray:
@@ -39,7 +40,7 @@ class SklearnLogReg:
         self.clf.set_params(C=C)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
-            if self.task == "multilabel":  # the reference refits one shared estimator class by class
+            if self.task == TaskType.MULTILABEL:  # the reference refits one shared estimator class by class
                 self.coefs = [self._fit_copy(x, y[:, c]) for c in range(y.shape[1])]
             else:
                 self.coefs = [self._fit_copy(x, y)]
@@ -50,7 +51,7 @@ class SklearnLogReg:
         return self.clf.coef_.copy(), self.clf.intercept_.copy()
 
     def decision_function(self, x: np.ndarray) -> np.ndarray:
-        if self.task == "multilabel":
+        if self.task == TaskType.MULTILABEL:
             return np.stack([x @ w[0] + b[0] for w, b in self.coefs], axis=1)
         w, b = self.coefs[0]
         scores = x @ w.T + b
@@ -106,7 +107,7 @@ class TorchLogReg:
                  dtype: torch.dtype = torch.float32, device: str = "cpu"):
         self.task, self.num_classes = task, num_classes
         self.max_iter, self.tol, self.dtype, self.device = max_iter, tol, dtype, device
-        self.binary = task == "multiclass" and num_classes == 2
+        self.binary = task == TaskType.MULTICLASS and num_classes == 2
         self.weight: torch.Tensor | None = None
         self.bias: torch.Tensor | None = None
         self.iterations = 0
@@ -130,7 +131,7 @@ class TorchLogReg:
         return self._preconditioned[1]
 
     def _targets(self, y: np.ndarray) -> torch.Tensor:
-        if self.task == "multilabel":
+        if self.task == TaskType.MULTILABEL:
             return torch.as_tensor(y, dtype=self.dtype, device=self.device)
         if self.binary:
             return torch.as_tensor(y, dtype=self.dtype, device=self.device)[:, None]
@@ -145,7 +146,7 @@ class TorchLogReg:
             self.bias = torch.zeros(outputs, dtype=self.dtype, device=self.device)
         lam = 1.0 / (C * features.shape[0])  # the mean-scaled objective's penalty: lam / 2 * ||W||^2
         g = pre.scales(lam, self._curvature(features))
-        softmax = not (self.binary or self.task == "multilabel")
+        softmax = not (self.binary or self.task == TaskType.MULTILABEL)
 
         def evaluate(u: torch.Tensor, beta: torch.Tensor) -> tuple[float, torch.Tensor, torch.Tensor, float]:
             """Objective, its gradient in (u, beta), and the largest entry of sklearn's gradient."""
@@ -179,7 +180,7 @@ class TorchLogReg:
         Hessian is about this times the feature covariance (well-fitted samples add little curvature)."""
         with torch.no_grad():
             logits = torch.addmm(self.bias, features, self.weight.T)
-            p = torch.sigmoid(logits) if self.binary or self.task == "multilabel" else torch.softmax(logits, 1)
+            p = torch.sigmoid(logits) if self.binary or self.task == TaskType.MULTILABEL else torch.softmax(logits, 1)
             return max(float((p * (1 - p)).mean()), 1e-6)
 
     def objective(self, x: np.ndarray, y: np.ndarray, C: float) -> float:
@@ -256,9 +257,9 @@ def _two_loop(grad: torch.Tensor, pairs: list[tuple[torch.Tensor, torch.Tensor, 
 def sklearn_objective(scores: np.ndarray, y: np.ndarray, weight: np.ndarray, C: float, task: str) -> float:
     """C * sum of per-sample losses + 0.5 ||W||^2, computed directly in float64."""
     scores = scores.astype(np.float64)
-    if task == "multilabel" or scores.shape[1] == 2 and weight.shape[0] == 1:
-        s = scores if task == "multilabel" else scores[:, 1:]
-        t = y if task == "multilabel" else y[:, None]
+    if task == TaskType.MULTILABEL or scores.shape[1] == 2 and weight.shape[0] == 1:
+        s = scores if task == TaskType.MULTILABEL else scores[:, 1:]
+        t = y if task == TaskType.MULTILABEL else y[:, None]
         losses = np.logaddexp(0, s) - t * s
     else:
         shifted = scores - scores.max(1, keepdims=True)

@@ -1,16 +1,30 @@
-"""The protocol interface. A protocol scores cached features; it never imports an encoder or a
-dataset module. As in scikit-learn, construction only stores (validated) hyperparameters."""
+"""The protocol interface. A protocol scores what the runner hands it; it never imports an encoder or a
+dataset module. As in scikit-learn, construction only stores (validated) hyperparameters.
+
+Inputs come in two shapes, by what a protocol needs:
+- `FeatureTask`: cached features of train / val / test (pooled (N, D) or dense (N, C, h, w)), plus,
+  for zero-shot, the class names and a `TextTower`.
+- `ModelTask`: the encoder's trainable network, the image pool and, per split, indices into that pool
+  (for fine-tuning).
+"""
 
 from __future__ import annotations
 
-import dataclasses
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, ClassVar
+from typing import Any, ClassVar, Protocol as Interface, TypeVar
 
 import numpy as np
+import torch
+from torch import nn
 
 from benchmark.errors import UserError
-from benchmark.registry import unknown_name_message
+from benchmark.outputs import PerExample
+from benchmark.params import CheckedParams, build_params
+from benchmark.preprocessing import Preprocessing
+from benchmark.vocab import FeatureKind, Metric, TaskType
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -22,84 +36,144 @@ class Features:
         return len(self.y)
 
 
+def concat(parts: Sequence[Features]) -> Features:
+    return Features(np.concatenate([p.x for p in parts]), np.concatenate([p.y for p in parts]))
+
+
+class TextTower(Interface):
+    """An image-text model's text side, as zero-shot needs it (an `Encoder` with a text tower is one)."""
+
+    logit_scale: float | None
+
+    def encode_text(self, prompts: list[str]) -> torch.Tensor: ...
+
+
+class ImagePool(Interface):
+    """Images by position, decoded on demand to uint8 CHW tensors (a dataset's `ImageSplit` is one)."""
+
+    def __len__(self) -> int: ...
+
+    def image_tensor(self, index: int) -> torch.Tensor: ...
+
+
+class TrainableEncoder(Interface):
+    """What fine-tuning copies and trains (an `Encoder` is one)."""
+
+    model: nn.Module
+
+
+class SharedWork:
+    """Results that several protocols compute from the same inputs (the linear sweep that linear and
+    calibration both run), computed once per inputs object. Keys name the computation and its params."""
+
+    def __init__(self) -> None:
+        self._done: dict[Any, Any] = {}
+
+    def get_or_compute(self, key: Any, compute: Callable[[], T]) -> T:
+        if key not in self._done:
+            self._done[key] = compute()
+        return self._done[key]
+
+
 @dataclass(frozen=True)
-class TaskData:
-    """What one (encoder, dataset) cell gives a protocol: train and val for model selection, test for
-    the score. `x` holds pooled features (N, D), dense maps (N, C, h, w) for dense protocols, or image
-    indices for protocols that train the encoder (those also get `images`, `encoder`, `preprocessing`).
-    Zero-shot protocols also get the class names and the encoder's text tower."""
+class TaskInputs:
+    """Train and val for model selection, test for the score; what the dataset declares."""
 
     train: Features
     val: Features
     test: Features
     num_classes: int
-    metric: str
-    task: str = "multiclass"
-    class_names: tuple[str, ...] = ()
-    text_fn: Callable[[list[str]], Any] | None = None
-    logit_scale: float | None = None
-    images: Any = None  # ImageSplit of the whole train/val/test pool that `x` indexes (model protocols)
-    encoder: Any = None
-    preprocessing: Any = None
-    dataset: str = ""
-    cache_keys: dict[str, str] = field(default_factory=dict)
+    metric: Metric
+    task: TaskType = TaskType.MULTICLASS
+    dataset: str = ""  # its name, for messages and per-dataset defaults (zero-shot templates)
 
     @property
     def trainval(self) -> Features:
-        return Features(np.concatenate([self.train.x, self.val.x]), np.concatenate([self.train.y, self.val.y]))
+        return concat([self.train, self.val])
 
     @property
     def split_sizes(self) -> dict[str, int]:
         return {"train": len(self.train), "val": len(self.val), "test": len(self.test)}
 
+    @property
+    def is_single_pool(self) -> bool:
+        """A dataset with one split (few-shot pools): everything is in `train`."""
+        return len(self.test) == 0
+
+
+@dataclass(frozen=True)
+class FeatureTask(TaskInputs):
+    """Cached features (`x`) and labels of each split. Zero-shot also gets class names and a text tower."""
+
+    class_names: tuple[str, ...] = ()
+    text: TextTower | None = None
+    shared: SharedWork = field(default_factory=SharedWork, compare=False, repr=False)
+
+
+@dataclass(frozen=True)
+class ModelTask(TaskInputs):
+    """For protocols that train the encoder: `x` of each split holds indices into `images`."""
+
+    images: ImagePool | None = None
+    encoder: TrainableEncoder | None = None
+    preprocessing: Preprocessing | None = None
+
 
 @dataclass
 class ProtocolResult:
     value: float  # the headline number, in percent
-    metric: str
+    metric: Metric
     chosen: dict[str, Any] = field(default_factory=dict)  # hyperparameters selected on validation
     details: dict[str, Any] = field(default_factory=dict)  # every other number worth keeping
+    per_example: PerExample = field(default_factory=PerExample)  # what paired tests and bootstraps read
 
 
 class Protocol:
-    """Subclasses set `name`, `version`, `requires` and a frozen `Params` dataclass of hyperparameters."""
+    """Subclasses set `name`, `version`, `requires` and a frozen `Params(CheckedParams)` dataclass whose
+    `constraints` cover every field; `evaluate` receives a `FeatureTask` or, when `requires` holds
+    MODEL, a `ModelTask`."""
 
     name: ClassVar[str]
     version: ClassVar[str]
-    requires: ClassVar[tuple[str, ...]] = ("pooled",)  # encoder capabilities (see encoders.base)
-    tasks: ClassVar[tuple[str, ...]] = ("multiclass", "multilabel")  # dataset task types it can score
+    requires: ClassVar[tuple[FeatureKind, ...]] = (FeatureKind.POOLED,)  # encoder capabilities
+    tasks: ClassVar[tuple[TaskType, ...]] = (TaskType.MULTICLASS, TaskType.MULTILABEL)  # label types it scores
 
     @dataclass(frozen=True)
-    class Params:
+    class Params(CheckedParams):
         pass
 
     def __init__(self, **params: Any):
-        valid = [f.name for f in dataclasses.fields(self.Params)]
-        for key in params:
-            if key not in valid:
-                raise UserError(unknown_name_message(f"{self.name} parameter", key, valid))
-        self.params = self.Params(**{k: tuple(v) if isinstance(v, list) else v for k, v in params.items()})
+        self.params = build_params(self.Params, params, f"protocol {self.name}")
 
-    def evaluate(self, data: TaskData) -> ProtocolResult:
+    @classmethod
+    def input_kind(cls) -> FeatureKind:
+        """Which data the runner assembles: the model itself, dense maps, or pooled features."""
+        for kind in (FeatureKind.MODEL, FeatureKind.DENSE):
+            if kind in cls.requires:
+                return kind
+        return FeatureKind.POOLED
+
+    def evaluate(self, data: Any) -> ProtocolResult:
         raise NotImplementedError
 
 
-def check_finite(data: TaskData) -> None:
+def check_finite(data: TaskInputs) -> None:
     for split in ("train", "val", "test"):
         x = getattr(data, split).x
         if not np.all(np.isfinite(x)):
-            bad = int((~np.isfinite(x)).any(axis=1).sum())
+            bad = int((~np.isfinite(x)).reshape(len(x), -1).any(axis=1).sum())
             raise UserError(f"{bad} {split} feature vectors contain NaN or Inf; the encoder produced non-finite "
                             f"features (check its weights, or evaluate in float32)")
 
 
-def require_test_split(data: TaskData, protocol: str) -> None:
-    if len(data.test) == 0 or len(data.train) == 0:
+def require_test_split(data: TaskInputs, protocol: str) -> None:
+    if data.is_single_pool or len(data.train) == 0:
         raise UserError(f"{protocol} needs train and test splits, but this dataset is a single pool; "
                         f"evaluate it with the fewshot protocol instead")
 
 
-def skip_reason(protocol: Protocol, capabilities: tuple[str, ...], task: str, encoder: str, dataset: str) -> str:
+def skip_reason(protocol: type[Protocol] | Protocol, capabilities: Sequence[FeatureKind], task: TaskType,
+                encoder: str, dataset: str) -> str:
     """Why a cell cannot run ('' when it can): a missing encoder capability or the wrong task type."""
     missing = [need for need in protocol.requires if need not in capabilities]
     if missing:

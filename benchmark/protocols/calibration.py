@@ -12,17 +12,17 @@ test. Not defined for multi-label data.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
+from typing import ClassVar
 
 import numpy as np
 import torch
 
-from benchmark.errors import UserError
+from benchmark.params import Constraints, Interval, Options
 from benchmark.protocols import PROTOCOLS
-from benchmark.protocols.base import ProtocolResult, TaskData
-from benchmark.protocols.linear import LinearProbe
-
-MODES = ("ericsson", "val")
-
+from benchmark.protocols.base import FeatureTask, Protocol, ProtocolResult, require_test_split
+from benchmark.protocols._linear_sweep import SweepParams, linear_sweep, refit_logits
+from benchmark.vocab import Metric, TaskType
 
 def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
     z = logits / temperature
@@ -83,34 +83,43 @@ def cross_validated_scaled_ece(logits: np.ndarray, labels: np.ndarray, bins: int
     return float(np.mean(eces)), temperatures
 
 
-@PROTOCOLS.register("calibration")
-class Calibration(LinearProbe):
+class Mode(StrEnum):
+    ERICSSON = "ericsson"  # the reference: refit on train+val, temperature by 5-fold CV on test
+    VAL = "val"  # probe on train, temperature on val, ECE on test
+
+
+@dataclass(frozen=True)
+class CalibrationParams(SweepParams):
+    mode: Mode = Mode.ERICSSON
+    bins: int = 15
+    folds: int = 5
+    constraints: ClassVar[Constraints] = {**SweepParams.constraints, "mode": Options(*Mode),
+                                          "bins": Interval(int, 1, 1000), "folds": Interval(int, 2, 100)}
+
+
+def calibrated_logits(data: FeatureTask, p: CalibrationParams) -> tuple[np.ndarray, float, list[float]]:
+    """Test logits and the scaled ECE of the mode's temperature(s); the probe comes from the shared sweep."""
+    if p.mode == Mode.VAL:
+        temperature = fit_temperature(refit_logits(data, p, "val", on="train"), data.val.y)
+        logits = refit_logits(data, p, "test", on="train")
+        return logits, expected_calibration_error(softmax(logits, temperature), data.test.y, p.bins), [temperature]
+    logits = refit_logits(data, p, "test", on="trainval")
+    scaled, temperatures = cross_validated_scaled_ece(logits, data.test.y, p.bins, p.folds)
+    return logits, scaled, temperatures
+
+
+@PROTOCOLS.register
+class Calibration(Protocol):
     name = "calibration"
     version = "1.0"
-    tasks = ("multiclass",)
+    tasks = (TaskType.MULTICLASS,)
+    Params = CalibrationParams
 
-    @dataclass(frozen=True)
-    class Params(LinearProbe.Params):
-        mode: str = "ericsson"
-        bins: int = 15
-        folds: int = 5
-
-    def evaluate(self, data: TaskData) -> ProtocolResult:
-        if self.params.mode not in MODES:
-            raise UserError(f"calibration mode must be one of {MODES}, got {self.params.mode!r}")
-        model, grid, _, best = self.select(data)
-        p = self.params
-        if p.mode == "val":
-            model.fit(data.train.x, data.train.y, grid[best])
-            temperatures = [fit_temperature(model.decision_function(data.val.x), data.val.y)]
-            logits = model.decision_function(data.test.x)
-            scaled = expected_calibration_error(softmax(logits, temperatures[0]), data.test.y, p.bins)
-        else:
-            trainval = data.trainval
-            model.fit(trainval.x, trainval.y, grid[best])
-            logits = model.decision_function(data.test.x)
-            scaled, temperatures = cross_validated_scaled_ece(logits, data.test.y, p.bins, p.folds)
+    def evaluate(self, data: FeatureTask) -> ProtocolResult:
+        require_test_split(data, self.name)
+        p, sweep = self.params, linear_sweep(data, self.params)
+        logits, scaled, temperatures = calibrated_logits(data, p)
         ece = expected_calibration_error(softmax(logits), data.test.y, p.bins)
-        return ProtocolResult(value=100.0 * ece, metric="ece", chosen={"C": float(grid[best])},
+        return ProtocolResult(value=100.0 * ece, metric=Metric.ECE, chosen={"C": float(sweep.best_C)},
                               details={"ece_scaled": 100.0 * scaled, "temperatures": temperatures, "mode": p.mode,
                                        "bins": p.bins})

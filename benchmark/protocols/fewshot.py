@@ -10,14 +10,19 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from typing import ClassVar
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from benchmark.errors import UserError
+from benchmark.metrics import mean_ci95
+from benchmark.outputs import PerExample
+from benchmark.params import CheckedParams, Constraints, Interval, Optional, Options, Text
 from benchmark.protocols import PROTOCOLS
-from benchmark.protocols.base import Protocol, ProtocolResult, TaskData, check_finite
+from benchmark.protocols.base import FeatureTask, Protocol, ProtocolResult, check_finite, concat
+from benchmark.vocab import Metric, TaskType
 
 
 @dataclass(frozen=True)
@@ -106,14 +111,14 @@ def logreg_accuracies(features: np.ndarray, episodes: Episodes) -> np.ndarray:
 CLASSIFIERS = {"prototype": prototype_accuracies, "logreg": logreg_accuracies}
 
 
-@PROTOCOLS.register("fewshot")
+@PROTOCOLS.register
 class FewShot(Protocol):
     name = "fewshot"
     version = "1.0"
-    tasks = ("multiclass",)
+    tasks = (TaskType.MULTICLASS,)
 
     @dataclass(frozen=True)
-    class Params:
+    class Params(CheckedParams):
         ways: int = 5
         shots: int = 20
         queries: int = 15
@@ -121,20 +126,21 @@ class FewShot(Protocol):
         seed: int = 0
         classifier: str = "prototype"
         episodes_file: str | None = None  # .npz to reuse (or create) so encoders share episodes
+        constraints: ClassVar[Constraints] = {
+            "ways": Interval(int, 2), "shots": Interval(int, 1), "queries": Interval(int, 1),
+            "episodes": Interval(int, 1), "seed": Interval(int, 0), "classifier": Options(*CLASSIFIERS),
+            "episodes_file": Optional(Text())}
 
-    def evaluate(self, data: TaskData) -> ProtocolResult:
+    def evaluate(self, data: FeatureTask) -> ProtocolResult:
         check_finite(data)
         p = self.params
-        if p.classifier not in CLASSIFIERS:
-            raise UserError(f"fewshot classifier must be one of {sorted(CLASSIFIERS)}, got {p.classifier!r}")
-        features = np.concatenate([data.train.x, data.val.x, data.test.x])
-        labels = np.concatenate([data.train.y, data.val.y, data.test.y])
-        make = lambda: sample_episodes(labels, p.ways, p.shots, p.queries, p.episodes, p.seed)
-        episodes = load_or_save_episodes(Path(p.episodes_file), make, len(labels)) if p.episodes_file else make()
-        accuracies = 100.0 * CLASSIFIERS[p.classifier](features, episodes)
-        ci95 = 1.96 * float(np.std(accuracies)) / np.sqrt(len(accuracies))
-        return ProtocolResult(value=float(accuracies.mean()), metric="accuracy",
-                              chosen={"ways": p.ways, "shots": p.shots},
-                              details={"ci95": ci95, "episodes": len(accuracies), "episodes_digest": episodes.digest,
-                                       "pool_size": len(labels), "std": float(np.std(accuracies)),
-                                       "episode_accuracies": np.round(accuracies, 4).tolist()})
+        pool = concat([data.train, data.val, data.test])  # the whole dataset, as the reference
+        make = lambda: sample_episodes(pool.y, p.ways, p.shots, p.queries, p.episodes, p.seed)
+        episodes = load_or_save_episodes(Path(p.episodes_file), make, len(pool)) if p.episodes_file else make()
+        accuracies = 100.0 * CLASSIFIERS[p.classifier](pool.x, episodes)
+        mean, ci95 = mean_ci95(accuracies)
+        return ProtocolResult(value=mean, metric=Metric.ACCURACY, chosen={"ways": p.ways, "shots": p.shots},
+                              details={"ci95": ci95, "episodes": len(accuracies), "pool_size": len(pool),
+                                       "std": float(np.std(accuracies))},
+                              per_example=PerExample(episode_accuracies=tuple(np.round(accuracies, 4).tolist()),
+                                                     episodes_digest=episodes.digest))

@@ -18,6 +18,7 @@ from __future__ import annotations
 import copy
 import math
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -26,10 +27,14 @@ from torch import nn
 from torchvision.transforms import v2 as T
 
 from benchmark import distributed
+from benchmark.backbones import output_width
 from benchmark.metrics import score
+from benchmark.params import CheckedParams, Constraints, Each, Interval
 from benchmark.preprocessing import INTERPOLATIONS, Preprocessing, to_three_channels
 from benchmark.protocols import PROTOCOLS
-from benchmark.protocols.base import Protocol, ProtocolResult, TaskData, require_test_split
+from benchmark.protocols.base import Features, ModelTask, Protocol, ProtocolResult, require_test_split
+from benchmark.seeding import seeded
+from benchmark.vocab import FeatureKind, TaskType
 
 
 def train_transform(preprocessing: Preprocessing) -> T.Compose:
@@ -52,22 +57,25 @@ class Classifier(nn.Module):
         return self.head(self.backbone(images).flatten(1))
 
 
-@PROTOCOLS.register("finetune")
+@PROTOCOLS.register
 class FineTune(Protocol):
     name = "finetune"
     version = "1.0"
-    requires = ("model",)
+    requires = (FeatureKind.MODEL,)
 
     @dataclass(frozen=True)
-    class Params:
+    class Params(CheckedParams):
         steps: int = 5000
         batch_size: int = 64
         lrs: tuple[float, ...] = tuple(float(v) for v in np.logspace(-1, -4, 4))  # largest first
         regularisation: tuple[float, ...] = (0.0, *(float(v) for v in np.logspace(-6, -3, 4)))
         momentum: float = 0.9
         seed: int = 0
+        constraints: ClassVar[Constraints] = {
+            "steps": Interval(int, 1), "batch_size": Interval(int, 1), "lrs": Each(Interval(float, 0, open_low=True)),
+            "regularisation": Each(Interval(float, 0)), "momentum": Interval(float, 0, 1), "seed": Interval(int, 0)}
 
-    def evaluate(self, data: TaskData) -> ProtocolResult:
+    def evaluate(self, data: ModelTask) -> ProtocolResult:
         require_test_split(data, self.name)
         runs = [(lr, w, self.train_and_score(data, data.train, data.val, lr, w))
                 for lr in self.params.lrs for w in self.params.regularisation]
@@ -77,25 +85,31 @@ class FineTune(Protocol):
                               details={"val_score": best_val, "grid": [[lr, w, v] for lr, w, v in runs],
                                        "steps": self.params.steps, "batch_size": self.params.batch_size})
 
-    def train_and_score(self, data: TaskData, train, evaluate, lr: float, regularisation: float) -> float:
+    def train_and_score(self, data: ModelTask, train: Features, evaluate: Features, lr: float, regularisation: float
+                        ) -> float:
         model = self.fit(data, np.asarray(train.x), np.asarray(train.y), lr, regularisation)
         return score(data.metric, np.asarray(evaluate.y), self.predict(data, model, np.asarray(evaluate.x)))
 
-    def fit(self, data: TaskData, indices: np.ndarray, labels: np.ndarray, lr: float, regularisation: float
+    def fit(self, data: ModelTask, indices: np.ndarray, labels: np.ndarray, lr: float, regularisation: float
             ) -> nn.Module:
+        """Train a copy of the encoder plus a new head. Every random draw (head init, batches,
+        augmentations) is seeded, so a cell's score does not depend on what ran before it."""
         p, info = self.params, distributed.current()
-        generator = torch.Generator().manual_seed(p.seed + 1_000_003 * info.rank)
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(p.seed)
+        with seeded(p.seed):
             backbone = copy.deepcopy(data.encoder.model)
-            with torch.no_grad():
-                width = backbone(torch.zeros(1, 3, data.preprocessing.input_size, data.preprocessing.input_size))
-            model = Classifier(backbone, width.flatten(1).shape[1], data.num_classes)
+            model = Classifier(backbone, output_width(backbone, data.preprocessing.input_size), data.num_classes)
         optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=p.momentum, nesterov=True,
                                     weight_decay=regularisation / lr)
+        with seeded(p.seed + 1_000_003 * info.rank + 1):  # augmentations draw from torch's global RNG
+            self.train_steps(data, model, optimizer, indices, torch.as_tensor(labels))
+        return model.eval()
+
+    def train_steps(self, data: ModelTask, model: nn.Module, optimizer: torch.optim.Optimizer, indices: np.ndarray,
+                    targets: torch.Tensor) -> None:
+        p, info = self.params, distributed.current()
+        generator = torch.Generator().manual_seed(p.seed + 1_000_003 * info.rank)
         schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=p.steps)
         augment = train_transform(data.preprocessing)
-        targets = torch.as_tensor(labels)
         per_rank = max(1, min(p.batch_size, len(indices)) // info.world_size)
         trained = nn.parallel.DistributedDataParallel(model) if info.enabled else model
         model.train()
@@ -103,18 +117,17 @@ class FineTune(Protocol):
             batch = torch.randint(len(indices), (per_rank,), generator=generator)
             images = torch.stack([augment(data.images.image_tensor(int(indices[i]))) for i in batch])
             logits = trained(images)
-            loss = (F.binary_cross_entropy_with_logits(logits, targets[batch].float()) if data.task == "multilabel"
-                    else F.cross_entropy(logits, targets[batch]))
+            loss = (F.binary_cross_entropy_with_logits(logits, targets[batch].float())
+                    if data.task == TaskType.MULTILABEL else F.cross_entropy(logits, targets[batch]))
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
             schedule.step()
             if not math.isfinite(float(distributed.mean_over_ranks(loss.detach()))):  # all ranks stop together
                 break  # diverged at this lr: its validation score will show it
-        return model.eval()
 
     @staticmethod
-    def predict(data: TaskData, model: nn.Module, indices: np.ndarray, batch: int = 128) -> np.ndarray:
+    def predict(data: ModelTask, model: nn.Module, indices: np.ndarray, batch: int = 128) -> np.ndarray:
         transform = data.preprocessing.transform()
         outputs = []
         with torch.no_grad():

@@ -7,13 +7,21 @@ exp(sim / T). One search at the largest k serves every k reported; k = 20 is the
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
+from typing import ClassVar
 
 import numpy as np
 
-from benchmark.errors import UserError
-from benchmark.metrics import packed_correct, score
+from benchmark.metrics import correct_per_example, score
+from benchmark.outputs import PerExample
+from benchmark.params import CheckedParams, Constraints, Each, Interval, Options
 from benchmark.protocols import PROTOCOLS
-from benchmark.protocols.base import Protocol, ProtocolResult, TaskData, check_finite, require_test_split
+from benchmark.protocols.base import FeatureTask, Protocol, ProtocolResult, check_finite, require_test_split
+
+
+class Index(StrEnum):
+    FLAT = "flat"  # exact brute-force search
+    IVF = "ivf"  # approximate inverted lists, for millions of train points
 
 
 def normalized(x: np.ndarray) -> np.ndarray:
@@ -50,7 +58,7 @@ def nearest_neighbours(train: np.ndarray, queries: np.ndarray, k: int, chunk: in
     import faiss
 
     queries = normalized(queries)
-    if index == "ivf":
+    if index == Index.IVF:
         return build_ivf_index(train, nlist, nprobe).search(queries, k)
     best, rows = faiss.ResultHeap(len(queries), k, keep_max=True), max(chunk, k)
     for start in range(0, len(train), rows):
@@ -75,27 +83,28 @@ def weighted_votes(similarities: np.ndarray, neighbour_labels: np.ndarray, k: in
     return votes.scatter_add_(1, torch.from_numpy(labels), torch.from_numpy(weights)).numpy()
 
 
-@PROTOCOLS.register("knn")
+@PROTOCOLS.register
 class WeightedKNN(Protocol):
     name = "knn"
     version = "1.0"
 
     @dataclass(frozen=True)
-    class Params:
+    class Params(CheckedParams):
         k: tuple[int, ...] = (10, 20, 100, 200)
         headline_k: int = 20
         temperature: float = 0.07
-        index: str = "flat"  # "ivf" for millions of train points (approximate)
+        index: Index = Index.FLAT
         nlist: int = 1024  # ivf: inverted lists
         nprobe: int = 32  # ivf: lists searched per query
+        constraints: ClassVar[Constraints] = {
+            "k": Each(Interval(int, 1)), "headline_k": Interval(int, 1), "temperature": Interval(float, 0, open_low=True),
+            "index": Options(*Index), "nlist": Interval(int, 1), "nprobe": Interval(int, 1)}
 
-    def evaluate(self, data: TaskData) -> ProtocolResult:
+    def evaluate(self, data: FeatureTask) -> ProtocolResult:
         check_finite(data)
         require_test_split(data, self.name)
         reference = data.trainval
         ks = sorted({min(k, len(reference)) for k in (*self.params.k, self.params.headline_k)})
-        if self.params.index not in ("flat", "ivf"):
-            raise UserError(f"knn index must be 'flat' or 'ivf', got {self.params.index!r}")
         similarities, indices = nearest_neighbours(reference.x, data.test.x, ks[-1], index=self.params.index,
                                                    nlist=self.params.nlist, nprobe=self.params.nprobe)
         neighbour_labels = reference.y[indices]
@@ -105,5 +114,5 @@ class WeightedKNN(Protocol):
         headline = min(self.params.headline_k, len(reference))
         return ProtocolResult(value=scores[headline], metric=data.metric, chosen={"k": headline},
                               details={"by_k": {str(k): v for k, v in scores.items()},
-                                       "temperature": self.params.temperature, "index": self.params.index,
-                                       "test_correct": packed_correct(data.metric, data.test.y, votes[headline])})
+                                       "temperature": self.params.temperature, "index": self.params.index},
+                              per_example=PerExample(correct_per_example(data.metric, data.test.y, votes[headline])))

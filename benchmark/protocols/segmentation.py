@@ -10,17 +10,19 @@ accuracy.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from benchmark.metrics import segmentation_scores
+from benchmark.metrics import VOID, segmentation_scores
+from benchmark.params import CheckedParams, Constraints, Interval
 from benchmark.protocols import PROTOCOLS
-from benchmark.protocols.base import Protocol, ProtocolResult, TaskData, check_finite, require_test_split
-
-VOID = 255
+from benchmark.protocols.base import FeatureTask, Protocol, ProtocolResult, check_finite, require_test_split
+from benchmark.seeding import seeded_init
+from benchmark.vocab import FeatureKind, Metric, TaskType
 
 
 def linear_head(channels: int, classes: int) -> nn.Module:
@@ -39,37 +41,38 @@ def predict(head: nn.Module, features: np.ndarray, size: tuple[int, int], batch:
     return torch.cat(parts).numpy()
 
 
-@PROTOCOLS.register("segmentation")
+@PROTOCOLS.register
 class DenseLinearProbe(Protocol):
     name = "segmentation"
     version = "1.0"
-    requires = ("dense",)
-    tasks = ("segmentation",)
+    requires = (FeatureKind.DENSE,)
+    tasks = (TaskType.SEGMENTATION,)
 
     @dataclass(frozen=True)
-    class Params:
+    class Params(CheckedParams):
         epochs: int = 20
         lr: float = 1e-3
         weight_decay: float = 1e-4
         batch_size: int = 64
         seed: int = 0
+        constraints: ClassVar[Constraints] = {
+            "epochs": Interval(int, 1), "lr": Interval(float, 0, open_low=True), "weight_decay": Interval(float, 0),
+            "batch_size": Interval(int, 1), "seed": Interval(int, 0)}
 
-    def evaluate(self, data: TaskData) -> ProtocolResult:
+    def evaluate(self, data: FeatureTask) -> ProtocolResult:
         check_finite(data)
         require_test_split(data, self.name)
         trainval = data.trainval
         head, losses = self.train(np.asarray(trainval.x), np.asarray(trainval.y), data.num_classes)
         size = tuple(data.test.y.shape[-2:])
         scores = segmentation_scores(predict(head, data.test.x, size), np.asarray(data.test.y), data.num_classes, VOID)
-        return ProtocolResult(value=scores["miou"], metric="miou",
+        return ProtocolResult(value=scores["miou"], metric=Metric.MIOU,
                               details={**scores, "final_loss": losses[-1], "loss_curve": losses[:: max(1, len(losses) // 20)]})
 
     def train(self, features: np.ndarray, masks: np.ndarray, classes: int) -> tuple[nn.Module, list[float]]:
         p = self.params
         generator = torch.Generator().manual_seed(p.seed)
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(p.seed)
-            head = linear_head(features.shape[1], classes)
+        head = seeded_init(lambda: linear_head(features.shape[1], classes), p.seed)
         optimizer = torch.optim.AdamW(head.parameters(), lr=p.lr, weight_decay=p.weight_decay)
         x, y = torch.as_tensor(np.array(features)), torch.as_tensor(masks.astype(np.int64))
         losses = []

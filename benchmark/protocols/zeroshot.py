@@ -10,6 +10,7 @@ dataset's metric.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -17,8 +18,10 @@ import torch
 from benchmark.errors import UserError
 from benchmark.metrics import mean_per_class, score, top1
 from benchmark.protocols import PROTOCOLS
-from benchmark.protocols._clip_templates import DEFAULT_TEMPLATES, TEMPLATES
-from benchmark.protocols.base import Protocol, ProtocolResult, TaskData, check_finite
+from benchmark.prompts import DEFAULT_TEMPLATES, TEMPLATES
+from benchmark.params import CheckedParams, Constraints, Each, Optional, Text
+from benchmark.protocols.base import FeatureTask, Protocol, ProtocolResult, check_finite
+from benchmark.vocab import FeatureKind, TaskType
 
 
 def l2_normalize(x: torch.Tensor) -> torch.Tensor:
@@ -44,31 +47,32 @@ def top_k_accuracy(labels: np.ndarray, logits: np.ndarray, k: int) -> float:
     return 100.0 * float(np.mean((top == labels[:, None]).any(1)))
 
 
-@PROTOCOLS.register("zeroshot")
+@PROTOCOLS.register
 class ZeroShot(Protocol):
     name = "zeroshot"
     version = "1.0"
-    requires = ("pooled", "text")
-    tasks = ("multiclass",)
+    requires = (FeatureKind.POOLED, FeatureKind.TEXT)
+    tasks = (TaskType.MULTICLASS,)
 
     @dataclass(frozen=True)
-    class Params:
+    class Params(CheckedParams):
         templates: tuple[str, ...] | None = None  # default: CLIP's templates for the dataset
+        constraints: ClassVar[Constraints] = {"templates": Optional(Each(Text(must_contain="{}")))}
 
-    def evaluate(self, data: TaskData) -> ProtocolResult:
+    def evaluate(self, data: FeatureTask) -> ProtocolResult:
         check_finite(data)
         if not data.class_names or len(data.class_names) != data.num_classes:
             raise UserError(f"zero-shot needs one name per class; dataset {data.dataset!r} declares "
                             f"{len(data.class_names)} names for {data.num_classes} classes")
+        if data.text is None:
+            raise UserError(f"zero-shot needs an encoder with a text tower (open_clip, or a LiT checkpoint)")
         templates = self.params.templates or TEMPLATES.get(data.dataset, DEFAULT_TEMPLATES)
-        if any("{}" not in t for t in templates):
-            raise UserError("every zero-shot template needs a '{}' where the class name goes")
-        classifier = zero_shot_classifier(data.text_fn, data.class_names, templates)
-        logits = zero_shot_logits(data.test.x, classifier, data.logit_scale or 1.0)
+        classifier = zero_shot_classifier(data.text.encode_text, data.class_names, templates)
+        logits = zero_shot_logits(data.test.x, classifier, data.text.logit_scale or 1.0)
         labels = np.asarray(data.test.y)
         predictions = logits.argmax(1)
         details = {"top1": top1(labels, predictions), "mean_per_class": mean_per_class(labels, predictions),
-                   "templates": len(templates), "logit_scale": data.logit_scale}
+                   "templates": len(templates), "logit_scale": data.text.logit_scale}
         if data.num_classes > 5:
             details["top5"] = top_k_accuracy(labels, logits, 5)
         return ProtocolResult(value=score(data.metric, labels, logits), metric=data.metric, details=details)

@@ -3,6 +3,7 @@ cell finishes, with everything needed to trust or reproduce it."""
 
 from __future__ import annotations
 
+import functools
 import json
 import sqlite3
 import subprocess
@@ -15,9 +16,12 @@ from typing import Any
 import pandas as pd
 
 from benchmark import __version__
+from benchmark.errors import UserError
 
 DEFAULT_RESULTS = Path("results/runs.sqlite")
-JSON_COLUMNS = ("encoder_identity", "params", "chosen", "details", "preprocessing", "split_sizes", "cache_keys")
+JSON_COLUMNS = ("encoder_identity", "params", "chosen", "details", "per_example", "preprocessing", "split_sizes",
+                "cache_keys")
+CELL = ["encoder", "dataset", "protocol"]
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS results (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -26,7 +30,8 @@ CREATE TABLE IF NOT EXISTS results (
     random_init INTEGER NOT NULL, dataset TEXT NOT NULL, protocol TEXT NOT NULL, protocol_version TEXT NOT NULL,
     metric TEXT NOT NULL, value REAL NOT NULL, params TEXT NOT NULL, chosen TEXT NOT NULL, details TEXT NOT NULL,
     preprocessing TEXT NOT NULL, split_sizes TEXT NOT NULL, cache_keys TEXT NOT NULL, seed INTEGER NOT NULL,
-    package_version TEXT NOT NULL, code_revision TEXT NOT NULL, seconds REAL NOT NULL, cell_key TEXT NOT NULL
+    package_version TEXT NOT NULL, code_revision TEXT NOT NULL, seconds REAL NOT NULL, cell_key TEXT NOT NULL,
+    per_example TEXT NOT NULL DEFAULT '{}'
 );
 """
 SKIPS_SCHEMA = """
@@ -61,15 +66,20 @@ class ResultRow:
     cache_keys: dict[str, str]
     seed: int
     seconds: float
-    cell_key: str  # hash of everything that determines the value (see runner.cell_key)
+    cell_key: str  # hash of everything that determines the value (see planner.cell_key)
+    per_example: dict[str, Any] = field(default_factory=dict)  # benchmark.outputs.PerExample.to_json()
     package_version: str = __version__
     code_revision: str = field(default_factory=lambda: code_revision())
     created_at: float = field(default_factory=time.time)
 
 
+@functools.cache
 def code_revision() -> str:
-    """The git commit of the code that produced a result ("+dirty" with local edits), if known."""
+    """The git commit of the code that produced a result ("+dirty" with local edits), if known; read
+    once per process. An installed wheel has no git checkout: "unknown" (the package version remains)."""
     repo = Path(__file__).resolve().parents[2]
+    if not (repo / ".git").exists():  # installed as a package: no checkout of ours to ask
+        return "unknown"
     try:
         head = subprocess.run(["git", "-C", str(repo), "rev-parse", "--short=12", "HEAD"], capture_output=True,
                               text=True, timeout=10).stdout.strip()
@@ -83,12 +93,23 @@ def code_revision() -> str:
 class ResultsStore:
     def __init__(self, path: str | Path = DEFAULT_RESULTS):
         self.path = Path(path)
+        if self.path.is_dir():
+            raise UserError(f"--results {self.path} is a directory; name a file, e.g. {self.path / 'runs.sqlite'}")
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._create_schema()
+        except sqlite3.DatabaseError as err:
+            raise UserError(f"{self.path} is not a transferbench results store ({err}); pass another --results "
+                            f"file") from None
+
+    def _create_schema(self) -> None:
         with closing(self._connect()) as db, db:
             db.executescript(SCHEMA)
             columns = {row[1] for row in db.execute("PRAGMA table_info(results)")}
             if "cell_key" not in columns:  # stores written before results were resumable
                 db.execute("ALTER TABLE results ADD COLUMN cell_key TEXT NOT NULL DEFAULT ''")
+            if "per_example" not in columns:  # stores written before per-example outputs were typed
+                db.execute("ALTER TABLE results ADD COLUMN per_example TEXT NOT NULL DEFAULT '{}'")
             db.executescript(SKIPS_SCHEMA + INDEXES)
 
     def _connect(self) -> sqlite3.Connection:
@@ -117,8 +138,7 @@ class ResultsStore:
     def skips(self, suite: str | None = None) -> pd.DataFrame:
         with closing(self._connect()) as db:
             frame = pd.read_sql_query("SELECT * FROM skips ORDER BY id", db)
-        frame = frame[frame["suite"] == suite] if suite else frame
-        return frame.drop_duplicates(["encoder", "dataset", "protocol"], keep="last")
+        return latest_per_cell(frame[frame["suite"] == suite] if suite else frame)
 
     def find(self, cell_key: str) -> ResultRow | None:
         """The newest stored result of a cell, if any (what makes a re-run resume)."""
@@ -145,6 +165,9 @@ class ResultsStore:
     def latest(self, suite: str | None = None) -> pd.DataFrame:
         """The newest row of every (encoder, dataset, protocol) cell."""
         frame = self.frame()
-        if suite:
-            frame = frame[frame["suite"] == suite]
-        return frame.drop_duplicates(["encoder", "dataset", "protocol"], keep="last")
+        return latest_per_cell(frame[frame["suite"] == suite] if suite else frame)
+
+
+def latest_per_cell(rows: pd.DataFrame) -> pd.DataFrame:
+    """The newest row of every (encoder, dataset, protocol) cell (rows in the order they were written)."""
+    return rows.drop_duplicates(CELL, keep="last")

@@ -7,13 +7,9 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from benchmark.metrics import unpack_correct
-
-
-def mean_ci95(values: np.ndarray) -> tuple[float, float]:
-    """Mean and the half-width 1.96 * std / sqrt(n) (population std, as Ericsson's few-shot tables)."""
-    values = np.asarray(values, dtype=float)
-    return float(values.mean()), float(1.96 * values.std() / np.sqrt(len(values)))
+from benchmark.metrics import mean_ci95  # noqa: F401 (re-exported)
+from benchmark.outputs import PerExample
+from benchmark.results import latest_per_cell
 
 
 def paired_bootstrap(correct_a: np.ndarray, correct_b: np.ndarray, resamples: int = 10_000, seed: int = 0
@@ -41,8 +37,7 @@ def episode_paired_test(accuracies_a: np.ndarray, accuracies_b: np.ndarray) -> t
 def compare_encoders(rows: pd.DataFrame, encoder_a: str, encoder_b: str) -> pd.DataFrame:
     """Every (protocol, dataset) both encoders have: values, difference and a paired p-value where
     the rows carry per-example correctness or per-episode accuracies."""
-    latest = rows.drop_duplicates(["encoder", "dataset", "protocol"], keep="last").set_index(
-        ["protocol", "dataset", "encoder"])
+    latest = latest_per_cell(rows).set_index(["protocol", "dataset", "encoder"])
     records = []
     for protocol, dataset in latest.index.droplevel(2).unique():
         try:
@@ -55,13 +50,17 @@ def compare_encoders(rows: pd.DataFrame, encoder_a: str, encoder_b: str) -> pd.D
     return pd.DataFrame(records)
 
 
+def per_example(row: pd.Series) -> PerExample:
+    """A row's per-example outputs; rows stored before they had their own column kept them in details."""
+    record = row.get("per_example") or row["details"]
+    return PerExample.from_json(record, test_count=int(row["split_sizes"].get("test", 0)))
+
+
 def paired_evidence(a: pd.Series, b: pd.Series) -> tuple[str, float]:
-    da, db = a["details"], b["details"]
-    if "episode_accuracies" in da and "episode_accuracies" in db and \
-            da.get("episodes_digest") == db.get("episodes_digest"):
-        return "paired t-test over episodes", episode_paired_test(da["episode_accuracies"], db["episode_accuracies"])[1]
-    if da.get("test_correct") and db.get("test_correct") and a["split_sizes"] == b["split_sizes"]:
-        count = int(a["split_sizes"]["test"])
-        return "paired bootstrap over test examples", paired_bootstrap(
-            unpack_correct(da["test_correct"], count), unpack_correct(db["test_correct"], count))[1]
+    ea, eb = per_example(a), per_example(b)
+    if ea.episode_accuracies is not None and eb.episode_accuracies is not None and \
+            ea.episodes_digest == eb.episodes_digest:
+        return "paired t-test over episodes", episode_paired_test(ea.episode_accuracies, eb.episode_accuracies)[1]
+    if ea.test_correct is not None and eb.test_correct is not None and a["split_sizes"] == b["split_sizes"]:
+        return "paired bootstrap over test examples", paired_bootstrap(ea.test_correct, eb.test_correct)[1]
     return "none (no per-example data; rerun with --recompute)", float("nan")

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 from torchvision.ops import roi_align
 
 LUMA = (0.299, 0.587, 0.114)
@@ -107,3 +108,22 @@ def gaussian_blur(images: torch.Tensor, generator: torch.Generator, sigma: tuple
 
 def normalize(images: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ...]) -> torch.Tensor:
     return (images - torch.tensor(mean).view(1, -1, 1, 1)) / torch.tensor(std).view(1, -1, 1, 1)
+
+
+def multi_crop(size: int, local_crops: int) -> list[ViewSpec]:
+    """SwAV / DINO multi-crop: two global crops and `local_crops` small ones, with colour distortion."""
+    colour = dict(jitter=0.8, grayscale=0.2, blur=0.5)
+    return ([ViewSpec(size, scale=(0.14, 1.0), **colour)] * 2
+            + [ViewSpec(max(8, size // 2), scale=(0.05, 0.14), **colour)] * local_crops)
+
+
+def encode_crops(network: nn.Module, views: list[torch.Tensor]) -> list[torch.Tensor]:
+    """One forward per crop size (global crops together, local crops together), outputs per view."""
+    outputs, start = [], 0
+    while start < len(views):
+        end = start
+        while end < len(views) and views[end].shape == views[start].shape:
+            end += 1
+        outputs += network(torch.cat(views[start:end])).chunk(end - start)
+        start = end
+    return outputs

@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
+from benchmark.params import CheckedParams, build_params
 from benchmark.training.augment import ViewSpec, make_view, normalize
 
 
@@ -36,13 +37,13 @@ class Method(nn.Module):
     uses_labels: ClassVar[bool] = False
 
     @dataclass(frozen=True)
-    class Params:
+    class Params(CheckedParams):
         pass
 
     def __init__(self, backbone: nn.Module, context: MethodContext, **params: Any):
         super().__init__()
         self.backbone, self.context = backbone, context
-        self.params = self.Params(**params)
+        self.params = build_params(self.Params, params, f"method {self.name}")
 
     def view_specs(self) -> list[ViewSpec]:
         """The augmentations of each view (the method's pipeline)."""
@@ -96,3 +97,9 @@ def ema_update(target: nn.Module, online: nn.Module, momentum: float) -> None:
 def cosine_momentum(base: float, progress: float) -> float:
     """BYOL/DINO's schedule: from `base` to 1 along a cosine over training."""
     return 1 - (1 - base) * (torch.cos(torch.tensor(progress * torch.pi)).item() + 1) / 2
+
+
+def off_diagonal(matrix: torch.Tensor) -> torch.Tensor:
+    """The off-diagonal entries of a square matrix, flattened (Barlow Twins, VICReg)."""
+    n = len(matrix)
+    return matrix.flatten()[:-1].view(n - 1, n + 1)[:, 1:].flatten()

@@ -13,33 +13,40 @@ import dataclasses
 import json
 import logging
 import math
-import os
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 from torch import nn
 from tqdm import tqdm
 
+from benchmark.atomic import write_atomically
+from benchmark.backbones import create_headless, output_width
 from benchmark.data import dataset_spec, load_split, resolve_root
 from benchmark.data.base import ImageSplit
 from benchmark.encoders.checkpoint import read_checkpoint, save_checkpoint
-from benchmark.encoders.timm_source import create_headless
 from benchmark.errors import UserError
+from benchmark.params import Boolean, CheckedParams, Constraints, Interval, Optional, build_params
 from benchmark.preprocessing import Preprocessing
+from benchmark.seeding import seeded, seeded_init
 from benchmark.training import METHODS
 from benchmark.training.base import Method, MethodContext
+from benchmark.vocab import TaskType
 
 log = logging.getLogger(__name__)
+RANDOM_INIT = "random_init"  # the method name of a study's untrained baseline
 
 
 @dataclass(frozen=True)
-class PretrainConfig:
+class PretrainConfig(CheckedParams):
+    """One pretraining run. Checked on creation, method parameters included, so a typo fails before
+    any data is loaded."""
+
     method: str
     out: Path
     dataset: str = "fashion_mnist"
@@ -58,6 +65,16 @@ class PretrainConfig:
     train_subset: int | None = None
     data_root: Path | None = None
     device: str = "cpu"
+    constraints: ClassVar[Constraints] = {
+        "input_size": Interval(int, 8), "epochs": Interval(int, 1), "steps_per_epoch": Optional(Interval(int, 1)),
+        "batch_size": Interval(int, 2), "lr": Interval(float, 0, open_low=True), "weight_decay": Interval(float, 0),
+        "warmup_fraction": Interval(float, 0, 1), "seed": Interval(int, 0), "train_subset": Optional(Interval(int, 1)),
+        "small_stem": Boolean()}
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.method != RANDOM_INIT:  # the untrained baseline of a study has no method
+            build_params(METHODS.get(self.method).Params, self.method_params, f"method {self.method}")
 
     def as_dict(self) -> dict[str, Any]:
         return json.loads(json.dumps(dataclasses.asdict(self), default=str))
@@ -114,7 +131,7 @@ def save_untrained(config: PretrainConfig) -> Path:
         preprocessing = Preprocessing(input_size=size, resize_size=size, interpolation="bilinear", mean=mean, std=std)
         save_checkpoint(out, arch=config.arch, state_dict=build_backbone(config).state_dict(),
                         preprocessing=preprocessing, arch_kwargs={"small_stem": config.small_stem, **config.arch_kwargs},
-                        method="random_init", random_init=True, config=config.as_dict(),
+                        method=RANDOM_INIT, random_init=True, config=config.as_dict(),
                         config_identity=config.identity())
     return out
 
@@ -123,7 +140,7 @@ def load_training_images(config: PretrainConfig) -> TrainingImages:
     spec = dataset_spec(config.dataset)
     root = resolve_root(spec, None, config.data_root)
     split = load_split(spec, "train", root, config.train_subset)
-    if spec.task != "multiclass":
+    if spec.task != TaskType.MULTICLASS:
         raise UserError(f"pretraining reads single-label images; {config.dataset!r} is {spec.task}")
     images = as_uint8_tensor(split, config.input_size)
     description = {"dataset": config.dataset, "version": spec.version, "split": "train", "images": len(split),
@@ -143,19 +160,16 @@ def as_uint8_tensor(split: ImageSplit, size: int) -> torch.Tensor:
 
 
 def build_backbone(config: PretrainConfig) -> nn.Module:
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(config.seed)
-        return create_headless(config.arch, small_stem=config.small_stem, **config.arch_kwargs)
+    return seeded_init(lambda: create_headless(config.arch, small_stem=config.small_stem, **config.arch_kwargs),
+                       config.seed)
 
 
 def build_method(config: PretrainConfig, data: TrainingImages) -> Method:
     backbone = build_backbone(config)
-    with torch.no_grad():
-        width = backbone.eval()(torch.zeros(2, 3, config.input_size, config.input_size)).flatten(1).shape[1]
+    width = output_width(backbone, config.input_size)
     mean, std = channel_statistics(data.images)
     context = MethodContext(width, int(data.labels.max()) + 1, config.input_size, mean, std, data.class_names)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(config.seed + 1)
+    with seeded(config.seed + 1):
         method = METHODS.get(config.method)(backbone, context, **config.method_params)
     return method.to(config.device).train()
 
@@ -230,10 +244,9 @@ def deterministic() -> Iterator[None]:
 def save_state(path: Path, method: Method, optimizer: torch.optim.Optimizer, schedule: Any, epoch: int,
                curve: list[float], config: PretrainConfig) -> None:
     """The resumable state, written to a temp file and renamed (a crash leaves the previous one)."""
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save({"method": method.state_dict(), "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
-                "epoch": epoch, "curve": curve, "config_identity": config.identity()}, tmp)
-    os.replace(tmp, path)
+    state = {"method": method.state_dict(), "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
+             "epoch": epoch, "curve": curve, "config_identity": config.identity()}
+    write_atomically(path, lambda tmp: torch.save(state, tmp))
 
 
 def resume(path: Path, method: Method, optimizer: torch.optim.Optimizer, schedule: Any, config: PretrainConfig

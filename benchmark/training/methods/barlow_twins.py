@@ -3,19 +3,17 @@ batch-standardised embeddings to the identity: sum_i (1 - C_ii)^2 + lambda sum_{
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
+from benchmark.params import CheckedParams, Constraints, Interval
 from benchmark.training import METHODS
 from benchmark.training.augment import ViewSpec, simclr_view
-from benchmark.training.base import Method, MethodContext, mlp
-
-
-def off_diagonal(matrix: torch.Tensor) -> torch.Tensor:
-    n = len(matrix)
-    return matrix.flatten()[:-1].view(n - 1, n + 1)[:, 1:].flatten()
+from benchmark.training.base import Method, MethodContext, mlp, off_diagonal
 
 
 def barlow_twins_loss(z1: torch.Tensor, z2: torch.Tensor, off_diagonal_weight: float) -> torch.Tensor:
@@ -24,14 +22,16 @@ def barlow_twins_loss(z1: torch.Tensor, z2: torch.Tensor, off_diagonal_weight: f
     return (torch.diagonal(c) - 1).pow(2).sum() + off_diagonal_weight * off_diagonal(c).pow(2).sum()
 
 
-@METHODS.register("barlow_twins")
+@METHODS.register
 class BarlowTwins(Method):
     name = "barlow_twins"
 
     @dataclass(frozen=True)
-    class Params:
+    class Params(CheckedParams):
         off_diagonal_weight: float = 0.0051
         projection_dim: int = 1024
+        constraints: ClassVar[Constraints] = {
+            "off_diagonal_weight": Interval(float, 0), "projection_dim": Interval(int, 1)}
 
     def __init__(self, backbone: nn.Module, context: MethodContext, **params):
         super().__init__(backbone, context, **params)

@@ -4,12 +4,15 @@ to 1 along a cosine; asymmetric views (blur 1.0 / 0.1, solarise 0 / 0.2)."""
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from benchmark.params import CheckedParams, Constraints, Interval
 from benchmark.training import METHODS
 from benchmark.training.augment import ViewSpec, simclr_view
 from benchmark.training.base import Method, MethodContext, cosine_momentum, ema_update, frozen_copy, mlp
@@ -20,15 +23,18 @@ def byol_loss(p: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
     return (2 - 2 * F.cosine_similarity(p, z.detach(), dim=1)).mean()
 
 
-@METHODS.register("byol")
+@METHODS.register
 class BYOL(Method):
     name = "byol"
 
     @dataclass(frozen=True)
-    class Params:
+    class Params(CheckedParams):
         base_momentum: float = 0.996
         projection_dim: int = 128
         hidden_dim: int = 512
+        constraints: ClassVar[Constraints] = {
+            "base_momentum": Interval(float, 0, 1), "projection_dim": Interval(int, 1),
+            "hidden_dim": Interval(int, 1)}
 
     def __init__(self, backbone: nn.Module, context: MethodContext, **params):
         super().__init__(backbone, context, **params)

@@ -5,16 +5,18 @@ temperature 0.04, student 0.1; teacher momentum rises from 0.996 to 1 along a co
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from benchmark.params import CheckedParams, Constraints, Interval
 from benchmark.training import METHODS
-from benchmark.training.augment import ViewSpec
+from benchmark.training.augment import ViewSpec, encode_crops, multi_crop
 from benchmark.training.base import Method, MethodContext, cosine_momentum, ema_update, frozen_copy
-from benchmark.training.methods.swav import encode_crops, multi_crop
 
 
 class DINOHead(nn.Module):
@@ -39,18 +41,22 @@ def dino_loss(student: list[torch.Tensor], teacher: list[torch.Tensor], center: 
     return sum(terms) / len(terms)
 
 
-@METHODS.register("dino")
+@METHODS.register
 class DINO(Method):
     name = "dino"
 
     @dataclass(frozen=True)
-    class Params:
+    class Params(CheckedParams):
         out_dim: int = 1024
         student_temperature: float = 0.1
         teacher_temperature: float = 0.04
         center_momentum: float = 0.9
         base_momentum: float = 0.996
         local_crops: int = 4
+        constraints: ClassVar[Constraints] = {
+            "out_dim": Interval(int, 1), "student_temperature": Interval(float, 0, open_low=True),
+            "teacher_temperature": Interval(float, 0, open_low=True), "center_momentum": Interval(float, 0, 1),
+            "base_momentum": Interval(float, 0, 1), "local_crops": Interval(int, 0)}
 
     def __init__(self, backbone: nn.Module, context: MethodContext, **params):
         super().__init__(backbone, context, **params)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -17,7 +17,8 @@ from torch import nn
 
 from benchmark.encoders.text_towers import load_text_tower
 from benchmark.errors import UserError
-from benchmark.protocols._clip_templates import TEMPLATES
+from benchmark.prompts import TEMPLATES
+from benchmark.params import CheckedParams, Constraints, Interval, Text
 from benchmark.training import METHODS
 from benchmark.training.base import Method, MethodContext
 
@@ -31,15 +32,17 @@ def clip_loss(image: torch.Tensor, text: torch.Tensor, logit_scale: torch.Tensor
     return (F.cross_entropy(logits, targets) + F.cross_entropy(logits.T, targets)) / 2
 
 
-@METHODS.register("lit")
+@METHODS.register
 class LiT(Method):
     name = "lit"
     uses_labels = True
 
     @dataclass(frozen=True)
-    class Params:
+    class Params(CheckedParams):
         text_tower: str = "minilm"
         init_temperature: float = 0.07
+        constraints: ClassVar[Constraints] = {
+            "text_tower": Text(), "init_temperature": Interval(float, 0, open_low=True)}
 
     def __init__(self, backbone: nn.Module, context: MethodContext, **params):
         super().__init__(backbone, context, **params)

@@ -4,12 +4,15 @@ patches of per-patch normalised pixels. Augmentation is crop and flip only."""
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from benchmark.errors import UserError
+from benchmark.params import CheckedParams, Constraints, Boolean, Interval
 from benchmark.training import METHODS
 from benchmark.training.augment import ViewSpec
 from benchmark.training.base import Method, MethodContext
@@ -38,17 +41,20 @@ def check_vit(backbone: nn.Module) -> None:
         raise UserError("mae supports ViTs with one class token whose position embedding includes it")
 
 
-@METHODS.register("mae")
+@METHODS.register
 class MAE(Method):
     name = "mae"
 
     @dataclass(frozen=True)
-    class Params:
+    class Params(CheckedParams):
         mask_ratio: float = 0.75
         decoder_dim: int = 128
         decoder_depth: int = 2
         decoder_heads: int = 4
         norm_pix_loss: bool = True
+        constraints: ClassVar[Constraints] = {
+            "mask_ratio": Interval(float, 0, 1, open_low=True), "decoder_dim": Interval(int, 1),
+            "decoder_depth": Interval(int, 1), "decoder_heads": Interval(int, 1), "norm_pix_loss": Boolean()}
 
     def __init__(self, backbone: nn.Module, context: MethodContext, **params):
         from timm.models.vision_transformer import Block

@@ -4,12 +4,15 @@ across GPUs, which hides batch statistics from the keys, has no single-process c
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from benchmark.params import CheckedParams, Constraints, Interval
 from benchmark.training import METHODS
 from benchmark.training.augment import ViewSpec, simclr_view
 from benchmark.training.base import Method, MethodContext, ema_update, frozen_copy, mlp
@@ -23,17 +26,20 @@ def moco_infonce(q: torch.Tensor, k: torch.Tensor, queue: torch.Tensor, temperat
     return F.cross_entropy(logits, torch.zeros(len(q), dtype=torch.long))
 
 
-@METHODS.register("moco_v2")
+@METHODS.register
 class MoCoV2(Method):
     name = "moco_v2"
 
     @dataclass(frozen=True)
-    class Params:
+    class Params(CheckedParams):
         temperature: float = 0.2
         momentum: float = 0.99  # the paper's 0.999 assumes 800 epochs; short runs need a faster key encoder
         queue_size: int = 4096
         projection_dim: int = 128
         hidden_dim: int = 512
+        constraints: ClassVar[Constraints] = {
+            "temperature": Interval(float, 0, open_low=True), "momentum": Interval(float, 0, 1),
+            "queue_size": Interval(int, 1), "projection_dim": Interval(int, 1), "hidden_dim": Interval(int, 1)}
 
     def __init__(self, backbone: nn.Module, context: MethodContext, **params):
         super().__init__(backbone, context, **params)

@@ -23,7 +23,7 @@ def rotate_batch(images: torch.Tensor, quarter_turns: torch.Tensor) -> torch.Ten
     return rotated
 
 
-@METHODS.register("rotation")
+@METHODS.register
 class Rotation(Method):
     name = "rotation"
 

@@ -3,12 +3,15 @@ temperature, through an MLP projection head; SimCLR's crop, flip, colour jitter,
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from benchmark.params import CheckedParams, Constraints, Interval
 from benchmark.training import METHODS
 from benchmark.training.augment import ViewSpec, simclr_view
 from benchmark.training.base import Method, MethodContext, mlp
@@ -24,15 +27,18 @@ def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float) -> torch.Ten
     return F.cross_entropy(similarity, partners)
 
 
-@METHODS.register("simclr")
+@METHODS.register
 class SimCLR(Method):
     name = "simclr"
 
     @dataclass(frozen=True)
-    class Params:
+    class Params(CheckedParams):
         temperature: float = 0.2
         projection_dim: int = 128
         hidden_dim: int = 512
+        constraints: ClassVar[Constraints] = {
+            "temperature": Interval(float, 0, open_low=True), "projection_dim": Interval(int, 1),
+            "hidden_dim": Interval(int, 1)}
 
     def __init__(self, backbone: nn.Module, context: MethodContext, **params):
         super().__init__(backbone, context, **params)

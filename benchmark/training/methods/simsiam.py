@@ -3,12 +3,15 @@ other branch, D = negative cosine, symmetrised: L = D(p1, sg(z2)) / 2 + D(p2, sg
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from benchmark.params import CheckedParams, Constraints, Interval
 from benchmark.training import METHODS
 from benchmark.training.augment import ViewSpec, simclr_view
 from benchmark.training.base import Method, MethodContext, mlp
@@ -19,14 +22,15 @@ def simsiam_loss(p1: torch.Tensor, p2: torch.Tensor, z1: torch.Tensor, z2: torch
     return d(p1, z2) / 2 + d(p2, z1) / 2
 
 
-@METHODS.register("simsiam")
+@METHODS.register
 class SimSiam(Method):
     name = "simsiam"
 
     @dataclass(frozen=True)
-    class Params:
+    class Params(CheckedParams):
         projection_dim: int = 512
         predictor_dim: int = 128  # the bottleneck: a quarter of the projection, as in the paper
+        constraints: ClassVar[Constraints] = {"projection_dim": Interval(int, 1), "predictor_dim": Interval(int, 1)}
 
     def __init__(self, backbone: nn.Module, context: MethodContext, **params):
         super().__init__(backbone, context, **params)

@@ -10,7 +10,7 @@ from benchmark.training import METHODS
 from benchmark.training.base import Method, MethodContext
 
 
-@METHODS.register("supervised")
+@METHODS.register
 class Supervised(Method):
     name = "supervised"
     uses_labels = True

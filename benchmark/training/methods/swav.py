@@ -4,33 +4,18 @@ of each global crop, predicted from every other crop (swapped prediction); multi
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from benchmark.params import CheckedParams, Constraints, Interval
 from benchmark.training import METHODS
-from benchmark.training.augment import ViewSpec
+from benchmark.training.augment import ViewSpec, encode_crops, multi_crop
 from benchmark.training.base import Method, MethodContext, mlp
-
-
-def multi_crop(size: int, local_crops: int) -> list[ViewSpec]:
-    colour = dict(jitter=0.8, grayscale=0.2, blur=0.5)
-    return ([ViewSpec(size, scale=(0.14, 1.0), **colour)] * 2
-            + [ViewSpec(max(8, size // 2), scale=(0.05, 0.14), **colour)] * local_crops)
-
-
-def encode_crops(network: nn.Module, views: list[torch.Tensor]) -> list[torch.Tensor]:
-    """One forward per crop size (global crops together, local crops together), outputs per view."""
-    outputs, start = [], 0
-    while start < len(views):
-        end = start
-        while end < len(views) and views[end].shape == views[start].shape:
-            end += 1
-        outputs += network(torch.cat(views[start:end])).chunk(end - start)
-        start = end
-    return outputs
 
 
 @torch.no_grad()
@@ -57,12 +42,12 @@ def swav_loss(scores: list[torch.Tensor], temperature: float, epsilon: float = 0
     return total / 2
 
 
-@METHODS.register("swav")
+@METHODS.register
 class SwAV(Method):
     name = "swav"
 
     @dataclass(frozen=True)
-    class Params:
+    class Params(CheckedParams):
         prototypes: int = 100
         temperature: float = 0.1
         epsilon: float = 0.05
@@ -70,6 +55,10 @@ class SwAV(Method):
         local_crops: int = 4
         projection_dim: int = 128
         hidden_dim: int = 512
+        constraints: ClassVar[Constraints] = {
+            "prototypes": Interval(int, 1), "temperature": Interval(float, 0, open_low=True),
+            "epsilon": Interval(float, 0, open_low=True), "sinkhorn_iterations": Interval(int, 1),
+            "local_crops": Interval(int, 0), "projection_dim": Interval(int, 1), "hidden_dim": Interval(int, 1)}
 
     def __init__(self, backbone: nn.Module, context: MethodContext, **params):
         super().__init__(backbone, context, **params)

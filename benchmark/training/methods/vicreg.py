@@ -4,16 +4,18 @@ as the paper's Algorithm 1 writes them (its released code halves the variance te
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from benchmark.params import CheckedParams, Constraints, Interval
 from benchmark.training import METHODS
 from benchmark.training.augment import ViewSpec, simclr_view
-from benchmark.training.base import Method, MethodContext, mlp
-from benchmark.training.methods.barlow_twins import off_diagonal
+from benchmark.training.base import Method, MethodContext, mlp, off_diagonal
 
 
 def vicreg_loss(z1: torch.Tensor, z2: torch.Tensor, invariance: float = 25.0, variance: float = 25.0,
@@ -26,16 +28,19 @@ def vicreg_loss(z1: torch.Tensor, z2: torch.Tensor, invariance: float = 25.0, va
     return invariance * invariance_term + variance * std_term + covariance * cov_term
 
 
-@METHODS.register("vicreg")
+@METHODS.register
 class VICReg(Method):
     name = "vicreg"
 
     @dataclass(frozen=True)
-    class Params:
+    class Params(CheckedParams):
         invariance: float = 25.0
         variance: float = 25.0
         covariance: float = 1.0
         expander_dim: int = 1024
+        constraints: ClassVar[Constraints] = {
+            "invariance": Interval(float, 0), "variance": Interval(float, 0), "covariance": Interval(float, 0),
+            "expander_dim": Interval(int, 1)}
 
     def __init__(self, backbone: nn.Module, context: MethodContext, **params):
         super().__init__(backbone, context, **params)

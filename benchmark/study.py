@@ -21,9 +21,10 @@ from benchmark.errors import UserError
 from benchmark.registry import unknown_name_message
 from benchmark.runner import RunOptions, RunReport, evaluate
 from benchmark.training import METHODS
-from benchmark.training.loop import PretrainConfig, pretrain, save_untrained
+from benchmark.training.loop import RANDOM_INIT, PretrainConfig, pretrain, save_untrained
 
 CONFIG_FIELDS = tuple(f.name for f in dataclasses.fields(PretrainConfig) if f.name not in ("method", "out", "dataset"))
+STUDY_SUFFIX = ":reproduce"  # a study's results are stored under suite "<suite>:reproduce"
 STUDY_KEYS = ("source", "methods", "method_overrides", "evaluate", *CONFIG_FIELDS)
 BUDGETED = ("steps_per_epoch",)
 
@@ -56,7 +57,7 @@ def baseline_configs(configs: list[PretrainConfig], out_dir: Path, suite: Suite)
     for config in configs:
         key = (config.arch, repr(sorted(config.arch_kwargs.items())), config.small_stem)
         name = f"random_init-{config.arch}"
-        baselines.setdefault(key, dataclasses.replace(config, method="random_init", out=out_dir / suite.name / f"{name}.pt"))
+        baselines.setdefault(key, dataclasses.replace(config, method=RANDOM_INIT, out=out_dir / suite.name / f"{name}.pt"))
     return list(baselines.values())
 
 
@@ -70,7 +71,7 @@ def evaluation_suite(suite: Suite) -> tuple[Suite, tuple[str, ...]]:
                 for name, options in suite.datasets.items()}
     restricted = dataclasses.replace(suite, datasets=datasets)
     datasets = {name: options for name, options in datasets.items() if restricted.tasks(name, protocols)}
-    return dataclasses.replace(suite, name=f"{suite.name}:reproduce", preprocessing=preprocessing,
+    return dataclasses.replace(suite, name=f"{suite.name}{STUDY_SUFFIX}", preprocessing=preprocessing,
                                datasets=datasets), protocols
 
 

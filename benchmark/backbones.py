@@ -1,0 +1,102 @@
+"""Head-less networks, shared by encoder sources, pretraining and fine-tuning: building a timm model
+without its classifier, reading its dense feature map, and measuring its output width."""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from benchmark.errors import UserError
+from benchmark.preprocessing import Preprocessing
+from benchmark.registry import unknown_name_message
+
+
+def create_headless(arch: str, small_stem: bool = False, **kwargs: Any) -> nn.Module:
+    """A timm model without its classifier; `small_stem` swaps a ResNet's first conv for a 3x3
+    stride-1 one (keeping the max-pool), the usual change for 32-64 px inputs. ViTs are built with
+    `dynamic_img_size`, so suites may change the input size."""
+    import timm
+
+    if not timm.is_model(arch):
+        raise UserError(unknown_name_message("timm architecture", arch, timm.list_models()))
+    try:
+        model = timm.create_model(arch, pretrained=False, num_classes=0, dynamic_img_size=True, **kwargs)
+    except TypeError as err:
+        if "dynamic_img_size" not in str(err):  # the user's own argument was refused
+            raise UserError(f"timm.create_model({arch!r}) refused an argument: {err}; check --arch-kwarg / "
+                            f"arch_kwargs") from None
+        model = create_without_dynamic_size(arch, **kwargs)
+    return with_small_stem(model, arch) if small_stem else model
+
+
+def create_without_dynamic_size(arch: str, **kwargs: Any) -> nn.Module:
+    import timm
+
+    try:
+        return timm.create_model(arch, pretrained=False, num_classes=0, **kwargs)
+    except TypeError as err:
+        raise UserError(f"timm.create_model({arch!r}) refused an argument: {err}; check --arch-kwarg / "
+                        f"arch_kwargs") from None
+
+
+HEAD_ATTRIBUTES = ("fc", "classifier", "heads", "head")
+
+
+def create_torchvision_headless(arch: str) -> nn.Module:
+    import torchvision.models
+
+    if arch not in torchvision.models.list_models(module=torchvision.models):
+        raise UserError(unknown_name_message("torchvision architecture", arch,
+                                             torchvision.models.list_models(module=torchvision.models)))
+    model = torchvision.models.get_model(arch, weights=None)
+    for attribute in HEAD_ATTRIBUTES:
+        if hasattr(model, attribute):
+            setattr(model, attribute, nn.Identity())
+            break
+    return model
+
+
+def with_small_stem(model: nn.Module, arch: str) -> nn.Module:
+    first = getattr(model, "conv1", None)
+    if not isinstance(first, nn.Conv2d):
+        raise UserError(f"small_stem applies to ResNets with a single first conv; {arch} has none")
+    model.conv1 = nn.Conv2d(first.in_channels, first.out_channels, 3, stride=1, padding=1, bias=False)
+    return model
+
+
+def timm_dense(model: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
+    """A CNN's last feature map, or a ViT's patch tokens (prefix tokens dropped) on their 2-D grid."""
+    def dense(images: torch.Tensor) -> torch.Tensor:
+        features = model.forward_features(images)
+        if features.ndim == 4:
+            return features
+        tokens = features[:, getattr(model, "num_prefix_tokens", 0):]
+        side = int(round(tokens.shape[1] ** 0.5))
+        return tokens.transpose(1, 2).reshape(len(tokens), -1, side, tokens.shape[1] // side)
+
+    return dense
+
+
+@torch.no_grad()
+def output_width(model: nn.Module, input_size: int) -> int:
+    """The flattened output width of `model` (put in eval mode) on input_size x input_size images."""
+    return model.eval()(torch.zeros(2, 3, input_size, input_size)).flatten(1).shape[1]
+
+
+def timm_preprocessing(model: nn.Module) -> Preprocessing:
+    """The preprocessing timm's pretrained config names for this architecture."""
+    from timm.data import resolve_model_data_config
+
+    cfg = resolve_model_data_config(model)
+    size = int(cfg["input_size"][-1])
+    interpolation = cfg.get("interpolation", "bicubic")
+    return Preprocessing(input_size=size, resize_size=int(size / cfg.get("crop_pct", 1.0)),
+                         interpolation=interpolation if interpolation in ("bicubic", "bilinear") else "bicubic",
+                         mean=tuple(cfg["mean"]), std=tuple(cfg["std"]))
+
+
+# which builder makes a head-less network of each architecture source (checkpoints name theirs)
+HEADLESS_BUILDERS: dict[str, Callable[..., nn.Module]] = {"timm": create_headless,
+                                                          "torchvision": create_torchvision_headless}

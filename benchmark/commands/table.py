@@ -1,0 +1,54 @@
+"""`table`: stored results in the paper's layout, or a published table beside ours (`--compare`)."""
+
+from __future__ import annotations
+
+import argparse
+
+from benchmark.commands import common
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("table", parents=[common.plugins(), common.results(), common.suite(default=None)],
+                            help="render stored results: one row per encoder, columns by protocol")
+    parser.add_argument("--format", default="markdown", choices=("markdown", "csv", "latex"))
+    parser.add_argument("--compare", default=None, metavar="REFERENCE",
+                        help="show a published table (see results/reference/) and our cells next to it")
+    parser.add_argument("--models", default=None, help="model list naming our encoders as the reference does "
+                                                       "(suites/models/NAME.yaml; default: the reference's name)")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from benchmark.results import ResultsStore
+    from benchmark.results.table import render, results_table, skip_notes
+
+    if args.compare:
+        return show_comparison(args)
+    store = ResultsStore(common.existing_results(args.results))
+    skips = store.skips(args.suite)
+    print(render(results_table(store.latest(args.suite), skips), args.format))
+    print(skip_notes(skips))
+    return 0
+
+
+def show_comparison(args: argparse.Namespace) -> int:
+    """The published table as published, then our cells that match it, with the difference."""
+    from benchmark.models import reference_names
+    from benchmark.results import ResultsStore
+    from benchmark.results.reference import compare, load_reference
+    from benchmark.results.table import render, results_table
+
+    reference = load_reference(args.compare)
+    print(f"Published ({reference['citation'].iloc[0]}):\n")
+    print(render(results_table(reference), args.format, digits=2))
+    if not args.results.exists():
+        print(f"\n(no results store at {args.results}: nothing of ours to compare)")
+        return 0
+    ours = ResultsStore(args.results).latest(args.suite)
+    matched = compare(ours, reference, reference_names(args.models or args.compare, ours["encoder"]))
+    if matched.empty:
+        print(f"\nNone of our encoders in {args.results} is named in the reference (see --models).")
+    else:
+        print("\nOurs vs published:\n")
+        print(matched.to_markdown(index=False, floatfmt=".2f"))
+    return 0

@@ -1,0 +1,202 @@
+"""From a (encoder, dataset) pair to what a protocol reads: features out of the cache (extracted on a
+miss, sharded under torchrun), or the image pool for protocols that train the encoder; then train /
+val / test as the reference selects them."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from benchmark import distributed
+from benchmark.cache import CacheKey, FeatureCache
+from benchmark.config import Suite
+from benchmark.data import SUITE_OPTIONS, DatasetSpec, ImageSplit, dataset_spec, load_split, resolve_root
+from benchmark.data.splits import holdout_split
+from benchmark.encoders import Encoder
+from benchmark.errors import UserError
+from benchmark.extraction import extract_features
+from benchmark.preprocessing import Preprocessing
+from benchmark.protocols import FeatureTask, Features, ModelTask
+from benchmark.protocols.base import TaskInputs, concat
+from benchmark.vocab import FeatureKind, TaskType, ValSplit
+
+EXTRACTION_VERSION = 1  # bump when extraction changes the features it writes
+HOLDOUT_FRACTION = 0.2
+
+
+@dataclass(frozen=True)
+class DatasetPlan:
+    """A suite dataset resolved: its spec, root, options and cache identity."""
+
+    spec: DatasetSpec
+    root: Path | None
+    train_subset: int | None
+    identity: dict[str, Any]
+
+
+def plan_dataset(name: str, options: dict[str, Any], data_root: Path | None) -> DatasetPlan:
+    spec = dataset_spec(name, options)
+    root = resolve_root(spec, options.get("root"), data_root)
+    identity = {"name": name, "version": spec.version, "root": str(root.resolve()) if root else None,
+                "train_subset": options.get("train_subset"),
+                "source": {k: v for k, v in options.items() if k not in SUITE_OPTIONS}}
+    return DatasetPlan(spec, root, options.get("train_subset"), identity)
+
+
+@dataclass(frozen=True)
+class Pairing:
+    """One encoder on one suite dataset, with the preprocessing the suite gives it there."""
+
+    encoder: Encoder
+    spec_text: str
+    dataset: DatasetPlan
+    preprocessing: Preprocessing
+
+
+def pair(encoder: Encoder, spec_text: str, suite: Suite, name: str, data_root: Path | None) -> Pairing:
+    """The one place a suite dataset is resolved and its preprocessing overrides applied."""
+    dataset = plan_dataset(name, suite.datasets[name], data_root)
+    return Pairing(encoder, spec_text, dataset, encoder.preprocessing.with_overrides(suite.preprocessing_for(name)))
+
+
+@dataclass(frozen=True)
+class ExtractOptions:
+    batch_size: int = 64
+    workers: int = 0
+    device: str = "cpu"
+
+
+def feature_key(encoder: Encoder, preprocessing: Preprocessing, plan: DatasetPlan, split: str,
+                kind: FeatureKind = FeatureKind.POOLED) -> CacheKey:
+    return CacheKey({"encoder": encoder.identity, "preprocessing": preprocessing.as_dict(), "dataset": plan.identity,
+                     "split": split, "kind": kind, "extraction_version": EXTRACTION_VERSION})
+
+
+def feature_keys(pairing: Pairing, kind: FeatureKind = FeatureKind.POOLED) -> dict[str, str]:
+    return {split: feature_key(pairing.encoder, pairing.preprocessing, pairing.dataset, split, kind).digest
+            for split in pairing.dataset.spec.splits}
+
+
+def cached_features(cache: FeatureCache, pairing: Pairing, options: ExtractOptions, only: tuple[str, ...] = (),
+                    kind: FeatureKind = FeatureKind.POOLED) -> tuple[dict[str, Features], dict[str, str], int]:
+    """Features of the dataset's splits (or `only` these), from the cache or freshly extracted:
+    (splits, keys, hits). `kind` is POOLED (N, D) or DENSE (N, C, h, w)."""
+    splits, keys, hits = {}, {}, 0
+    for split in only or pairing.dataset.spec.splits:
+        key = feature_key(pairing.encoder, pairing.preprocessing, pairing.dataset, split, kind)
+        compute = partial(extract_split, pairing, split, options, kind)
+        if distributed.current().enabled:
+            arrays, hit = sharded_get_or_compute(cache, key, compute)
+        else:
+            arrays, hit = cache.get_or_compute(key, compute)
+        hits += hit
+        splits[split], keys[split] = Features(arrays["features"], arrays["labels"]), key.digest
+    return splits, keys, hits
+
+
+def sharded_get_or_compute(cache: FeatureCache, key: CacheKey, compute: Callable[..., dict[str, np.ndarray]]
+                           ) -> tuple[dict[str, np.ndarray], bool]:
+    """Under torchrun: each rank extracts and writes its own shard, then every rank reads the joined
+    shards. Rank 0 decides whether the entry exists, so all ranks reach the same barriers."""
+    info = distributed.current()
+    hit = distributed.broadcast_from_main(cache.load(key) is not None)
+    if not hit:
+        cache.save_shard(key, info.rank, info.world_size, compute(shard=(info.rank, info.world_size)))
+        distributed.barrier()
+    arrays = cache.load(key)
+    if arrays is None:
+        raise UserError(f"the feature shards of cache entry {key.digest[:12]} are incomplete; every rank must see "
+                        f"the same --cache-dir (a shared filesystem path)")
+    return arrays, hit
+
+
+def extract_split(pairing: Pairing, split: str, options: ExtractOptions, kind: FeatureKind = FeatureKind.POOLED,
+                  shard: tuple[int, int] | None = None) -> dict[str, np.ndarray]:
+    """Features and labels of one split (of one rank's share of it, with dataset positions in
+    "index", when `shard` is given)."""
+    plan, encoder = pairing.dataset, pairing.encoder
+    images = load_split(plan.spec, split, plan.root, plan.train_subset)
+    extracted = extract_features(encoder, images, pairing.preprocessing, batch_size=options.batch_size,
+                                 workers=options.workers, device=options.device, kind=kind, shard=shard,
+                                 desc=f"{encoder.label} {plan.spec.name}/{split} {kind}")
+    labels = images.labels[extracted.kept]
+    if plan.spec.task == TaskType.SEGMENTATION:  # masks follow the images' resize and crop
+        labels = transform_masks(labels, pairing.preprocessing)
+    arrays = {"features": extracted.features, "labels": labels}
+    return arrays | {"index": extracted.kept} if shard else arrays
+
+
+def transform_masks(masks: np.ndarray, preprocessing: Preprocessing) -> np.ndarray:
+    transform = preprocessing.mask_transform()
+    return np.stack([transform(torch.from_numpy(np.asarray(m, dtype=np.uint8))[None])[0].numpy() for m in masks])
+
+
+def check_labels(spec: DatasetSpec, splits: dict[str, Features]) -> None:
+    for split, features in splits.items():
+        labels = np.asarray(features.y)
+        if spec.task == TaskType.MULTICLASS and len(labels) and (labels.min() < 0 or labels.max() >= spec.num_classes):
+            raise UserError(f"dataset {spec.name!r} split {split!r} has labels in [{labels.min()}, {labels.max()}] but "
+                            f"declares {spec.num_classes} classes (labels must lie in [0, {spec.num_classes})); fix "
+                            f"num_classes in the dataset spec or suite, or the labels in the data")
+
+
+def selection_splits(splits: dict[str, Features]) -> tuple[Features, Features, Features, ValSplit]:
+    """(train, val, test, where val came from): the official val split where the dataset has one
+    (Ericsson's Aircraft, DTD, Flowers, VOC), else the reference hold-out of 20% of train
+    (np.random.seed(0) shuffle). A dataset without train and test splits is one pool (few-shot
+    sets), returned as train with empty val and test."""
+    if "train" not in splits or "test" not in splits:
+        pool = concat(list(splits.values()))
+        empty = Features(pool.x[:0], pool.y[:0])
+        return pool, empty, empty, ValSplit.NONE
+    train, test = splits["train"], splits["test"]
+    if "val" in splits:
+        return train, splits["val"], test, ValSplit.OFFICIAL
+    train_idx, val_idx = holdout_split(len(train), HOLDOUT_FRACTION, seed=0)
+    return (Features(train.x[train_idx], train.y[train_idx]), Features(train.x[val_idx], train.y[val_idx]), test,
+            ValSplit.HOLDOUT)
+
+
+def task_fields(spec: DatasetSpec, splits: dict[str, Features]) -> tuple[dict[str, Any], ValSplit]:
+    train, val, test, val_split = selection_splits(splits)
+    if val_split is not ValSplit.NONE:
+        check_labels(spec, {"train": train, "val": val, "test": test})
+    return {"train": train, "val": val, "test": test, "num_classes": spec.num_classes, "metric": spec.metric,
+            "task": spec.task, "dataset": spec.name}, val_split
+
+
+def feature_task(splits: dict[str, Features], pairing: Pairing) -> tuple[FeatureTask, ValSplit]:
+    spec, encoder = pairing.dataset.spec, pairing.encoder
+    fields, val_split = task_fields(spec, splits)
+    text = encoder if FeatureKind.TEXT in encoder.capabilities else None
+    return FeatureTask(**fields, class_names=spec.class_names, text=text), val_split
+
+
+def model_task(pairing: Pairing) -> tuple[ModelTask, ValSplit]:
+    """Every split's images in one pool; per split, the pool indices (as `x`) with their labels."""
+    plan = pairing.dataset
+    loaded = {split: load_split(plan.spec, split, plan.root, plan.train_subset) for split in plan.spec.splits}
+    offsets = np.cumsum([0] + [len(s) for s in loaded.values()])
+    splits = {split: Features(np.arange(offsets[i], offsets[i + 1]), data.labels)
+              for i, (split, data) in enumerate(loaded.items())}
+    fields, val_split = task_fields(plan.spec, splits)
+    return ModelTask(**fields, images=concat_images(list(loaded.values())), encoder=pairing.encoder,
+                     preprocessing=pairing.preprocessing), val_split
+
+
+def concat_images(parts: list[ImageSplit]) -> ImageSplit:
+    if all(isinstance(p.images, np.ndarray) for p in parts) and len({p.images.shape[1:] for p in parts}) == 1:
+        images = np.concatenate([p.images for p in parts])
+    else:
+        images = [image for p in parts for image in p.images]
+    return ImageSplit(images, np.concatenate([p.labels for p in parts]))
+
+
+__all__ = ["DatasetPlan", "ExtractOptions", "Pairing", "TaskInputs", "cached_features", "feature_key", "feature_task",
+           "model_task", "pair", "plan_dataset"]

@@ -1,0 +1,130 @@
+"""A run as a plan of typed work items, built before anything runs.
+
+`plan_cells` turns (suite, encoder) into one `Cell` per (dataset, protocol): its protocol (parameters
+already validated), the feature keys it reads, its cell key, and its state: PENDING, DONE (the store
+holds its result) or SKIPPED (with the reason). Planning reads the results store and changes nothing.
+`evaluate`, `extract`, `plan`, torchrun ranks and submitit jobs all consume the same cells.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from benchmark.cache import CacheKey, FeatureCache
+from benchmark.config import Suite, Task
+from benchmark.data import dataset_spec
+from benchmark.encoders import Encoder
+from benchmark.errors import UserError
+from benchmark.inputs import Pairing, feature_key, feature_keys, pair
+from benchmark.protocols import PROTOCOLS, Protocol, make_protocol
+from benchmark.protocols.base import skip_reason
+from benchmark.results import ResultRow, ResultsStore
+from benchmark.vocab import FeatureKind
+
+
+class CellState(StrEnum):
+    PENDING = "pending"
+    DONE = "done"
+    SKIPPED = "skipped"
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One (encoder, dataset, protocol) result to produce."""
+
+    pairing: Pairing
+    task: Task
+    protocol: Protocol
+    feature_keys: dict[str, str]
+    key: str
+    state: CellState
+    reason: str = ""  # why it is skipped
+    stored: ResultRow | None = None  # the stored result of a DONE cell
+
+    @property
+    def kind(self) -> FeatureKind:
+        return self.protocol.input_kind()
+
+    @property
+    def label(self) -> str:
+        return f"{self.pairing.encoder.label} / {self.task.dataset} / {self.task.protocol}"
+
+
+@dataclass(frozen=True)
+class Extraction:
+    """One feature extraction that a pending cell needs."""
+
+    pairing: Pairing
+    split: str
+    kind: FeatureKind
+    key: CacheKey
+    done: bool
+
+
+def cell_key(task: Task, protocol_version: str, params: dict[str, Any], feature_keys: dict[str, str],
+             seed: int) -> str:
+    """Identity of one result: the features it reads (their cache keys cover encoder, weights,
+    preprocessing, dataset and split), the protocol, its version and resolved parameters, the seed."""
+    return CacheKey({"protocol": task.protocol, "version": protocol_version, "params": params,
+                     "features": feature_keys, "seed": seed}).digest
+
+
+def validate_suite(suite: Suite, only: tuple[str, ...] = ()) -> None:
+    """Every protocol name and parameter of the suite checked before any work (UserError on a mistake)."""
+    for protocol in only:
+        PROTOCOLS.get(protocol)
+    for name, options in suite.datasets.items():
+        dataset_spec(name, options)  # a misspelt dataset fails here, with close matches
+        for task in suite.tasks(name, only):
+            make_protocol(task.protocol, task.params)
+
+
+def plan_cells(suite: Suite, encoder: Encoder, spec_text: str, store: ResultsStore, data_root: Path | None,
+               only: tuple[str, ...] = (), recompute: bool = False) -> tuple[list[Cell], list[str]]:
+    """Every cell of the suite for one encoder, dataset by dataset, in suite order; and one failure
+    line per dataset that cannot be found (its cells are left out, the others still run)."""
+    cells, failures = [], []
+    for name in suite.datasets:
+        try:
+            pairing = pair(encoder, spec_text, suite, name, data_root)
+        except UserError as err:
+            failures.append(f"{encoder.label} / {name}: {err}")
+            continue
+        cells += [plan_cell(suite, pairing, task, store, recompute) for task in suite.tasks(name, only)]
+    return cells, failures
+
+
+def plan_cell(suite: Suite, pairing: Pairing, task: Task, store: ResultsStore, recompute: bool) -> Cell:
+    protocol = make_protocol(task.protocol, task.params)
+    keys = feature_keys(pairing)
+    key = cell_key(task, protocol.version, vars(protocol.params), keys, suite.seed)
+    cell = Cell(pairing, task, protocol, keys, key, CellState.PENDING)
+    stored = None if recompute else store.find(key)
+    if stored is not None:
+        return replace(cell, state=CellState.DONE, stored=stored)
+    spec = pairing.dataset.spec
+    reason = skip_reason(protocol, pairing.encoder.capabilities, spec.task, pairing.encoder.label, spec.name)
+    return replace(cell, state=CellState.SKIPPED, reason=reason) if reason else cell
+
+
+def needed_extractions(cells: list[Cell], cache: FeatureCache) -> list[Extraction]:
+    """The feature extractions (each split of each kind) that pending cells read, in cell order."""
+    seen: dict[str, Extraction] = {}
+    for cell in cells:
+        if cell.state != CellState.PENDING or cell.kind == FeatureKind.MODEL:
+            continue
+        for split in cell.pairing.dataset.spec.splits:
+            key = feature_key(cell.pairing.encoder, cell.pairing.preprocessing, cell.pairing.dataset, split, cell.kind)
+            seen.setdefault(key.digest, Extraction(cell.pairing, split, cell.kind, key, cache.contains(key)))
+    return list(seen.values())
+
+
+def group_by_pairing(cells: list[Cell]) -> list[list[Cell]]:
+    """Cells grouped by (encoder, dataset), in order: each group shares its loaded inputs."""
+    groups: dict[tuple[str, str], list[Cell]] = {}
+    for cell in cells:
+        groups.setdefault((cell.pairing.encoder.label, cell.task.dataset), []).append(cell)
+    return list(groups.values())

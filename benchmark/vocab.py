@@ -1,0 +1,57 @@
+"""The project's shared vocabularies. Each is a StrEnum, so a member equals its text ("pooled") and
+YAML, JSON and the results store keep plain strings, while code gets one spelling checked by Python."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from benchmark.errors import UserError
+from benchmark.registry import unknown_name_message
+
+
+class FeatureKind(StrEnum):
+    """What an encoder can give a protocol (its capabilities) and what a protocol consumes."""
+
+    POOLED = "pooled"  # (N, D) features
+    DENSE = "dense"  # (N, C, h, w) feature maps
+    TEXT = "text"  # a text tower, for zero-shot
+    MODEL = "model"  # the trainable network itself, for fine-tuning
+
+
+class TaskType(StrEnum):
+    """What a dataset's labels are."""
+
+    MULTICLASS = "multiclass"  # one class index per image
+    MULTILABEL = "multilabel"  # a multi-hot row per image
+    SEGMENTATION = "segmentation"  # a mask per image, 255 = void
+
+
+class Metric(StrEnum):
+    """The headline numbers a row can report (scoring functions live in `benchmark.metrics`)."""
+
+    TOP1 = "top1"
+    MEAN_PER_CLASS = "mean_per_class"
+    VOC_MAP = "voc_map"
+    MIOU = "miou"
+    ACCURACY = "accuracy"  # few-shot: mean episode accuracy
+    ECE = "ece"  # calibration error: lower is better
+
+    @property
+    def lower_is_better(self) -> bool:
+        return self is Metric.ECE
+
+
+class ValSplit(StrEnum):
+    """Where model selection's validation data came from (recorded in every row)."""
+
+    OFFICIAL = "official"  # the dataset's own val split
+    HOLDOUT = "holdout20_seed0"  # 20% of train, shuffled with np.random.seed(0) (the reference's rule)
+    NONE = "none"  # a single pool (few-shot) or no selection
+
+
+def parse(enum: type[StrEnum], value: object, what: str) -> StrEnum:
+    """`value` as a member of `enum`, or one error naming the valid spellings."""
+    try:
+        return enum(value)
+    except ValueError:
+        raise UserError(unknown_name_message(what, str(value), [m.value for m in enum])) from None
