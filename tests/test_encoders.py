@@ -139,3 +139,12 @@ def test_project_checkpoint_round_trip(tmp_path):
     with pytest.raises(UserError, match="not a transferbench checkpoint"):
         torch.save(source.model.state_dict(), tmp_path / "plain.pt")
         load_encoder(f"checkpoint:{tmp_path / 'plain.pt'}")
+
+
+def test_a_damaged_weights_file_is_not_called_unsafe(tmp_path):
+    from benchmark.encoders.weights import safe_load
+
+    (tmp_path / "cut.pth").write_bytes(b"\x80\x02garbage")  # a damaged legacy pickle
+    with pytest.raises(UserError, match="truncated or not a torch.save file") as raised:
+        safe_load(tmp_path / "cut.pth")
+    assert "code execution" not in str(raised.value)

@@ -51,7 +51,7 @@ def test_fewshot_reports_mean_and_ci_and_reuses_saved_episodes(digits_features, 
     first = make_protocol("fewshot", {"episodes": 100, "episodes_file": str(path)}).evaluate(data)
     assert path.exists()
     again = make_protocol("fewshot", {"episodes": 100, "episodes_file": str(path), "seed": 9}).evaluate(data)
-    assert again.details["episodes_digest"] == first.details["episodes_digest"]  # loaded, not resampled
+    assert again.per_example.episodes_digest == first.per_example.episodes_digest  # loaded, not resampled
     assert again.value == first.value and 90.0 < first.value <= 100.0
     pool = np.concatenate([data.train.x, data.val.x, data.test.x])
     saved = np.load(path)

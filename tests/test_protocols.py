@@ -127,18 +127,22 @@ def test_knn_equals_a_direct_computation(digits_features):
 
 
 def test_knn_search_in_train_chunks_merges_to_the_exact_top_k(digits_features):
-    """Train chunks of k = 120 rows (the last one 70) give the same neighbours as one search
-    and as a direct sort of all cosine similarities."""
-    from benchmark.protocols.knn import nearest_neighbours, normalized
+    """Train chunks of 120 rows (the last one 70) give the exact top k: at every rank, the returned
+    neighbour's true (float64) cosine similarity equals the k-th best similarity of a direct sort, to
+    float32's resolution. Which of two neighbours tied within that resolution comes first is the CPU's
+    rounding (AVX2 and AVX-512 differ), so the order of near-ties is not asserted."""
+    from benchmark.protocols.knn import nearest_neighbours
 
     (x, _), (xt, _) = digits_features["train"], digits_features["test"]
-    train, queries = x[:1030].astype(np.float64) + np.arange(1030)[:, None] * 1e-4, xt[:50]  # no exact ties
-    whole = nearest_neighbours(train, queries, 120, chunk=10**6)
-    chunked = nearest_neighbours(train, queries, 120, chunk=100)
-    direct = np.argsort(-(normalized(queries) @ normalized(train).T), axis=1, kind="stable")[:, :120]
-    np.testing.assert_array_equal(chunked[1], whole[1])
-    np.testing.assert_array_equal(chunked[1], direct)
-    np.testing.assert_allclose(chunked[0], whole[0])
+    train, queries = x[:1030].astype(np.float64) + np.arange(1030)[:, None] * 1e-4, xt[:50]
+    unit = lambda a: a / np.linalg.norm(a, axis=1, keepdims=True)
+    exact = unit(queries.astype(np.float64)) @ unit(train).T
+    best = -np.sort(-exact, axis=1)[:, :120]
+    for chunk in (10**6, 100):
+        similarities, indices = nearest_neighbours(train, queries, 120, chunk=chunk)
+        np.testing.assert_allclose(np.take_along_axis(exact, indices, 1), best, atol=1e-6)
+        np.testing.assert_allclose(similarities, best, atol=1e-5)
+        assert all(len(set(row)) == 120 for row in indices)  # no neighbour returned twice
 
 
 def test_knn_ivf_index_with_every_list_probed_equals_the_exact_index(digits_features):

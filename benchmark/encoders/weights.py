@@ -42,11 +42,14 @@ def safe_load(path: str | Path) -> Any:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
         found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(err))
-        culprit = f" (it references {found.group(1)})" if found else ""
+        if not found:  # not a refused class: the file itself is damaged or not a torch.save file
+            raise UserError(f"could not read weights file {path}: it is truncated or not a torch.save file; "
+                            f"download or save it again") from None
         raise UserError(
-            f"Refused to load {path}: it is a pickle that needs code execution to unpickle{culprit}. "
-            f"Only tensors and plain containers are loaded (torch.load weights_only=True). Fix: re-save just the "
-            f"state dict from a trusted environment: torch.save(model.state_dict(), 'weights.pth').") from None
+            f"Refused to load {path}: it is a pickle that needs code execution to unpickle (it references "
+            f"{found.group(1)}). Only tensors and plain containers are loaded (torch.load weights_only=True). Fix: "
+            f"re-save just the state dict from a trusted environment: torch.save(model.state_dict(), "
+            f"'weights.pth').") from None
     except (RuntimeError, EOFError, OSError) as err:
         raise UserError(f"could not read weights file {path}: {err}. Is it a complete torch.save file?") from None
 
