@@ -148,3 +148,12 @@ def test_a_damaged_weights_file_is_not_called_unsafe(tmp_path):
     with pytest.raises(UserError, match="truncated or not a torch.save file") as raised:
         safe_load(tmp_path / "cut.pth")
     assert "code execution" not in str(raised.value)
+
+
+def test_a_bad_arch_kwarg_is_reported_not_retried_away():
+    """create_headless retries without dynamic_img_size only when that argument is the one refused."""
+    from benchmark.backbones import create_headless
+
+    with pytest.raises(UserError, match="refused an argument.*no_such_argument"):
+        create_headless("resnet18", no_such_argument=3)
+    assert create_headless("resnet18", channels=(16, 32, 64, 128)).num_features == 128
