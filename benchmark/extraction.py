@@ -16,6 +16,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from tqdm import tqdm
 
 from benchmark.data.base import ImageSplit
+from benchmark.devices import Precision, to_numpy
 from benchmark.encoders.base import Encoder
 from benchmark.errors import UserError
 from benchmark.preprocessing import Preprocessing
@@ -62,16 +63,21 @@ def is_out_of_memory(error: BaseException) -> bool:
 
 
 class HalvingEncoder:
-    """Encodes batches in chunks, halving the chunk size for good after an out-of-memory error."""
+    """Encodes batches in chunks, halving the chunk size for good after an out-of-memory error; under
+    autocast at the given precision (features come back as float32 either way)."""
 
-    def __init__(self, encoder: Encoder, chunk: int, kind: FeatureKind = FeatureKind.POOLED):
+    def __init__(self, encoder: Encoder, chunk: int, kind: FeatureKind = FeatureKind.POOLED,
+                 precision: Precision = Precision.FP32, device: str = "cpu"):
         self.encoder, self.chunk = encoder, chunk
         self.encode = encoder.encode_dense if kind == FeatureKind.DENSE else encoder.encode
+        self.autocast = torch.autocast(torch.device(device).type, dtype=precision.dtype,
+                                       enabled=precision.dtype is not None)
 
     def __call__(self, batch: torch.Tensor) -> torch.Tensor:
         while True:
             try:
-                return torch.cat([self.encode(part) for part in batch.split(self.chunk)])
+                with self.autocast:
+                    return torch.cat([self.encode(part) for part in batch.split(self.chunk)]).float()
             except (RuntimeError, torch.OutOfMemoryError) as err:
                 if not is_out_of_memory(err):
                     raise
@@ -86,20 +92,25 @@ class HalvingEncoder:
 
 def extract_features(encoder: Encoder, split: ImageSplit, preprocessing: Preprocessing, *, batch_size: int = 64,
                      workers: int = 0, device: str = "cpu", desc: str = "extract", kind: FeatureKind = FeatureKind.POOLED,
-                     max_bad_fraction: float = 0.01, shard: tuple[int, int] | None = None) -> Extracted:
+                     max_bad_fraction: float = 0.01, shard: tuple[int, int] | None = None,
+                     precision: Precision = Precision.FP32) -> Extracted:
     """Float32 features in the split's order (pooled (N, D) or dense (N, C, h, w)), skipping images
     that do not decode. `shard=(rank, world_size)` extracts only that rank's DistributedSampler share;
-    `kept` then says which dataset positions it holds."""
+    `kept` then says which dataset positions it holds. Decoding and resizing run in `workers` processes
+    (prefetching); on a GPU the model and its batches are channels_last."""
     images = PreprocessedImages(split, preprocessing)
     sampler = DistributedSampler(images, num_replicas=shard[1], rank=shard[0], shuffle=False) if shard else None
     loader = DataLoader(images, batch_size=batch_size, shuffle=False, sampler=sampler, num_workers=workers,
-                        pin_memory=device.startswith("cuda"), collate_fn=collate)
-    encode = HalvingEncoder(encoder.to(device), batch_size, kind)
+                        pin_memory=device.startswith("cuda"), collate_fn=collate,
+                        prefetch_factor=4 if workers else None)
+    layout = torch.channels_last if device.startswith("cuda") else torch.contiguous_format
+    encoder.to(device).model.to(memory_format=layout)
+    encode = HalvingEncoder(encoder, batch_size, kind, precision, device)
     chunks, kept, skipped = [], [], []
     for indices, batch, bad in tqdm(loader, desc=desc, unit="batch", leave=False, disable=None):
         skipped += bad
         if batch is not None:
-            chunks.append(encode(batch.to(device, non_blocking=True)).cpu().numpy())
+            chunks.append(to_numpy(encode(batch.to(device, non_blocking=True, memory_format=layout))))
             kept += indices
     check_skipped(split, skipped, max_bad_fraction, total=len(sampler) if sampler else len(split))
     features = np.concatenate(chunks).astype(np.float32, copy=False)

@@ -19,6 +19,7 @@ from benchmark.config import Suite
 from benchmark.data import SUITE_OPTIONS, DatasetSpec, ImageSplit, dataset_spec, load_split, resolve_root
 from benchmark.data.splits import holdout_split
 from benchmark.encoders import Encoder
+from benchmark.devices import Precision
 from benchmark.errors import UserError
 from benchmark.extraction import extract_features
 from benchmark.preprocessing import Preprocessing
@@ -57,12 +58,15 @@ class Pairing:
     spec_text: str
     dataset: DatasetPlan
     preprocessing: Preprocessing
+    precision: Precision = Precision.FP32  # of feature extraction
 
 
-def pair(encoder: Encoder, spec_text: str, suite: Suite, name: str, data_root: Path | None) -> Pairing:
+def pair(encoder: Encoder, spec_text: str, suite: Suite, name: str, data_root: Path | None,
+         precision: Precision = Precision.FP32) -> Pairing:
     """The one place a suite dataset is resolved and its preprocessing overrides applied."""
     dataset = plan_dataset(name, suite.datasets[name], data_root)
-    return Pairing(encoder, spec_text, dataset, encoder.preprocessing.with_overrides(suite.preprocessing_for(name)))
+    return Pairing(encoder, spec_text, dataset, encoder.preprocessing.with_overrides(suite.preprocessing_for(name)),
+                   precision)
 
 
 @dataclass(frozen=True)
@@ -73,14 +77,20 @@ class ExtractOptions:
 
 
 def feature_key(encoder: Encoder, preprocessing: Preprocessing, plan: DatasetPlan, split: str,
-                kind: FeatureKind = FeatureKind.POOLED) -> CacheKey:
-    return CacheKey({"encoder": encoder.identity, "preprocessing": preprocessing.as_dict(), "dataset": plan.identity,
-                     "split": split, "kind": kind, "extraction_version": EXTRACTION_VERSION})
+                kind: FeatureKind = FeatureKind.POOLED, precision: Precision = Precision.FP32) -> CacheKey:
+    """Everything that changes the features. Precision joins the key when it is not float32, so float32
+    entries written before precision was an option stay valid."""
+    fields = {"encoder": encoder.identity, "preprocessing": preprocessing.as_dict(), "dataset": plan.identity,
+              "split": split, "kind": kind, "extraction_version": EXTRACTION_VERSION}
+    return CacheKey(fields if precision == Precision.FP32 else fields | {"precision": precision})
+
+
+def pairing_key(pairing: Pairing, split: str, kind: FeatureKind = FeatureKind.POOLED) -> CacheKey:
+    return feature_key(pairing.encoder, pairing.preprocessing, pairing.dataset, split, kind, pairing.precision)
 
 
 def feature_keys(pairing: Pairing, kind: FeatureKind = FeatureKind.POOLED) -> dict[str, str]:
-    return {split: feature_key(pairing.encoder, pairing.preprocessing, pairing.dataset, split, kind).digest
-            for split in pairing.dataset.spec.splits}
+    return {split: pairing_key(pairing, split, kind).digest for split in pairing.dataset.spec.splits}
 
 
 def cached_features(cache: FeatureCache, pairing: Pairing, options: ExtractOptions, only: tuple[str, ...] = (),
@@ -89,7 +99,7 @@ def cached_features(cache: FeatureCache, pairing: Pairing, options: ExtractOptio
     (splits, keys, hits). `kind` is POOLED (N, D) or DENSE (N, C, h, w)."""
     splits, keys, hits = {}, {}, 0
     for split in only or pairing.dataset.spec.splits:
-        key = feature_key(pairing.encoder, pairing.preprocessing, pairing.dataset, split, kind)
+        key = pairing_key(pairing, split, kind)
         compute = partial(extract_split, pairing, split, options, kind)
         if distributed.current().enabled:
             arrays, hit = sharded_get_or_compute(cache, key, compute)
@@ -124,7 +134,7 @@ def extract_split(pairing: Pairing, split: str, options: ExtractOptions, kind: F
     images = load_split(plan.spec, split, plan.root, plan.train_subset)
     extracted = extract_features(encoder, images, pairing.preprocessing, batch_size=options.batch_size,
                                  workers=options.workers, device=options.device, kind=kind, shard=shard,
-                                 desc=f"{encoder.label} {plan.spec.name}/{split} {kind}")
+                                 precision=pairing.precision, desc=f"{encoder.label} {plan.spec.name}/{split} {kind}")
     labels = images.labels[extracted.kept]
     if plan.spec.task == TaskType.SEGMENTATION:  # masks follow the images' resize and crop
         labels = transform_masks(labels, pairing.preprocessing)
@@ -163,29 +173,29 @@ def selection_splits(splits: dict[str, Features]) -> tuple[Features, Features, F
             ValSplit.HOLDOUT)
 
 
-def task_fields(spec: DatasetSpec, splits: dict[str, Features]) -> tuple[dict[str, Any], ValSplit]:
+def task_fields(spec: DatasetSpec, splits: dict[str, Features], device: str) -> tuple[dict[str, Any], ValSplit]:
     train, val, test, val_split = selection_splits(splits)
     if val_split is not ValSplit.NONE:
         check_labels(spec, {"train": train, "val": val, "test": test})
     return {"train": train, "val": val, "test": test, "num_classes": spec.num_classes, "metric": spec.metric,
-            "task": spec.task, "dataset": spec.name}, val_split
+            "task": spec.task, "dataset": spec.name, "device": device}, val_split
 
 
-def feature_task(splits: dict[str, Features], pairing: Pairing) -> tuple[FeatureTask, ValSplit]:
+def feature_task(splits: dict[str, Features], pairing: Pairing, device: str = "cpu") -> tuple[FeatureTask, ValSplit]:
     spec, encoder = pairing.dataset.spec, pairing.encoder
-    fields, val_split = task_fields(spec, splits)
+    fields, val_split = task_fields(spec, splits, device)
     text = encoder if FeatureKind.TEXT in encoder.capabilities else None
     return FeatureTask(**fields, class_names=spec.class_names, text=text), val_split
 
 
-def model_task(pairing: Pairing) -> tuple[ModelTask, ValSplit]:
+def model_task(pairing: Pairing, device: str = "cpu") -> tuple[ModelTask, ValSplit]:
     """Every split's images in one pool; per split, the pool indices (as `x`) with their labels."""
     plan = pairing.dataset
     loaded = {split: load_split(plan.spec, split, plan.root, plan.train_subset) for split in plan.spec.splits}
     offsets = np.cumsum([0] + [len(s) for s in loaded.values()])
     splits = {split: Features(np.arange(offsets[i], offsets[i + 1]), data.labels)
               for i, (split, data) in enumerate(loaded.items())}
-    fields, val_split = task_fields(plan.spec, splits)
+    fields, val_split = task_fields(plan.spec, splits, device)
     return ModelTask(**fields, images=concat_images(list(loaded.values())), encoder=pairing.encoder,
                      preprocessing=pairing.preprocessing), val_split
 

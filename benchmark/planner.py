@@ -18,7 +18,8 @@ from benchmark.config import Suite, Task
 from benchmark.data import dataset_spec
 from benchmark.encoders import Encoder
 from benchmark.errors import UserError
-from benchmark.inputs import Pairing, feature_key, feature_keys, pair
+from benchmark.devices import Precision
+from benchmark.inputs import Pairing, feature_keys, pair, pairing_key
 from benchmark.protocols import PROTOCOLS, Protocol, make_protocol
 from benchmark.protocols.base import skip_reason
 from benchmark.results import ResultRow, ResultsStore
@@ -83,13 +84,14 @@ def validate_suite(suite: Suite, only: tuple[str, ...] = ()) -> None:
 
 
 def plan_cells(suite: Suite, encoder: Encoder, spec_text: str, store: ResultsStore, data_root: Path | None,
-               only: tuple[str, ...] = (), recompute: bool = False) -> tuple[list[Cell], list[str]]:
+               only: tuple[str, ...] = (), recompute: bool = False, precision: Precision = Precision.FP32
+               ) -> tuple[list[Cell], list[str]]:
     """Every cell of the suite for one encoder, dataset by dataset, in suite order; and one failure
     line per dataset that cannot be found (its cells are left out, the others still run)."""
     cells, failures = [], []
     for name in suite.datasets:
         try:
-            pairing = pair(encoder, spec_text, suite, name, data_root)
+            pairing = pair(encoder, spec_text, suite, name, data_root, precision)
         except UserError as err:
             failures.append(f"{encoder.label} / {name}: {err}")
             continue
@@ -117,7 +119,7 @@ def needed_extractions(cells: list[Cell], cache: FeatureCache) -> list[Extractio
         if cell.state != CellState.PENDING or cell.kind == FeatureKind.MODEL:
             continue
         for split in cell.pairing.dataset.spec.splits:
-            key = feature_key(cell.pairing.encoder, cell.pairing.preprocessing, cell.pairing.dataset, split, cell.kind)
+            key = pairing_key(cell.pairing, split, cell.kind)
             seen.setdefault(key.digest, Extraction(cell.pairing, split, cell.kind, key, cache.contains(key)))
     return list(seen.values())
 

@@ -11,12 +11,16 @@ runs report identical numbers.
 from __future__ import annotations
 
 import argparse
+import sys
 import tempfile
 import time
 from pathlib import Path
 
-from benchmark.config import load_suite
-from benchmark.runner import RunOptions, evaluate
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmark.config import load_suite  # noqa: E402
+from benchmark.runner import RunOptions, evaluate  # noqa: E402
+from perf._machine import describe  # noqa: E402
 
 DEFAULT_MODELS = ["bundled:efficientnet_lite0", "timm:tf_efficientnet_lite0", "pixels:32"]
 
@@ -29,6 +33,7 @@ def timed_run(models: list[str], suite_name: str, work: Path, recompute: bool):
 
 
 def main() -> None:
+    print(describe())
     parser = argparse.ArgumentParser()
     parser.add_argument("--suite", default="offline")
     parser.add_argument("--model", action="append", default=None)

@@ -15,6 +15,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from perf._machine import describe  # noqa: E402
 from benchmark.data import DATASETS, load_split  # noqa: E402
 from benchmark.encoders import load_encoder  # noqa: E402
 from benchmark.extraction import PreprocessedImages, extract_features  # noqa: E402
@@ -42,6 +43,7 @@ def compare(model: str, images: int, size: int, batch_size: int = 64, workers: i
 
 
 def main() -> None:
+    print(describe())
     parser = argparse.ArgumentParser()
     parser.add_argument("--model", default="bundled:efficientnet_lite0")
     parser.add_argument("--images", type=int, default=4096)

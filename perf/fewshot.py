@@ -15,6 +15,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from perf._machine import describe  # noqa: E402
 from benchmark.protocols.fewshot import prototype_accuracies, sample_episodes  # noqa: E402
 from perf._features import synthetic_features  # noqa: E402
 from perf._timing import best_of  # noqa: E402
@@ -62,6 +63,7 @@ def compare(pool: int, dim: int, episodes: int = 600) -> dict:
 
 
 def main() -> None:
+    print(describe())
     parser = argparse.ArgumentParser()
     parser.add_argument("--pool", type=int, default=20000)
     parser.add_argument("--dim", type=int, default=1280)

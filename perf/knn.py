@@ -17,6 +17,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from perf._machine import describe  # noqa: E402
 from benchmark.protocols import Features, FeatureTask, make_protocol  # noqa: E402
 from benchmark.protocols.knn import nearest_neighbours  # noqa: E402
 from perf._features import synthetic_features  # noqa: E402
@@ -92,6 +93,7 @@ def big_search(n_train: int, dim: int, n_test: int = 2000) -> dict:
 
 
 def main() -> None:
+    print(describe())
     parser = argparse.ArgumentParser()
     parser.add_argument("--train", type=int, default=50000)
     parser.add_argument("--test", type=int, default=10000)

@@ -16,6 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from perf._machine import describe  # noqa: E402
 from benchmark.protocols import make_protocol  # noqa: E402
 from perf._features import synthetic_task  # noqa: E402
 
@@ -68,6 +69,7 @@ def compare_real(model: str, dataset: str, suite_name: str, cache_dir: Path, num
 
 
 def main() -> None:
+    print(describe())
     parser = argparse.ArgumentParser()
     parser.add_argument("--sizes", nargs="+", default=["10000x512", "50000x2048"])
     parser.add_argument("--num-wd", type=int, default=45)

@@ -15,6 +15,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from perf._machine import describe  # noqa: E402
 from perf import cache_speedup, extraction, fewshot, knn, linear_probe  # noqa: E402
 
 TARGETS = {"linear": 10.0, "knn": 5.0, "fewshot": 20.0, "extraction": 0.9, "cache": 20.0}
@@ -59,6 +60,7 @@ def rows(quick: bool) -> list[tuple[str, str, float, float, str]]:
 
 
 def main() -> None:
+    print(describe())
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true")
     measured = rows(parser.parse_args().quick)

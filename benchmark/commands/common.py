@@ -57,8 +57,12 @@ def run() -> argparse.ArgumentParser:
     flags.add_argument("--data-root", type=Path, default=None,
                        help="datasets live in DIR/<name> (default $TRANSFERBENCH_DATA)")
     flags.add_argument("--batch-size", type=positive_int, default=64)
-    flags.add_argument("--workers", type=non_negative_int, default=0, help="DataLoader worker processes")
-    flags.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
+    flags.add_argument("--workers", type=non_negative_int, default=None,
+                       help="DataLoader worker processes (default: every available CPU with a GPU, 0 on the CPU)")
+    flags.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...: every protocol and the extraction "
+                                                       "run there")
+    flags.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16"),
+                       help="extraction arithmetic (autocast); part of the cache key and of every row")
     return flags
 
 
@@ -78,6 +82,7 @@ def non_negative_int(text: str) -> int:
 
 def run_options(args: argparse.Namespace):
     """The library's RunOptions from parsed flags (parsed once; the Namespace goes no further)."""
+    from benchmark.devices import Precision
     from benchmark.distributed import rank_device
     from benchmark.runner import RunOptions
 
@@ -85,7 +90,7 @@ def run_options(args: argparse.Namespace):
                       workers=args.workers, device=rank_device(args.device),
                       results_path=getattr(args, "results", DEFAULT_RESULTS),
                       protocols=tuple(getattr(args, "protocol", ()) or ()),
-                      recompute=getattr(args, "recompute", False))
+                      recompute=getattr(args, "recompute", False), precision=Precision(args.precision))
 
 
 def existing_results(path: Path) -> Path:

@@ -32,7 +32,8 @@ def run(args: argparse.Namespace) -> int:
         suite = Suite(name=suite.name, preprocessing=suite.preprocessing, datasets={args.dataset: {}})
     main_rank = distributed.init_from_env(args.device).is_main  # under torchrun each rank extracts a shard
     say = print if main_rank else (lambda *_: None)
-    pairing = pair(load_encoder(args.model), args.model, suite, args.dataset, args.data_root)
+    pairing = pair(load_encoder(args.model), args.model, suite, args.dataset, args.data_root,
+                   common.run_options(args).precision)
     pairing.dataset.spec.check_split(args.split)
     splits, keys, hits = cached_features(FeatureCache(args.cache_dir), pairing, common.run_options(args).extraction,
                                          only=(args.split,))

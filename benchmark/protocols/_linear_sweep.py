@@ -9,16 +9,20 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import logging
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import ClassVar
 
 import numpy as np
 
+from benchmark.devices import fits
 from benchmark.metrics import score
 from benchmark.params import CheckedParams, Constraints, Interval, Options
 from benchmark.protocols._logreg import SklearnLogReg, TorchLogReg
 from benchmark.protocols.base import FeatureTask, check_finite
+
+log = logging.getLogger(__name__)
 
 
 class Solver(StrEnum):
@@ -55,6 +59,7 @@ class Sweep:
     grid: np.ndarray
     val_scores: list[float]
     best: int
+    iterations: int | None = None  # L-BFGS iterations over the whole sweep (torch solver)
 
     @property
     def best_C(self) -> np.float64:
@@ -71,13 +76,30 @@ def c_grid(wd_start: float, wd_stop: float, num: int) -> np.ndarray:
     return 1.0 / weight_decays.astype(np.float64)
 
 
+def make_solver(data: FeatureTask, p: SweepParams) -> SklearnLogReg | TorchLogReg:
+    """The chosen solver. The torch one keeps train, val and test features resident on the run's device
+    across the sweep; when they would not fit in the device's free memory, it runs on the CPU instead."""
+    if p.solver == Solver.SKLEARN:
+        return SklearnLogReg(data.task, data.num_classes, p.max_iter, p.tol)
+    resident = 4 * sum(split.x.size for split in (data.train, data.val, data.test, data.trainval))
+    device = data.device if fits(resident, data.device) else "cpu"
+    if device != data.device:
+        log.warning("linear: %.1f GB of features do not fit on %s; the sweep runs on the CPU", resident / 1e9,
+                    data.device)
+    return TorchLogReg(data.task, data.num_classes, p.max_iter, p.tol, device=device)
+
+
 def run_sweep(data: FeatureTask, p: SweepParams) -> Sweep:
     """The warm-started sweep over the C grid on train, scored on val (first strictly best C wins)."""
-    model = SOLVERS[p.solver](data.task, data.num_classes, p.max_iter, p.tol)
+    model = make_solver(data, p)
     grid = c_grid(p.wd_start, p.wd_stop, p.num_wd)
-    val_scores = [score(data.metric, data.val.y, model.fit(data.train.x, data.train.y, C).decision_function(
-        data.val.x)) for C in grid]
-    return Sweep(model, grid, val_scores, int(np.argmax(val_scores)))  # argmax: the first of equal maxima
+    val_scores, iterations = [], 0
+    for C in grid:
+        val_scores.append(score(data.metric, data.val.y, model.fit(data.train.x, data.train.y, C).decision_function(
+            data.val.x)))
+        iterations += getattr(model, "iterations", 0)
+    best = int(np.argmax(val_scores))  # argmax: the first of equal maxima
+    return Sweep(model, grid, val_scores, best, iterations if p.solver == Solver.TORCH else None)
 
 
 def linear_sweep(data: FeatureTask, p: SweepParams) -> Sweep:

@@ -86,6 +86,7 @@ class TaskInputs:
     metric: Metric
     task: TaskType = TaskType.MULTICLASS
     dataset: str = ""  # its name, for messages and per-dataset defaults (zero-shot templates)
+    device: str = "cpu"  # the run's device: protocols compute there and hand back CPU numpy arrays
 
     @property
     def trainval(self) -> Features:

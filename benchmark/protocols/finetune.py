@@ -28,6 +28,7 @@ from torchvision.transforms import v2 as T
 
 from benchmark import distributed
 from benchmark.backbones import output_width
+from benchmark.devices import to_numpy
 from benchmark.metrics import score
 from benchmark.params import CheckedParams, Constraints, Each, Interval
 from benchmark.preprocessing import INTERPOLATIONS, Preprocessing, to_three_channels
@@ -98,10 +99,11 @@ class FineTune(Protocol):
         with seeded(p.seed):
             backbone = copy.deepcopy(data.encoder.model)
             model = Classifier(backbone, output_width(backbone, data.preprocessing.input_size), data.num_classes)
+        model.to(data.device)
         optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=p.momentum, nesterov=True,
                                     weight_decay=regularisation / lr)
         with seeded(p.seed + 1_000_003 * info.rank + 1):  # augmentations draw from torch's global RNG
-            self.train_steps(data, model, optimizer, indices, torch.as_tensor(labels))
+            self.train_steps(data, model, optimizer, indices, torch.as_tensor(labels, device=data.device))
         return model.eval()
 
     def train_steps(self, data: ModelTask, model: nn.Module, optimizer: torch.optim.Optimizer, indices: np.ndarray,
@@ -111,11 +113,13 @@ class FineTune(Protocol):
         schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=p.steps)
         augment = train_transform(data.preprocessing)
         per_rank = max(1, min(p.batch_size, len(indices)) // info.world_size)
-        trained = nn.parallel.DistributedDataParallel(model) if info.enabled else model
+        on_gpu = data.device.startswith("cuda")
+        trained = (nn.parallel.DistributedDataParallel(model, device_ids=[data.device] if on_gpu else None)
+                   if info.enabled else model)
         model.train()
         for _ in range(p.steps):
             batch = torch.randint(len(indices), (per_rank,), generator=generator)
-            images = torch.stack([augment(data.images.image_tensor(int(indices[i]))) for i in batch])
+            images = torch.stack([augment(data.images.image_tensor(int(indices[i])).to(data.device)) for i in batch])
             logits = trained(images)
             loss = (F.binary_cross_entropy_with_logits(logits, targets[batch].float())
                     if data.task == TaskType.MULTILABEL else F.cross_entropy(logits, targets[batch]))
@@ -132,7 +136,8 @@ class FineTune(Protocol):
         outputs = []
         with torch.no_grad():
             for start in range(0, len(indices), batch):
-                images = torch.stack([transform(data.images.image_tensor(int(i))) for i in indices[start:start + batch]])
-                outputs.append(model(images).numpy())
+                images = torch.stack([transform(data.images.image_tensor(int(i)).to(data.device))
+                                      for i in indices[start:start + batch]])
+                outputs.append(to_numpy(model(images)))
         scores = np.concatenate(outputs)
         return np.nan_to_num(scores, nan=0.0, posinf=0.0, neginf=0.0)

@@ -12,6 +12,7 @@ from typing import ClassVar
 
 import numpy as np
 
+from benchmark.devices import to_numpy
 from benchmark.metrics import correct_per_example, score
 from benchmark.outputs import PerExample
 from benchmark.params import CheckedParams, Constraints, Each, Interval, Options
@@ -69,6 +70,27 @@ def nearest_neighbours(train: np.ndarray, queries: np.ndarray, k: int, chunk: in
     return best.D, best.I
 
 
+def torch_nearest_neighbours(train: np.ndarray, queries: np.ndarray, k: int, device: str,
+                             block_bytes: int = 1 << 29) -> tuple[np.ndarray, np.ndarray]:
+    """The exact search of `nearest_neighbours` as torch matmuls on `device` (faiss-cpu has no GPU path):
+    query blocks against train chunks sized so one similarity block stays under `block_bytes`, each
+    chunk's top k merged into a running top k. Results come back as CPU arrays."""
+    import torch
+
+    queries_on = torch.as_tensor(normalized(queries), device=device)
+    rows = max(k, block_bytes // (4 * max(1, min(len(queries), 4096))))
+    parts = []
+    for q in queries_on.split(4096):
+        best_s, best_i = q.new_empty(len(q), 0), torch.empty(len(q), 0, dtype=torch.long, device=device)
+        for start in range(0, len(train), rows):
+            chunk = torch.as_tensor(normalized(train[start:start + rows]), device=device)
+            s, i = (q @ chunk.T).topk(min(k, len(chunk)), dim=1)
+            merged_s, order = torch.cat([best_s, s], 1).topk(min(k, best_s.shape[1] + s.shape[1]), dim=1)
+            best_s, best_i = merged_s, torch.cat([best_i, i + start], 1).gather(1, order)
+        parts.append((best_s, best_i))
+    return (to_numpy(torch.cat([s for s, _ in parts])), to_numpy(torch.cat([i for _, i in parts])))
+
+
 def weighted_votes(similarities: np.ndarray, neighbour_labels: np.ndarray, k: int, temperature: float,
                    num_classes: int) -> np.ndarray:
     """Class scores (queries, classes): sum over the first k neighbours of exp(sim / T) times their
@@ -105,8 +127,7 @@ class WeightedKNN(Protocol):
         require_test_split(data, self.name)
         reference = data.trainval
         ks = sorted({min(k, len(reference)) for k in (*self.params.k, self.params.headline_k)})
-        similarities, indices = nearest_neighbours(reference.x, data.test.x, ks[-1], index=self.params.index,
-                                                   nlist=self.params.nlist, nprobe=self.params.nprobe)
+        similarities, indices = self.search(reference.x, data.test.x, ks[-1], data.device)
         neighbour_labels = reference.y[indices]
         votes = {k: weighted_votes(similarities, neighbour_labels, k, self.params.temperature, data.num_classes)
                  for k in ks}
@@ -116,3 +137,10 @@ class WeightedKNN(Protocol):
                               details={"by_k": {str(k): v for k, v in scores.items()},
                                        "temperature": self.params.temperature, "index": self.params.index},
                               per_example=PerExample(correct_per_example(data.metric, data.test.y, votes[headline])))
+
+    def search(self, train: np.ndarray, queries: np.ndarray, k: int, device: str) -> tuple[np.ndarray, np.ndarray]:
+        """FAISS on the CPU (exact flat, or IVF); on a GPU the exact search runs as torch matmuls there."""
+        if device.startswith("cuda") and self.params.index == Index.FLAT:
+            return torch_nearest_neighbours(train, queries, k, device)
+        return nearest_neighbours(train, queries, k, index=self.params.index, nlist=self.params.nlist,
+                                  nprobe=self.params.nprobe)

@@ -30,5 +30,5 @@ class LinearProbe(Protocol):
         return ProtocolResult(value=score(data.metric, data.test.y, outputs), metric=data.metric,
                               chosen={"C": float(sweep.best_C), "wd": float(1.0 / sweep.best_C)},
                               details={"val_score": sweep.val_scores[sweep.best], "val_curve": sweep.val_scores,
-                                       "solver": self.params.solver},
+                                       "solver": self.params.solver, "sweep_iterations": sweep.iterations},
                               per_example=PerExample(correct_per_example(data.metric, data.test.y, outputs)))

@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from benchmark.devices import to_numpy
 from benchmark.metrics import VOID, segmentation_scores
 from benchmark.params import CheckedParams, Constraints, Interval
 from benchmark.protocols import PROTOCOLS
@@ -34,11 +35,13 @@ def upsampled_logits(head: nn.Module, features: torch.Tensor, size: tuple[int, i
 
 
 def predict(head: nn.Module, features: np.ndarray, size: tuple[int, int], batch: int = 128) -> np.ndarray:
+    """Predicted masks, batch by batch on the head's device, returned as a CPU array."""
     head.eval()
+    device = next(head.parameters()).device
     with torch.no_grad():
-        parts = [upsampled_logits(head, torch.as_tensor(np.array(features[i:i + batch])), size).argmax(1)
-                 for i in range(0, len(features), batch)]
-    return torch.cat(parts).numpy()
+        parts = [to_numpy(upsampled_logits(head, torch.as_tensor(np.array(features[i:i + batch]), device=device),
+                                           size).argmax(1)) for i in range(0, len(features), batch)]
+    return np.concatenate(parts)
 
 
 @PROTOCOLS.register
@@ -63,24 +66,26 @@ class DenseLinearProbe(Protocol):
         check_finite(data)
         require_test_split(data, self.name)
         trainval = data.trainval
-        head, losses = self.train(np.asarray(trainval.x), np.asarray(trainval.y), data.num_classes)
+        head, losses = self.train(np.asarray(trainval.x), np.asarray(trainval.y), data.num_classes, data.device)
         size = tuple(data.test.y.shape[-2:])
         scores = segmentation_scores(predict(head, data.test.x, size), np.asarray(data.test.y), data.num_classes, VOID)
         return ProtocolResult(value=scores["miou"], metric=Metric.MIOU,
                               details={**scores, "final_loss": losses[-1], "loss_curve": losses[:: max(1, len(losses) // 20)]})
 
-    def train(self, features: np.ndarray, masks: np.ndarray, classes: int) -> tuple[nn.Module, list[float]]:
+    def train(self, features: np.ndarray, masks: np.ndarray, classes: int, device: str = "cpu"
+              ) -> tuple[nn.Module, list[float]]:
+        """The head on the device; feature maps stay in host memory and go over one batch at a time."""
         p = self.params
         generator = torch.Generator().manual_seed(p.seed)
-        head = seeded_init(lambda: linear_head(features.shape[1], classes), p.seed)
+        head = seeded_init(lambda: linear_head(features.shape[1], classes), p.seed).to(device)
         optimizer = torch.optim.AdamW(head.parameters(), lr=p.lr, weight_decay=p.weight_decay)
         x, y = torch.as_tensor(np.array(features)), torch.as_tensor(masks.astype(np.int64))
         losses = []
         head.train()
         for _ in range(p.epochs):
             for batch in torch.randperm(len(x), generator=generator).split(p.batch_size):
-                loss = F.cross_entropy(upsampled_logits(head, x[batch], tuple(y.shape[-2:])), y[batch],
-                                       ignore_index=VOID)
+                loss = F.cross_entropy(upsampled_logits(head, x[batch].to(device), tuple(y.shape[-2:])),
+                                       y[batch].to(device), ignore_index=VOID)
                 optimizer.zero_grad()
                 loss.backward()
                 optimizer.step()

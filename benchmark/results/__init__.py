@@ -22,6 +22,7 @@ DEFAULT_RESULTS = Path("results/runs.sqlite")
 JSON_COLUMNS = ("encoder_identity", "params", "chosen", "details", "per_example", "preprocessing", "split_sizes",
                 "cache_keys")
 CELL = ["encoder", "dataset", "protocol"]
+ADDED_COLUMNS = {"per_example": "{}", "precision": "fp32", "device": "cpu"}  # column -> value for older rows
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS results (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -31,7 +32,7 @@ CREATE TABLE IF NOT EXISTS results (
     metric TEXT NOT NULL, value REAL NOT NULL, params TEXT NOT NULL, chosen TEXT NOT NULL, details TEXT NOT NULL,
     preprocessing TEXT NOT NULL, split_sizes TEXT NOT NULL, cache_keys TEXT NOT NULL, seed INTEGER NOT NULL,
     package_version TEXT NOT NULL, code_revision TEXT NOT NULL, seconds REAL NOT NULL, cell_key TEXT NOT NULL,
-    per_example TEXT NOT NULL DEFAULT '{}'
+    per_example TEXT NOT NULL DEFAULT '{}', precision TEXT NOT NULL DEFAULT 'fp32', device TEXT NOT NULL DEFAULT 'cpu'
 );
 """
 SKIPS_SCHEMA = """
@@ -68,6 +69,8 @@ class ResultRow:
     seconds: float
     cell_key: str  # hash of everything that determines the value (see planner.cell_key)
     per_example: dict[str, Any] = field(default_factory=dict)  # benchmark.outputs.PerExample.to_json()
+    precision: str = "fp32"  # of feature extraction
+    device: str = "cpu"  # where the protocol ran
     package_version: str = __version__
     code_revision: str = field(default_factory=lambda: code_revision())
     created_at: float = field(default_factory=time.time)
@@ -108,8 +111,9 @@ class ResultsStore:
             columns = {row[1] for row in db.execute("PRAGMA table_info(results)")}
             if "cell_key" not in columns:  # stores written before results were resumable
                 db.execute("ALTER TABLE results ADD COLUMN cell_key TEXT NOT NULL DEFAULT ''")
-            if "per_example" not in columns:  # stores written before per-example outputs were typed
-                db.execute("ALTER TABLE results ADD COLUMN per_example TEXT NOT NULL DEFAULT '{}'")
+            for column, default in ADDED_COLUMNS.items():  # stores written by earlier versions
+                if column not in columns:
+                    db.execute(f"ALTER TABLE results ADD COLUMN {column} TEXT NOT NULL DEFAULT '{default}'")
             db.executescript(SKIPS_SCHEMA + INDEXES)
 
     def _connect(self) -> sqlite3.Connection:

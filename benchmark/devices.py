@@ -1,0 +1,54 @@
+"""The run's one device: checked once, asked how much memory is free, and the way results come back
+(always as CPU numpy arrays, so nothing downstream ever holds a device tensor)."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+import numpy as np
+import torch
+
+from benchmark.errors import UserError
+
+MEMORY_HEADROOM = 0.8  # use at most this fraction of a GPU's free memory for resident features
+
+
+class Precision(StrEnum):
+    """The arithmetic of feature extraction (part of the cache key and of every row)."""
+
+    FP32 = "fp32"
+    BF16 = "bf16"
+    FP16 = "fp16"
+
+    @property
+    def dtype(self) -> torch.dtype | None:
+        """The autocast dtype; None for plain float32."""
+        return {Precision.FP32: None, Precision.BF16: torch.bfloat16, Precision.FP16: torch.float16}[self]
+
+
+def check_device(device: str) -> torch.device:
+    """The device, or one message naming the fix when this machine does not have it."""
+    try:
+        resolved = torch.device(device)
+    except RuntimeError:
+        raise UserError(f"--device {device!r} is not a device; use cpu, cuda or cuda:N") from None
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"--device {device} was asked for but this machine has no CUDA GPU that torch can use; "
+                        f"run with --device cpu or install a CUDA build of torch")
+    if resolved.type == "cuda" and (resolved.index or 0) >= torch.cuda.device_count():
+        raise UserError(f"--device {device}: this machine has {torch.cuda.device_count()} GPU(s)")
+    return resolved
+
+
+def fits(nbytes: int, device: str | torch.device) -> bool:
+    """Whether `nbytes` can stay resident on the device (always true on the CPU)."""
+    device = torch.device(device)
+    if device.type != "cuda":
+        return True
+    free, _ = torch.cuda.mem_get_info(device)
+    return nbytes <= MEMORY_HEADROOM * free
+
+
+def to_numpy(tensor: torch.Tensor) -> np.ndarray:
+    """A result back on the CPU as a numpy array (the only form protocols hand back)."""
+    return tensor.detach().cpu().numpy()

@@ -1,0 +1,179 @@
+"""The accelerator path, each figure beside its own ceiling, measured in one process on this machine:
+
+- extraction images/s through `extract_features`, against the bare forward pass on ready batches
+  (the compute ceiling) and against decoding + preprocessing alone (the data-loading ceiling), for
+  DataLoader workers 0 and all available CPUs, and at bf16;
+- the linear sweep with the torch solver on the device, against sklearn on the same features, and
+  against its floor (iterations x one forward + backward pass over the features);
+- fine-tuning steps/s, against a bare training step on a ready batch.
+
+    python perf/gpu.py [--device cuda] [--quick]
+
+Without CUDA it runs on the CPU at small sizes (as CI could), so the table's shape is checked
+everywhere; the GPU numbers exist only where a GPU ran it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from perf._machine import describe  # noqa: E402
+from perf._timing import best_of  # noqa: E402
+
+
+def synchronised(device: str):
+    return (lambda: torch.cuda.synchronize()) if device.startswith("cuda") else (lambda: None)
+
+
+def image_split(count: int, size: int):
+    from benchmark.data.base import ImageSplit
+
+    rng = np.random.default_rng(0)
+    return ImageSplit(rng.integers(0, 256, size=(count, size, size, 3), dtype=np.uint8), np.zeros(count, int))
+
+
+def decode_only(split, preprocessing, workers: int, batch: int) -> float:
+    """Images/s of decoding + preprocessing + batching alone (no model): the data-loading ceiling."""
+    from torch.utils.data import DataLoader
+
+    from benchmark.extraction import PreprocessedImages, collate
+
+    loader = DataLoader(PreprocessedImages(split, preprocessing), batch_size=batch, num_workers=workers,
+                        collate_fn=collate, prefetch_factor=4 if workers else None)
+    seconds, _ = best_of(2, lambda: [b for b in loader])
+    return len(split) / seconds
+
+
+def bare_forward(encoder, split, preprocessing, device: str, batch: int) -> float:
+    """Images/s of the model alone on batches already preprocessed and on the device: the compute ceiling."""
+    transform = preprocessing.transform()
+    images = torch.stack([transform(split.image_tensor(i)) for i in range(len(split))]).to(device)
+    sync = synchronised(device)
+
+    def run():
+        for part in images.split(batch):
+            encoder.encode(part)
+        sync()
+
+    seconds, _ = best_of(2, run)
+    return len(split) / seconds
+
+
+def extraction_rows(device: str, quick: bool) -> list[tuple[str, float, float, str]]:
+    from benchmark.devices import Precision
+    from benchmark.encoders import load_encoder
+    from benchmark.extraction import extract_features
+
+    encoder = load_encoder("timm:resnet18").to(device)
+    split, batch = image_split(256 if quick else 2048, 64), 64
+    preprocessing = encoder.preprocessing.with_overrides({"input_size": 64})
+    compute = bare_forward(encoder, split, preprocessing, device, batch)
+    rows = []
+    for workers in sorted({0, len(os.sched_getaffinity(0))}):
+        loading = decode_only(split, preprocessing, workers, batch)
+        for precision in (Precision.FP32, Precision.BF16):
+            seconds, _ = best_of(2, lambda: extract_features(encoder, split, preprocessing, batch_size=batch,
+                                                             workers=workers, device=device, precision=precision))
+            rate, ceiling = len(split) / seconds, min(compute, loading)
+            rows.append((f"extraction {precision}, {workers} workers (img/s)", rate, ceiling,
+                         f"bare forward fp32 {compute:.0f}, decode-only {loading:.0f}"))
+    return rows
+
+
+def linear_rows(device: str, quick: bool) -> list[tuple[str, float, float, str]]:
+    from benchmark.protocols import make_protocol
+    from perf._features import synthetic_task
+
+    n, d = (4000, 256) if quick else ((50000, 2048) if device.startswith("cuda") else (10000, 512))
+    data = dataclasses.replace(synthetic_task(n, 1000, d), device=device)
+    sklearn_s, slow = best_of(1, lambda: make_protocol("linear", {"solver": "sklearn"}).evaluate(data))
+    torch_s, fast = best_of(1, lambda: make_protocol("linear", {"solver": "torch"}).evaluate(data))
+    floor = sweep_floor(data, fast.details["sweep_iterations"])
+    return [(f"linear sweep {n}x{d}: sklearn {sklearn_s:.1f}s / torch {torch_s:.2f}s (x faster)", sklearn_s / torch_s,
+             float("nan"), f"test {slow.value:.2f} vs {fast.value:.2f}"),
+            ("linear sweep, torch vs its floor (s)", torch_s, floor,
+             "floor: 45 fits x iterations x one forward+backward pass")]
+
+
+def sweep_floor(data, iterations: int) -> float:
+    """Seconds the sweep cannot go below: its L-BFGS iterations, each one logits GEMM and one gradient
+    GEMM over the train features (measured once and multiplied)."""
+    x = torch.as_tensor(data.train.x, device=data.device)
+    w = torch.zeros(data.num_classes, x.shape[1], device=data.device)
+    sync = synchronised(data.device)
+
+    def one_pass():
+        residual = torch.softmax(x @ w.T, 1)
+        (residual.T @ x).sum().item()
+        sync()
+
+    seconds, _ = best_of(5, one_pass)
+    return seconds * iterations
+
+
+def finetune_rows(device: str, quick: bool) -> list[tuple[str, float, float, str]]:
+    from benchmark.encoders import load_encoder
+    from benchmark.inputs import concat_images
+    from benchmark.protocols import Features, ModelTask, make_protocol
+
+    encoder, steps, batch = load_encoder("timm:resnet18"), (4 if quick else 20), 32
+    split = image_split(256, 64)
+    preprocessing = encoder.preprocessing.with_overrides({"input_size": 64})
+    idx = np.arange(256)
+    data = ModelTask(Features(idx[:128], idx[:128] % 2), Features(idx[128:192], idx[128:192] % 2),
+                     Features(idx[192:], idx[192:] % 2), 2, "top1", images=concat_images([split]), encoder=encoder,
+                     preprocessing=preprocessing, device=device)
+    protocol = make_protocol("finetune", {"steps": steps, "batch_size": batch, "lrs": [0.01], "regularisation": [0.0]})
+    start = time.perf_counter()
+    protocol.fit(data, idx[:128], idx[:128] % 2, 0.01, 0.0)
+    rate = steps / (time.perf_counter() - start)
+    return [("fine-tune steps/s (batch 32, 64 px, with augmentation)", rate, bare_step_rate(encoder, device, batch),
+             "ceiling: forward + backward + SGD step on a ready batch")]
+
+
+def bare_step_rate(encoder, device: str, batch: int) -> float:
+    import copy
+
+    model = copy.deepcopy(encoder.model).to(device).train()
+    images = torch.randn(batch, 3, 64, 64, device=device)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+    sync = synchronised(device)
+
+    def step():
+        loss = model(images).float().mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        sync()
+
+    step()
+    seconds, _ = best_of(5, step)
+    return 1.0 / seconds
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--quick", action="store_true", help="smaller sizes (a smoke run)")
+    args = parser.parse_args()
+    print(describe())
+    print(f"device: {args.device}\n")
+    print("| measurement | value | ceiling | value / ceiling | note |\n|---|---|---|---|---|")
+    for rows in (extraction_rows, linear_rows, finetune_rows):
+        for name, value, ceiling, note in rows(args.device, args.quick):
+            ratio = value / ceiling if np.isfinite(ceiling) else float("nan")
+            print(f"| {name} | {value:.2f} | {ceiling:.2f} | {ratio:.2f} | {note} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,115 @@
+"""One device for the run: every protocol takes it and hands back CPU values (never a device tensor);
+extraction precision is part of the cache key. These run on the CPU; tests/test_cuda.py runs the same
+suite on a GPU where one exists."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from benchmark.devices import Precision, check_device
+from benchmark.errors import UserError
+from benchmark.protocols import PROTOCOLS, Features, FeatureTask, ModelTask, make_protocol
+
+SMALL = {"linear": {"num_wd": 4, "solver": "torch"}, "calibration": {"num_wd": 4, "solver": "torch"},
+         "fewshot": {"episodes": 20, "ways": 4, "shots": 5, "queries": 5}, "knn": {"k": [5]},
+         "finetune": {"steps": 2, "batch_size": 8, "lrs": [0.01], "regularisation": [0.0]},
+         "segmentation": {"epochs": 2}, "zeroshot": {}}
+
+
+class HandMadeTextTower:
+    """Any object with encode_text and logit_scale serves zero-shot (a typing Protocol, not a class)."""
+
+    logit_scale = 10.0
+
+    def encode_text(self, prompts):
+        return torch.stack([torch.tensor([float(len(p)), float(p.count("o")), 1.0, 0.5]) for p in prompts])
+
+
+def pooled(rng, device):
+    x, y = rng.normal(size=(240, 4)).astype(np.float32), np.arange(240) % 4
+    x[:, :2] += y[:, None]
+    part = lambda s: Features(x[s], y[s])
+    return FeatureTask(part(slice(0, 120)), part(slice(120, 160)), part(slice(160, 240)), 4, "top1",
+                       class_names=("a", "bo", "coo", "dooo"), text=HandMadeTextTower(), device=device)
+
+
+def dense(rng, device):
+    masks = rng.integers(0, 3, size=(30, 4, 4)).astype(np.uint8)
+    x = np.eye(3, dtype=np.float32)[masks].transpose(0, 3, 1, 2)
+    part = lambda s: Features(x[s], masks[s])
+    return FeatureTask(part(slice(0, 20)), part(slice(20, 24)), part(slice(24, 30)), 3, "miou", "segmentation",
+                       device=device)
+
+
+def model_task(device):
+    from benchmark.data.base import ImageSplit
+    from benchmark.encoders import load_encoder
+
+    encoder = load_encoder("timm:resnet18")
+    images = ImageSplit(np.random.default_rng(0).integers(0, 256, (24, 16, 16, 3), dtype=np.uint8), np.arange(24) % 2)
+    idx = np.arange(24)
+    part = lambda s: Features(idx[s], images.labels[s])
+    return ModelTask(part(slice(0, 12)), part(slice(12, 16)), part(slice(16, 24)), 2, "top1", images=images,
+                     encoder=encoder, preprocessing=encoder.preprocessing.with_overrides({"input_size": 16}),
+                     device=device)
+
+
+def holds_no_tensor(value) -> bool:
+    if isinstance(value, torch.Tensor):
+        return False
+    if isinstance(value, dict):
+        return all(holds_no_tensor(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return all(holds_no_tensor(v) for v in value)
+    return True
+
+
+@pytest.mark.parametrize("name", PROTOCOLS.names())
+def test_every_protocol_takes_the_device_and_hands_back_cpu_values(name, rng):
+    protocol = make_protocol(name, SMALL[name])
+    inputs = {"model": lambda: model_task("cpu"), "dense": lambda: dense(rng, "cpu")}.get(
+        protocol.input_kind(), lambda: pooled(rng, "cpu"))()
+    result = protocol.evaluate(inputs)
+    assert isinstance(result.value, float) and np.isfinite(result.value)
+    assert holds_no_tensor(result.details) and holds_no_tensor(result.chosen)
+    correct = result.per_example.test_correct
+    assert correct is None or (isinstance(correct, np.ndarray) and len(correct) == len(inputs.test))
+
+
+def test_the_torch_search_equals_faiss_on_the_cpu(rng):
+    from benchmark.protocols.knn import nearest_neighbours, torch_nearest_neighbours
+
+    train, queries = rng.normal(size=(3000, 16)).astype(np.float32), rng.normal(size=(70, 16)).astype(np.float32)
+    expected = nearest_neighbours(train, queries, 30)
+    found = torch_nearest_neighbours(train, queries, 30, "cpu", block_bytes=70 * 4 * 500)  # 6 train chunks
+    np.testing.assert_allclose(found[0], expected[0], atol=1e-5)
+    assert np.mean(found[1] == expected[1]) > 0.99 and isinstance(found[1], np.ndarray)
+
+
+def test_bf16_extraction_is_close_to_fp32_and_cached_apart(tmp_path):
+    from benchmark.cache import FeatureCache
+    from benchmark.config import Suite
+    from benchmark.encoders import load_encoder
+    from benchmark.inputs import ExtractOptions, cached_features, pair
+
+    suite = Suite(name="t", preprocessing={"input_size": 32}, datasets={"lfw_faces": {}})
+    encoder, cache = load_encoder("timm:resnet18"), FeatureCache(tmp_path)
+    fp32, bf16 = (pair(encoder, "timm:resnet18", suite, "lfw_faces", None, precision) for precision in
+                  (Precision.FP32, Precision.BF16))
+    (a, keys_a, _), (b, keys_b, _) = (cached_features(cache, p, ExtractOptions(), only=("test",)) for p in (fp32, bf16))
+    assert keys_a["test"] != keys_b["test"] and len(list(tmp_path.rglob("manifest.json"))) == 2
+    x, y = a["test"].x, b["test"].x
+    assert x.dtype == y.dtype == np.float32 and not np.array_equal(x, y)
+    cosine = (x * y).sum(1) / (np.linalg.norm(x, axis=1) * np.linalg.norm(y, axis=1))
+    assert cosine.min() > 0.99  # bf16 keeps 8 bits of mantissa: features agree in direction to 1%
+
+
+def test_a_device_this_machine_lacks_is_one_message():
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    with pytest.raises(UserError, match="no CUDA GPU"):
+        check_device("cuda")
+    with pytest.raises(UserError, match="not a device"):
+        check_device("gpu0")
