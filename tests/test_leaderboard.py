@@ -7,31 +7,32 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from benchmark.results.reference import compare, load_reference
+from benchmark.results.reference import compare, labelled, load_reference
 from benchmark.results.table import render, results_table
 from tests.conftest import write_suite
 from tests.test_data import write_idx
 
 PUBLISHED = {  # typed from the paper's tables as ../shared/spec/reference lists them
-    ("SimCLR-v1", "fewshot", "cropdiseases"): 94.03, ("BYOL", "fewshot", "eurosat"): 89.62,
-    ("Supervised", "fewshot", "chestx"): 29.26, ("PCL-v1", "fewshot", "isic"): 38.01,
+    ("SimCLR-v1", "fewshot 5-way 20-shot", "cropdiseases"): 94.03, ("BYOL", "fewshot 5-way 20-shot", "eurosat"): 89.62,
+    ("Supervised", "fewshot 5-way 20-shot", "chestx"): 29.26, ("PCL-v1", "fewshot 5-way 20-shot", "isic"): 38.01,
     ("BYOL", "linear", "cars"): 56.40, ("Supervised", "linear", "imagenet"): 77.20,
     ("DeepCluster-v2", "finetune", "cifar100"): 85.15, ("InsDis", "linear", "pets"): 68.78,
 }
 
 
 def test_compare_renders_the_published_table_exactly():
-    reference = load_reference("ericsson2021")
+    reference = labelled(load_reference("ericsson2021"))
     table = results_table(reference)
-    assert table.shape == (14, 10)  # 14 encoders; 3 linear, 3 fine-tune, 4 few-shot columns
+    assert table.shape == (14, 47)  # 14 encoders; Tables 1 (linear, fine-tune), 2, 3 and 8
     assert list(table.index[:3]) == ["InsDis", "MoCo-v1", "PCL-v1"] and table.index[-1] == "Supervised"
-    assert list(dict.fromkeys(table.columns.get_level_values(0))) == ["linear", "finetune", "fewshot"]
+    assert list(dict.fromkeys(table.columns.get_level_values(0))) == [
+        "linear", "finetune", "fewshot 5-way 20-shot", "fewshot 5-way 5-shot", "fewshot 5-way 50-shot"]
     for row in reference.itertuples():  # every published number sits in its cell, unchanged
         assert table.loc[row.encoder, (row.protocol, row.dataset)] == row.value
     for (encoder, protocol, dataset), value in PUBLISHED.items():
         assert table.loc[encoder, (protocol, dataset)] == value
     text = render(table, digits=2)
-    assert "| SimCLR-v1 " in text and "94.03" in text and "fewshot · cropdiseases" in text
+    assert "| SimCLR-v1 " in text and "94.03" in text and "fewshot 5-way 20-shot · cropdiseases" in text
     assert reference.loc[reference["protocol"] == "fewshot", "ci95"].notna().all()
 
 
@@ -41,12 +42,15 @@ def test_cli_table_compare_puts_our_cells_next_to_the_published_ones(tmp_path, c
 
     store_path = tmp_path / "runs.sqlite"
     ours = pd.DataFrame([{"encoder": "torchvision:resnet50@byol.pth", "dataset": "eurosat", "protocol": "fewshot",
-                          "value": 88.62}, {"encoder": "mine", "dataset": "eurosat", "protocol": "fewshot", "value": 1.0}])
+                          "value": 88.62, "chosen": {"ways": 5, "shots": 20}},
+                         {"encoder": "mine", "dataset": "eurosat", "protocol": "fewshot", "value": 1.0,
+                          "chosen": {"ways": 5, "shots": 20}}])
     from benchmark.models import reference_names
 
     matched = compare(ours, load_reference("ericsson2021"), reference_names("ericsson2021", ours["encoder"]))
-    assert matched.to_dict("records") == [{"encoder": "BYOL", "protocol": "fewshot", "dataset": "eurosat",
-                                           "published": 89.62, "ours": 88.62, "difference": pytest.approx(-1.0)}]
+    assert matched.to_dict("records") == [{"encoder": "BYOL", "protocol": "fewshot", "setting": "5-way 20-shot",
+                                           "dataset": "eurosat", "published": 89.62, "ours": 88.62,
+                                           "difference": pytest.approx(-1.0)}]
     ResultsStore(store_path)  # an empty store: the published table alone
     assert cli.main(["table", "--compare", "ericsson2021", "--results", str(store_path)]) == 0
     out = capsys.readouterr().out

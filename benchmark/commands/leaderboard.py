@@ -22,10 +22,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from benchmark.results import ResultsStore
     from benchmark.results.leaderboard import write_leaderboard
-    from benchmark.results.reference import load_reference
+    from benchmark.results.reference import labelled, load_reference
 
     if args.reference:
-        rows, title, version = load_reference(args.reference), f"{args.reference} (published)", None
+        rows, title, version = labelled(load_reference(args.reference)), f"{args.reference} (published)", None
     else:
         rows = ResultsStore(common.existing_results(args.results)).latest(args.suite)
         title, version = args.suite or "all suites", suite_version(args.suite)

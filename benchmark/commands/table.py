@@ -35,12 +35,12 @@ def show_comparison(args: argparse.Namespace) -> int:
     """The published table as published, then our cells that match it, with the difference."""
     from benchmark.models import reference_names
     from benchmark.results import ResultsStore
-    from benchmark.results.reference import compare, load_reference
+    from benchmark.results.reference import compare, labelled, load_reference
     from benchmark.results.table import render, results_table
 
     reference = load_reference(args.compare)
     print(f"Published ({reference['citation'].iloc[0]}):\n")
-    print(render(results_table(reference), args.format, digits=2))
+    print(render(results_table(labelled(reference)), args.format, digits=2))
     if not args.results.exists():
         print(f"\n(no results store at {args.results}: nothing of ours to compare)")
         return 0

@@ -29,12 +29,36 @@ def load_reference(name: str) -> pd.DataFrame:
     return frame
 
 
+def setting(protocol: str, ways: object, shots: object) -> str:
+    """What tells apart cells of one protocol on one dataset: the few-shot episode shape ("5-way 20-shot")."""
+    if protocol != "fewshot" or pd.isna(ways) or pd.isna(shots):
+        return ""
+    return f"{int(ways)}-way {int(shots)}-shot"
+
+
+def with_settings(frame: pd.DataFrame) -> pd.DataFrame:
+    """Rows with a `setting` column: from `ways`/`shots` columns (published tables) or from the chosen
+    parameters our few-shot rows record."""
+    if "ways" in frame.columns:
+        ways, shots = frame["ways"], frame["shots"]
+    else:
+        chosen = frame["chosen"] if "chosen" in frame.columns else pd.Series([{}] * len(frame), index=frame.index)
+        ways, shots = chosen.map(lambda c: c.get("ways")), chosen.map(lambda c: c.get("shots"))
+    return frame.assign(setting=[setting(p, w, s) for p, w, s in zip(frame["protocol"], ways, shots)])
+
+
+def labelled(frame: pd.DataFrame) -> pd.DataFrame:
+    """Rows whose protocol names its setting ("fewshot 5-way 50-shot"), so a table keeps them apart."""
+    frame = with_settings(frame)
+    return frame.assign(protocol=[f"{p} {s}".strip() for p, s in zip(frame["protocol"], frame["setting"])])
+
+
 def compare(ours: pd.DataFrame, reference: pd.DataFrame, names: dict[str, str]) -> pd.DataFrame:
-    """Our cells next to the published ones: one row per (reference encoder, protocol, dataset) that we
-    also measured. `names` maps our encoder labels to the reference's encoder names."""
-    mine = ours.assign(encoder=ours["encoder"].map(names))
-    mine = mine.dropna(subset=["encoder"])[["encoder", "protocol", "dataset", "value"]]
-    joined = reference[["encoder", "protocol", "dataset", "value"]].merge(
-        mine, on=["encoder", "protocol", "dataset"], suffixes=("_published", "_ours"))
+    """Our cells next to the published ones: one row per (reference encoder, protocol, setting, dataset)
+    that we also measured. `names` maps our encoder labels to the reference's encoder names."""
+    keys = ["encoder", "protocol", "setting", "dataset"]
+    mine = with_settings(ours.assign(encoder=ours["encoder"].map(names))).dropna(subset=["encoder"])
+    joined = with_settings(reference)[[*keys, "value"]].merge(mine[[*keys, "value"]], on=keys,
+                                                                suffixes=("_published", "_ours"))
     return joined.rename(columns={"value_published": "published", "value_ours": "ours"}).assign(
         difference=lambda f: f["ours"] - f["published"])
