@@ -3,6 +3,7 @@ without its classifier, reading its dense feature map, and measuring its output 
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Callable
 
 import torch
@@ -13,16 +14,20 @@ from benchmark.preprocessing import Preprocessing
 from benchmark.registry import unknown_name_message
 
 
-def create_headless(arch: str, small_stem: bool = False, **kwargs: Any) -> nn.Module:
+def create_headless(arch: str, small_stem: bool = False, pretrained_file: Path | None = None, **kwargs: Any
+                    ) -> nn.Module:
     """A timm model without its classifier; `small_stem` swaps a ResNet's first conv for a 3x3
     stride-1 one (keeping the max-pool), the usual change for 32-64 px inputs. ViTs are built with
-    `dynamic_img_size`, so suites may change the input size."""
+    `dynamic_img_size`, so suites may change the input size. With `pretrained_file`, timm's own loader
+    reads the weights from it (`arch` may be `arch.tag` or `hf-hub:ORG/NAME`)."""
     import timm
 
-    if not timm.is_model(arch):
+    if not arch.startswith("hf-hub:") and not timm.is_model(arch):
         raise UserError(unknown_name_message("timm architecture", arch, timm.list_models()))
+    if pretrained_file is not None:
+        kwargs |= {"pretrained": True, "pretrained_cfg_overlay": {"file": str(pretrained_file)}}
     try:
-        model = timm.create_model(arch, pretrained=False, num_classes=0, dynamic_img_size=True, **kwargs)
+        model = timm.create_model(arch, num_classes=0, dynamic_img_size=True, **({"pretrained": False} | kwargs))
     except TypeError as err:
         if "dynamic_img_size" not in str(err):  # the user's own argument was refused
             raise UserError(f"timm.create_model({arch!r}) refused an argument: {err}; check --arch-kwarg / "
@@ -35,7 +40,7 @@ def create_without_dynamic_size(arch: str, **kwargs: Any) -> nn.Module:
     import timm
 
     try:
-        return timm.create_model(arch, pretrained=False, num_classes=0, **kwargs)
+        return timm.create_model(arch, num_classes=0, **({"pretrained": False} | kwargs))
     except TypeError as err:
         raise UserError(f"timm.create_model({arch!r}) refused an argument: {err}; check --arch-kwarg / "
                         f"arch_kwargs") from None

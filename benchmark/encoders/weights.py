@@ -38,6 +38,8 @@ def safe_load(path: str | Path) -> Any:
     path = Path(path).expanduser()
     if not path.is_file():
         raise MissingDataError(f"weights file {path} does not exist; check the path after '@' in the model spec")
+    if path.suffix == ".safetensors":  # tensors only by construction: nothing to refuse
+        return load_safetensors(path)
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
@@ -52,6 +54,16 @@ def safe_load(path: str | Path) -> Any:
             f"'weights.pth').") from None
     except (RuntimeError, EOFError, OSError) as err:
         raise UserError(f"could not read weights file {path}: {err}. Is it a complete torch.save file?") from None
+
+
+def load_safetensors(path: Path) -> dict[str, torch.Tensor]:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(path, device="cpu")
+    except (SafetensorError, OSError) as err:
+        raise UserError(f"could not read weights file {path}: {err}; download or save it again") from None
 
 
 def is_state_dict(obj: Any) -> bool:

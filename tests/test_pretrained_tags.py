@@ -1,0 +1,91 @@
+"""Checkpoints as users hold them: timm pretrained tags through timm's own loader and the Hugging Face
+hub cache, tested offline by placing tiny weights where that loader looks (a hub-cache snapshot under
+a temporary HF_HOME). Each case runs in a fresh interpreter, because huggingface_hub reads HF_HOME and
+HF_HUB_OFFLINE when it is imported."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+TAG = "test_resnet.r160_in1k"  # a 0.47M-parameter model that timm publishes as timm/test_resnet.r160_in1k
+
+
+REVISION = "0123456789abcdef0123456789abcdef01234567"
+
+
+def hub_snapshot(home: Path, repo: str, weights: dict, revision: str = REVISION):
+    """The layout hf_hub_download reads: hub/models--ORG--NAME/{refs/main, snapshots/REV/model.safetensors}."""
+    from safetensors.torch import save_file
+
+    folder = home / "hub" / f"models--{repo.replace('/', '--')}"
+    (folder / "refs").mkdir(parents=True)
+    (folder / "refs" / "main").write_text(revision)
+    (folder / "snapshots" / revision).mkdir(parents=True)
+    save_file(weights, folder / "snapshots" / revision / "model.safetensors")
+    config = {"architecture": "test_resnet", "num_classes": 1000, "num_features": 256,  # as timm's push_to_hf_hub
+              "pretrained_cfg": {"input_size": [3, 160, 160], "mean": [0.5] * 3, "std": [0.5] * 3, "crop_pct": 0.95,
+                                 "interpolation": "bilinear", "num_classes": 1000, "classifier": "fc"}}
+    (folder / "snapshots" / revision / "config.json").write_text(json.dumps(config))
+    return folder / "snapshots" / revision / "model.safetensors"
+
+
+def run_offline(home: Path, code: str) -> subprocess.CompletedProcess:
+    env = os.environ | {"HF_HOME": str(home), "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], env=env, cwd=ROOT, capture_output=True,
+                          text=True, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory):
+    import timm
+    import torch
+
+    home = tmp_path_factory.mktemp("hf_home")
+    torch.manual_seed(3)
+    model = timm.create_model(TAG, pretrained=False)  # with its classifier, as published
+    weights = {k: v.contiguous() for k, v in model.state_dict().items()}
+    hub_snapshot(home, f"timm/{TAG}", weights)
+    torch.save(weights, home / "weights.pth")
+    return home
+
+
+def test_a_tag_loads_timms_weights_from_the_hub_cache_and_equals_the_file(home):
+    snapshot = home / "hub" / f"models--timm--{TAG}" / "snapshots" / REVISION / "model.safetensors"
+    done = run_offline(home, f"""
+        import numpy as np, timm, torch
+        from benchmark.encoders import load_encoder
+        tagged = load_encoder("timm:{TAG}")
+        from_file = load_encoder("timm:{TAG}@{home / 'weights.pth'}")
+        same_file = load_encoder("timm:{TAG}@{snapshot}")
+        hub_name = load_encoder("timm:hf-hub:timm/{TAG}")
+        direct = timm.create_model("{TAG}", num_classes=0).eval()
+        direct.load_state_dict({{k: v for k, v in torch.load("{home / 'weights.pth'}").items()
+                                 if not k.startswith("fc.")}})
+        images = torch.rand(3, 3, 160, 160)
+        with torch.no_grad():
+            expected = direct(images).numpy()
+        assert not tagged.random_init and tagged.preprocessing.input_size == 160
+        np.testing.assert_allclose(tagged.encode(images).numpy(), expected, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(from_file.encode(images).numpy(), expected, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(hub_name.encode(images).numpy(), expected, rtol=1e-5, atol=1e-6)
+        assert tagged.identity == same_file.identity == hub_name.identity  # one file, one identity: one entry
+        assert tagged.identity["arch"] == from_file.identity["arch"] == "test_resnet"
+        assert tagged.identity != from_file.identity  # the same tensors in another file format
+        """)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+
+def test_an_uncached_tag_offline_is_one_message_naming_the_cache_and_the_fix(home, tmp_path):
+    done = subprocess.run([sys.executable, "cli.py", "extract", "--model", "timm:test_efficientnet.r160_in1k",
+                           "--dataset", "digits", "--split", "test", "--cache-dir", str(tmp_path)], cwd=ROOT,
+                          env=os.environ | {"HF_HOME": str(home), "HF_HUB_OFFLINE": "1"}, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert str(home / "hub") in done.stderr and "HF_HOME" in done.stderr
+    assert "timm.create_model('test_efficientnet.r160_in1k', pretrained=True)" in done.stderr
