@@ -89,3 +89,63 @@ def test_an_uncached_tag_offline_is_one_message_naming_the_cache_and_the_fix(hom
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert str(home / "hub") in done.stderr and "HF_HOME" in done.stderr
     assert "timm.create_model('test_efficientnet.r160_in1k', pretrained=True)" in done.stderr
+
+
+CLIP = "ViT-S-32-alt"  # a small open_clip architecture, built with random weights for the test
+
+
+@pytest.fixture(scope="module")
+def clip_home(tmp_path_factory):
+    """An open_clip hub repository, `test/tiny-clip`, in a hub cache: config and weights as open_clip's
+    push_to_hf_hub writes them (open_clip_config.json, open_clip_pytorch_model.bin)."""
+    import open_clip
+    import torch
+
+    home = tmp_path_factory.mktemp("clip_home")
+    torch.manual_seed(5)
+    clip = open_clip.create_model(CLIP, pretrained=None)
+    snapshot = home / "hub" / "models--test--tiny-clip" / "snapshots" / REVISION
+    snapshot.mkdir(parents=True)
+    (home / "hub" / "models--test--tiny-clip" / "refs").mkdir()
+    (home / "hub" / "models--test--tiny-clip" / "refs" / "main").write_text(REVISION)
+    torch.save(clip.state_dict(), snapshot / "open_clip_pytorch_model.bin")
+    config = {"model_cfg": open_clip.get_model_config(CLIP),
+              "preprocess_cfg": {"mean": [0.48145466, 0.4578275, 0.40821073], "std": [0.26862954, 0.26130258, 0.27577711]}}
+    (snapshot / "open_clip_config.json").write_text(json.dumps(config))
+    return home
+
+
+def test_open_clip_hub_names_and_tags_load_through_open_clips_cache(clip_home):
+    weights = clip_home / "hub" / "models--test--tiny-clip" / "snapshots" / REVISION / "open_clip_pytorch_model.bin"
+    done = run_offline(clip_home, f"""
+        import numpy as np, open_clip, torch
+        from open_clip import pretrained
+        from benchmark.encoders import load_encoder
+        pretrained._PRETRAINED.setdefault("{CLIP}", {{}})["tiny"] = pretrained._pcfg(hf_hub="test/tiny-clip/")
+        hub = load_encoder("open_clip:hf-hub:test/tiny-clip")
+        tagged = load_encoder("open_clip:{CLIP}:tiny")
+        from_file = load_encoder("open_clip:{CLIP}@{weights}")
+        direct = open_clip.create_model("{CLIP}", pretrained=None).eval()
+        direct.load_state_dict(torch.load("{weights}"))
+        images = torch.rand(2, 3, 224, 224)
+        with torch.no_grad():
+            expected = direct.encode_image(images).numpy()
+            text = direct.encode_text(open_clip.get_tokenizer("{CLIP}")(["a photo of a cat."])).numpy()
+        for encoder in (hub, tagged, from_file):
+            np.testing.assert_allclose(encoder.encode(images).numpy(), expected, rtol=1e-4, atol=1e-5)
+            np.testing.assert_allclose(encoder.encode_text(["a photo of a cat."]).numpy(), text, rtol=1e-4, atol=1e-5)
+            assert not encoder.random_init and encoder.logit_scale == float(direct.logit_scale.exp())
+        assert hub.identity["weights_sha256"] == tagged.identity["weights_sha256"] == from_file.identity["weights_sha256"]
+        assert tagged.identity == from_file.identity
+        """)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+
+def test_an_uncached_open_clip_tag_offline_is_one_message(clip_home, tmp_path):
+    done = subprocess.run([sys.executable, "cli.py", "extract", "--model", "open_clip:ViT-B-32:laion2b_s34b_b79k",
+                           "--dataset", "digits", "--split", "test", "--cache-dir", str(tmp_path)], cwd=ROOT,
+                          env=os.environ | {"HF_HOME": str(clip_home), "HF_HUB_OFFLINE": "1"}, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert "open_clip.create_model('ViT-B-32', pretrained='laion2b_s34b_b79k')" in done.stderr
+    assert str(clip_home / "hub") in done.stderr and "HF_HOME" in done.stderr
