@@ -19,7 +19,7 @@ from benchmark import distributed
 from benchmark.cache import FeatureCache
 from benchmark.config import Suite
 from benchmark.devices import Precision, check_device
-from benchmark.encoders import Encoder, ModelSpec, load_encoder
+from benchmark.encoders import ModelSpec, load_encoder
 from benchmark.errors import UserError
 from benchmark.inputs import ExtractOptions, Pairing, TaskInputs, cached_features, feature_task, model_task
 from benchmark.planner import Cell, CellState, group_by_pairing, needed_extractions, plan_cells, validate_suite

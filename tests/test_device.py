@@ -2,7 +2,6 @@
 extraction precision is part of the cache key. These run on the CPU; tests/test_cuda.py runs the same
 suite on a GPU where one exists."""
 
-import dataclasses
 
 import numpy as np
 import pytest

@@ -83,7 +83,8 @@ def test_a_hub_cache_snapshot_loads_offline_with_the_same_identity(vit_dir, tmp_
     code = textwrap.dedent(f"""
         from benchmark.encoders import load_encoder
         hub, folder = load_encoder("hf:org/tiny-vit"), load_encoder("hf:{vit_dir}")
-        assert hub.identity == folder.identity, (hub.identity, folder.identity)
+        pinned = load_encoder("hf:org/tiny-vit@{REVISION}")
+        assert hub.identity == folder.identity == pinned.identity, (hub.identity, folder.identity)
         missing = None
         try:
             load_encoder("hf:org/not-cached")

@@ -81,11 +81,15 @@ def test_a_tag_loads_timms_weights_from_the_hub_cache_and_equals_the_file(home):
     assert done.returncode == 0, done.stderr[-3000:]
 
 
+def extract_offline(home: Path, model: str, cache: Path) -> subprocess.CompletedProcess:
+    """`cli.py extract` as a user would type it, with HF_HOME at `home` and the network off."""
+    return subprocess.run([sys.executable, "cli.py", "extract", "--model", model, "--dataset", "digits", "--split",
+                           "test", "--cache-dir", str(cache)], cwd=ROOT, capture_output=True, text=True, timeout=300,
+                          env=os.environ | {"HF_HOME": str(home), "HF_HUB_OFFLINE": "1"})
+
+
 def test_an_uncached_tag_offline_is_one_message_naming_the_cache_and_the_fix(home, tmp_path):
-    done = subprocess.run([sys.executable, "cli.py", "extract", "--model", "timm:test_efficientnet.r160_in1k",
-                           "--dataset", "digits", "--split", "test", "--cache-dir", str(tmp_path)], cwd=ROOT,
-                          env=os.environ | {"HF_HOME": str(home), "HF_HUB_OFFLINE": "1"}, capture_output=True,
-                          text=True, timeout=300)
+    done = extract_offline(home, "timm:test_efficientnet.r160_in1k", tmp_path)
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert str(home / "hub") in done.stderr and "HF_HOME" in done.stderr
     assert "timm.create_model('test_efficientnet.r160_in1k', pretrained=True)" in done.stderr
@@ -142,10 +146,7 @@ def test_open_clip_hub_names_and_tags_load_through_open_clips_cache(clip_home):
 
 
 def test_an_uncached_open_clip_tag_offline_is_one_message(clip_home, tmp_path):
-    done = subprocess.run([sys.executable, "cli.py", "extract", "--model", "open_clip:ViT-B-32:laion2b_s34b_b79k",
-                           "--dataset", "digits", "--split", "test", "--cache-dir", str(tmp_path)], cwd=ROOT,
-                          env=os.environ | {"HF_HOME": str(clip_home), "HF_HUB_OFFLINE": "1"}, capture_output=True,
-                          text=True, timeout=300)
+    done = extract_offline(clip_home, "open_clip:ViT-B-32:laion2b_s34b_b79k", tmp_path)
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert "open_clip.create_model('ViT-B-32', pretrained='laion2b_s34b_b79k')" in done.stderr
     assert str(clip_home / "hub") in done.stderr and "HF_HOME" in done.stderr

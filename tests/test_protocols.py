@@ -6,7 +6,7 @@ from benchmark.errors import UserError
 from benchmark.metrics import mean_per_class, score, voc_map
 from benchmark.protocols import Features, FeatureTask, make_protocol
 from benchmark.protocols._logreg import SklearnLogReg, TorchLogReg, sklearn_objective
-from benchmark.protocols.linear import c_grid
+from benchmark.protocols._linear_sweep import c_grid
 
 
 def task_data(digits_features, metric="top1"):

@@ -15,6 +15,8 @@ EncoderBuilder = Callable[[str, "Path | None"], Encoder]
 ENCODER_SOURCES: Registry[EncoderBuilder] = Registry("encoder source", package=__name__, check=callable,
                                                       expected="a function (name, weights) -> Encoder")
 SPEC_FORMAT = "SOURCE:NAME[@WEIGHTS_FILE] (e.g. timm:resnet50@/path/weights.pth, checkpoint:/path/model.pt)"
+# sources whose whole NAME is the spec ('@' belongs to it: hf:ORG/NAME@REVISION, a checkpoint path)
+WHOLE_NAME_SOURCES = ("checkpoint", "hf")
 
 
 @dataclass(frozen=True)
@@ -32,6 +34,8 @@ class ModelSpec:
         ENCODER_SOURCES.get(source)  # unknown source: error with close matches
         if source == "checkpoint":
             return cls(source, rest, Path(rest).expanduser())
+        if source in WHOLE_NAME_SOURCES:
+            return cls(source, rest)
         name, at, weights = rest.partition("@")
         if at and not weights:
             raise UserError(f"model spec {text!r} has '@' but no weights file after it; {SPEC_FORMAT}")

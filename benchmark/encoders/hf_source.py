@@ -126,7 +126,10 @@ def build(name: str, weights: Path | None) -> Encoder:
     if weights is not None:
         raise UserError(f"hf:{name}: give a directory (hf:/path/to/dir) or a hub name (hf:ORG/NAME@REVISION), not a "
                         f"weights file after '@'")
-    source, _, revision = name.partition("@") if not Path(name).is_dir() else (name, "", "")
+    if name.startswith(("/", ".", "~")) and not Path(name).expanduser().is_dir():
+        raise MissingDataError(f"hf:{name}: no such directory; give a save_pretrained directory or a hub name "
+                               f"(hf:ORG/NAME[@REVISION])")
+    source, _, revision = name.partition("@") if not Path(name).expanduser().is_dir() else (name, "", "")
     model, processor = load_parts(source, revision or None)
     path = weights_file(source, revision or None)
     identity = {"source": "hf", "model_type": model.config.model_type, "weights_sha256": file_sha256(path),

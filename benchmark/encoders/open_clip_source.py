@@ -51,6 +51,8 @@ def resolve_pretrained(name: str) -> tuple[str, Path]:
         repo = name[len("hf-hub:"):]
         return name, cached_file(name, lambda: pretrained.download_pretrained_from_hf(repo))
     arch, _, tag = name.partition(":")
+    if arch not in open_clip.list_models():
+        raise UserError(unknown_name_message("open_clip architecture", arch, open_clip.list_models()))
     cfg = pretrained.get_pretrained_cfg(arch, tag)
     if not cfg:
         raise UserError(f"open_clip {arch}: " + unknown_name_message(

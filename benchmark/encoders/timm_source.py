@@ -20,6 +20,7 @@ from benchmark.encoders import ENCODER_SOURCES
 from benchmark.encoders.base import Encoder, encoder_from_file
 from benchmark.encoders.weights import file_sha256
 from benchmark.errors import MissingDataError, UserError
+from benchmark.registry import unknown_name_message
 from benchmark.seeding import seeded_init
 
 HF_HUB = "hf-hub:"
@@ -33,11 +34,14 @@ def is_pretrained_name(name: str) -> bool:
 
 def hub_repo(name: str) -> tuple[str, str | None]:
     """(repository, revision) of the weights on the Hugging Face hub for a tag or an hf-hub name."""
+    import timm
     from timm.models import get_pretrained_cfg
 
     if name.startswith(HF_HUB):
         repo, _, revision = name[len(HF_HUB):].partition("@")
         return repo, revision or None
+    if not timm.is_model(name.split(".")[0]):
+        raise UserError(unknown_name_message("timm architecture", name.split(".")[0], timm.list_models()))
     cfg = get_pretrained_cfg(name)
     if cfg is None or not cfg.hf_hub_id:
         raise UserError(f"timm has no hub weights for {name!r}; list its tags with "

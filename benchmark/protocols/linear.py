@@ -13,7 +13,7 @@ from __future__ import annotations
 from benchmark.metrics import correct_per_example, score
 from benchmark.outputs import PerExample
 from benchmark.protocols import PROTOCOLS
-from benchmark.protocols._linear_sweep import SweepParams, c_grid, linear_sweep, refit_logits  # noqa: F401
+from benchmark.protocols._linear_sweep import SweepParams, linear_sweep, refit_logits
 from benchmark.protocols.base import FeatureTask, Protocol, ProtocolResult, require_test_split
 
 

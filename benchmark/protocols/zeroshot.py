@@ -65,7 +65,7 @@ class ZeroShot(Protocol):
             raise UserError(f"zero-shot needs one name per class; dataset {data.dataset!r} declares "
                             f"{len(data.class_names)} names for {data.num_classes} classes")
         if data.text is None:
-            raise UserError(f"zero-shot needs an encoder with a text tower (open_clip, or a LiT checkpoint)")
+            raise UserError("zero-shot needs an encoder with a text tower (open_clip, hf: CLIP, or a LiT checkpoint)")
         templates = self.params.templates or TEMPLATES.get(data.dataset, DEFAULT_TEMPLATES)
         classifier = zero_shot_classifier(data.text.encode_text, data.class_names, templates)
         logits = zero_shot_logits(data.test.x, classifier, data.text.logit_scale or 1.0)
