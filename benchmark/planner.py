@@ -95,13 +95,14 @@ def plan_cells(suite: Suite, encoder: Encoder, spec_text: str, store: ResultsSto
         except UserError as err:
             failures.append(f"{encoder.label} / {name}: {err}")
             continue
-        cells += [plan_cell(suite, pairing, task, store, recompute) for task in suite.tasks(name, only)]
+        keys = feature_keys(pairing)  # the cell keys of all of the dataset's protocols read these
+        cells += [plan_cell(suite, pairing, keys, task, store, recompute) for task in suite.tasks(name, only)]
     return cells, failures
 
 
-def plan_cell(suite: Suite, pairing: Pairing, task: Task, store: ResultsStore, recompute: bool) -> Cell:
+def plan_cell(suite: Suite, pairing: Pairing, keys: dict[str, str], task: Task, store: ResultsStore,
+              recompute: bool) -> Cell:
     protocol = make_protocol(task.protocol, task.params)
-    keys = feature_keys(pairing)
     key = cell_key(task, protocol.version, vars(protocol.params), keys, suite.seed)
     cell = Cell(pairing, task, protocol, keys, key, CellState.PENDING)
     stored = None if recompute else store.find(key)

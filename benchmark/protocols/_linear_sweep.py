@@ -7,7 +7,6 @@ the same features with the same sweep parameters, the sweep runs once.
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import logging
 from dataclasses import dataclass
@@ -91,6 +90,7 @@ def make_solver(data: FeatureTask, p: SweepParams) -> SklearnLogReg | TorchLogRe
 
 def run_sweep(data: FeatureTask, p: SweepParams) -> Sweep:
     """The warm-started sweep over the C grid on train, scored on val (first strictly best C wins)."""
+    check_finite(data)
     model = make_solver(data, p)
     grid = c_grid(p.wd_start, p.wd_stop, p.num_wd)
     val_scores, iterations = [], 0
@@ -104,17 +104,21 @@ def run_sweep(data: FeatureTask, p: SweepParams) -> Sweep:
 
 def linear_sweep(data: FeatureTask, p: SweepParams) -> Sweep:
     """The sweep, computed once per inputs and sweep parameters."""
-    check_finite(data)
     return data.shared.get_or_compute(p.sweep_key(), lambda: run_sweep(data, p))
 
 
-def refit_logits(data: FeatureTask, p: SweepParams, split: str, on: str) -> np.ndarray:
-    """Decision values on `split` of the probe refit on `on` ("trainval" or "train") at the chosen C,
-    warm-started from the sweep's last fit (a copy, so the shared sweep stays as it was)."""
-    def compute() -> np.ndarray:
+def refit_model(data: FeatureTask, p: SweepParams, on: str) -> SklearnLogReg | TorchLogReg:
+    """The probe refit on `on` ("trainval" or "train") at the chosen C, warm-started from the sweep's
+    last fit (on a copy, so the shared sweep stays as it was); fitted once per inputs."""
+    def compute() -> SklearnLogReg | TorchLogReg:
         sweep = linear_sweep(data, p)
         fit_on = data.trainval if on == "trainval" else data.train
-        model = copy.deepcopy(sweep.model).fit(fit_on.x, fit_on.y, sweep.best_C)
-        return model.decision_function(getattr(data, split).x)
+        return sweep.model.warm_copy().fit(fit_on.x, fit_on.y, sweep.best_C)
 
-    return data.shared.get_or_compute((*p.sweep_key(), "refit", on, split), compute)
+    return data.shared.get_or_compute((*p.sweep_key(), "refit", on), compute)
+
+
+def refit_logits(data: FeatureTask, p: SweepParams, split: str, on: str) -> np.ndarray:
+    """Decision values on `split` of the probe refit on `on` (see `refit_model`)."""
+    return data.shared.get_or_compute((*p.sweep_key(), "refit", on, split),
+                                      lambda: refit_model(data, p, on).decision_function(getattr(data, split).x))

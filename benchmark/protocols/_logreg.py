@@ -46,6 +46,12 @@ class SklearnLogReg:
                 self.coefs = [self._fit_copy(x, y)]
         return self
 
+    def warm_copy(self) -> SklearnLogReg:
+        """An independent solver that starts its next fit from this one's solution."""
+        import copy
+
+        return copy.deepcopy(self)
+
     def _fit_copy(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         self.clf.fit(x, y)
         return self.clf.coef_.copy(), self.clf.intercept_.copy()
@@ -113,6 +119,15 @@ class TorchLogReg:
         self.iterations = 0
         self._converted: list[tuple[np.ndarray, torch.Tensor]] = []  # the sweep's train and val arrays
         self._preconditioned: tuple[np.ndarray, Preconditioner] | None = None
+
+    def warm_copy(self) -> TorchLogReg:
+        """An independent solver that starts its next fit from this one's solution. Only the weights are
+        copied, not the feature tensors this one keeps on its device, so a refit on a GPU does not hold
+        the features twice."""
+        copied = TorchLogReg(self.task, self.num_classes, self.max_iter, self.tol, self.dtype, self.device)
+        if self.weight is not None:
+            copied.weight, copied.bias = self.weight.clone(), self.bias.clone()
+        return copied
 
     def _tensor(self, x: np.ndarray) -> torch.Tensor:
         """Convert each array once and keep it on the device across the C sweep."""
