@@ -8,6 +8,13 @@
     datasets: {mnist5k: {}, fashion_mnist: {train_subset: 10000, preprocessing: {input_size: 32}}}
     overrides:                     # optional, per (dataset, protocol)
       - {dataset: mnist5k, protocol: knn, params: {k: [10, 20]}}
+
+A protocol entry's key is the column it fills. Two reserved keys let one protocol fill several columns
+and read the images differently from the dataset's other protocols:
+
+    protocols:
+      fewshot: {shots: 20, preprocessing: {resize_size: 257, resize_mode: square}}
+      fewshot_50shot: {protocol: fewshot, shots: 50}   # the registered protocol to run
 """
 
 from __future__ import annotations
@@ -25,14 +32,24 @@ SUITES_DIR = Path(__file__).resolve().parent / "suites"  # the top-level suites/
 SUITE_KEYS = ("name", "version", "description", "include", "seed", "preprocessing", "protocols", "datasets",
               "overrides", "pretrain")
 OVERRIDE_KEYS = ("dataset", "protocol", "params")
+PROTOCOL_ENTRY_KEYS = ("protocol", "preprocessing")  # the rest of a protocol entry are its parameters
 DATASET_KEYS = ("root", "train_subset", "source", "preprocessing", "protocols")  # + a source's fields
 
 
 @dataclass(frozen=True)
 class Task:
+    """One (dataset, protocol column) of a suite: `protocol` is the column's name (what rows and tables
+    show), `kind` the registered protocol that fills it, `preprocessing` its overrides over the dataset's."""
+
     dataset: str
     protocol: str
     params: dict[str, Any]
+    kind: str = ""
+    preprocessing: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.kind:
+            object.__setattr__(self, "kind", self.protocol)
 
 
 @dataclass(frozen=True)
@@ -52,14 +69,15 @@ class Suite:
         """The protocol tasks for one dataset, each with its defaults plus any override."""
         tasks = []
         restricted = self.datasets.get(dataset, {}).get("protocols")  # a dataset may name its protocols
-        for protocol, params in self.protocols.items():
-            if (only and protocol not in only) or (restricted and protocol not in restricted):
+        for protocol, entry in self.protocols.items():
+            entry = dict(entry or {})
+            kind, preprocessing = entry.pop("protocol", protocol), entry.pop("preprocessing", {}) or {}
+            if (only and protocol not in only and kind not in only) or (restricted and protocol not in restricted):
                 continue
-            merged = dict(params or {})
             for override in self.overrides:
                 if override["dataset"] == dataset and override["protocol"] == protocol:
-                    merged.update(override.get("params") or {})
-            tasks.append(Task(dataset, protocol, merged))
+                    entry.update(override.get("params") or {})
+            tasks.append(Task(dataset, protocol, entry, kind, preprocessing))
         return tasks
 
     def preprocessing_for(self, dataset: str) -> dict[str, Any]:
@@ -158,6 +176,11 @@ def load_suite(name_or_path: str) -> Suite:
             raise UserError(f"suite {path} dataset {name!r}: protocols must be a list of protocol names")
     protocols = {name: mapping(f"suite {path} protocol {name!r}", params)
                  for name, params in mapping(f"suite {path} protocols", data.get("protocols")).items()}
+    for name, entry in protocols.items():
+        if not isinstance(entry.get("protocol", name), str):
+            raise UserError(f"suite {path} protocol {name!r}: `protocol:` names a registered protocol, got "
+                            f"{entry['protocol']!r}")
+        mapping(f"suite {path} protocol {name!r} preprocessing", entry.get("preprocessing"))
     return Suite(name=str(data.get("name", path.stem)), version=integer(f"suite {path} version", data.get("version", 1)),
                  description=str(data.get("description", "")), seed=integer(f"suite {path} seed", data.get("seed", 0)),
                  preprocessing=mapping(f"suite {path} preprocessing", data.get("preprocessing")),

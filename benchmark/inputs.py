@@ -18,6 +18,7 @@ from benchmark.cache import CacheKey, FeatureCache
 from benchmark.config import Suite
 from benchmark.data import SUITE_OPTIONS, DatasetSpec, ImageSplit, dataset_spec, load_split, resolve_root
 from benchmark.data.splits import holdout_split
+from benchmark.data.base import ResizedFiles
 from benchmark.encoders import Encoder
 from benchmark.devices import Precision
 from benchmark.errors import UserError
@@ -62,11 +63,12 @@ class Pairing:
 
 
 def pair(encoder: Encoder, spec_text: str, suite: Suite, name: str, data_root: Path | None,
-         precision: Precision = Precision.FP32) -> Pairing:
-    """The one place a suite dataset is resolved and its preprocessing overrides applied."""
+         precision: Precision = Precision.FP32, protocol_preprocessing: dict[str, Any] | None = None) -> Pairing:
+    """The one place a suite dataset is resolved and its preprocessing overrides applied: the suite's,
+    the dataset entry's, then the protocol entry's (a protocol's transform is part of its definition)."""
     dataset = plan_dataset(name, suite.datasets[name], data_root)
-    return Pairing(encoder, spec_text, dataset, encoder.preprocessing.with_overrides(suite.preprocessing_for(name)),
-                   precision)
+    overrides = {**suite.preprocessing_for(name), **(protocol_preprocessing or {})}
+    return Pairing(encoder, spec_text, dataset, encoder.preprocessing.with_overrides(overrides), precision)
 
 
 @dataclass(frozen=True)
@@ -203,6 +205,8 @@ def model_task(pairing: Pairing, device: str = "cpu") -> tuple[ModelTask, ValSpl
 def concat_images(parts: list[ImageSplit]) -> ImageSplit:
     if all(isinstance(p.images, np.ndarray) for p in parts) and len({p.images.shape[1:] for p in parts}) == 1:
         images = np.concatenate([p.images for p in parts])
+    elif all(isinstance(p.images, ResizedFiles) for p in parts) and len({p.images.size for p in parts}) == 1:
+        images = ResizedFiles(tuple(path for p in parts for path in p.images.paths), parts[0].images.size)
     else:
         images = [image for p in parts for image in p.images]
     return ImageSplit(images, np.concatenate([p.labels for p in parts]))

@@ -69,18 +69,22 @@ def cell_key(task: Task, protocol_version: str, params: dict[str, Any], feature_
              seed: int) -> str:
     """Identity of one result: the features it reads (their cache keys cover encoder, weights,
     preprocessing, dataset and split), the protocol, its version and resolved parameters, the seed."""
-    return CacheKey({"protocol": task.protocol, "version": protocol_version, "params": params,
-                     "features": feature_keys, "seed": seed}).digest
+    fields = {"protocol": task.protocol, "version": protocol_version, "params": params, "features": feature_keys,
+              "seed": seed}
+    if task.kind != task.protocol:  # a named column of a registered protocol (keys of plain columns unchanged)
+        fields["kind"] = task.kind
+    return CacheKey(fields).digest
 
 
 def validate_suite(suite: Suite, only: tuple[str, ...] = ()) -> None:
     """Every protocol name and parameter of the suite checked before any work (UserError on a mistake)."""
     for protocol in only:
-        PROTOCOLS.get(protocol)
+        if protocol not in suite.protocols:
+            PROTOCOLS.get(protocol)
     for name, options in suite.datasets.items():
         dataset_spec(name, options)  # a misspelt dataset fails here, with close matches
         for task in suite.tasks(name, only):
-            make_protocol(task.protocol, task.params)
+            make_protocol(task.kind, task.params)
 
 
 def plan_cells(suite: Suite, encoder: Encoder, spec_text: str, store: ResultsStore, data_root: Path | None,
@@ -90,19 +94,22 @@ def plan_cells(suite: Suite, encoder: Encoder, spec_text: str, store: ResultsSto
     line per dataset that cannot be found (its cells are left out, the others still run)."""
     cells, failures = [], []
     for name in suite.datasets:
+        pairings: dict[str, tuple[Pairing, dict[str, str]]] = {}  # one per distinct preprocessing
         try:
-            pairing = pair(encoder, spec_text, suite, name, data_root, precision)
+            for task in suite.tasks(name, only):
+                pairing = pair(encoder, spec_text, suite, name, data_root, precision, task.preprocessing)
+                if repr(pairing.preprocessing) not in pairings:  # cell keys of the pairing's protocols read these
+                    pairings[repr(pairing.preprocessing)] = pairing, feature_keys(pairing)
+                pairing, keys = pairings[repr(pairing.preprocessing)]
+                cells.append(plan_cell(suite, pairing, keys, task, store, recompute))
         except UserError as err:
             failures.append(f"{encoder.label} / {name}: {err}")
-            continue
-        keys = feature_keys(pairing)  # the cell keys of all of the dataset's protocols read these
-        cells += [plan_cell(suite, pairing, keys, task, store, recompute) for task in suite.tasks(name, only)]
     return cells, failures
 
 
 def plan_cell(suite: Suite, pairing: Pairing, keys: dict[str, str], task: Task, store: ResultsStore,
               recompute: bool) -> Cell:
-    protocol = make_protocol(task.protocol, task.params)
+    protocol = make_protocol(task.kind, task.params)
     key = cell_key(task, protocol.version, vars(protocol.params), keys, suite.seed)
     cell = Cell(pairing, task, protocol, keys, key, CellState.PENDING)
     stored = None if recompute else store.find(key)
@@ -126,8 +133,9 @@ def needed_extractions(cells: list[Cell], cache: FeatureCache) -> list[Extractio
 
 
 def group_by_pairing(cells: list[Cell]) -> list[list[Cell]]:
-    """Cells grouped by (encoder, dataset), in order: each group shares its loaded inputs."""
-    groups: dict[tuple[str, str], list[Cell]] = {}
+    """Cells grouped by (encoder, dataset, preprocessing), in order: each group shares its loaded inputs."""
+    groups: dict[tuple[str, str, str], list[Cell]] = {}
     for cell in cells:
-        groups.setdefault((cell.pairing.encoder.label, cell.task.dataset), []).append(cell)
+        groups.setdefault((cell.pairing.encoder.label, cell.task.dataset, repr(cell.pairing.preprocessing)),
+                          []).append(cell)
     return list(groups.values())

@@ -85,7 +85,8 @@ def result_row(suite: Suite, cell: Cell, result: ProtocolResult, data: TaskInput
     return ResultRow(
         suite=suite.name, encoder=encoder.label, encoder_spec=cell.pairing.spec_text,
         encoder_identity=encoder.identity, random_init=encoder.random_init, dataset=cell.task.dataset,
-        protocol=cell.task.protocol, protocol_version=cell.protocol.version, metric=result.metric, value=result.value,
+        protocol=cell.task.protocol, protocol_kind=cell.task.kind, protocol_version=cell.protocol.version,
+        metric=result.metric, value=result.value,
         params=vars(cell.protocol.params) | {"val_split": val_split}, chosen=result.chosen, details=result.details,
         per_example=result.per_example.to_json(), preprocessing=cell.pairing.preprocessing.as_dict(),
         split_sizes=data.split_sizes, cache_keys=cell.feature_keys, seed=suite.seed, seconds=seconds,
@@ -115,9 +116,9 @@ class Evaluator:
 
     def extract(self, model_spec: str) -> RunReport:
         """Only the feature extractions that the suite's pending cells need (a cluster job's first stage)."""
-        kinds = {(e.pairing.dataset.spec.name, e.kind): e.pairing for e in needed_extractions(
-            self.planned(model_spec), self.cache)}
-        for (name, kind), pairing in kinds.items():
+        needed = {(repr(e.pairing.preprocessing), e.pairing.dataset.spec.name, e.kind): e.pairing
+                  for e in needed_extractions(self.planned(model_spec), self.cache)}
+        for (_, name, kind), pairing in needed.items():
             self.guarded(f"{pairing.encoder.label} / {name}", self.features, pairing, kind)
         return self.report
 

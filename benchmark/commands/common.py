@@ -44,7 +44,8 @@ def models(required: bool = False) -> argparse.ArgumentParser:
 
 def protocols() -> argparse.ArgumentParser:
     flags = parent()
-    flags.add_argument("--protocol", action="append", default=[], help="only this protocol; repeatable")
+    flags.add_argument("--protocol", action="append", default=[],
+                       help="only this suite column (or every column of this protocol); repeatable")
     flags.add_argument("--recompute", action="store_true",
                        help="rerun protocols whose results are already stored (features still come from cache)")
     return flags

@@ -32,23 +32,32 @@ def run(args: argparse.Namespace) -> int:
 
 
 def show_comparison(args: argparse.Namespace) -> int:
-    """The published table as published, then our cells that match it, with the difference."""
+    """The published table as published; ours laid out in the very same columns (empty where we have no
+    cell); then each matched cell with the difference."""
     from benchmark.models import reference_names
     from benchmark.results import ResultsStore
-    from benchmark.results.reference import compare, labelled, load_reference
+    from benchmark.results.reference import by_registered_protocol, compare, labelled, load_reference, with_averages
     from benchmark.results.table import render, results_table
 
     reference = load_reference(args.compare)
+    published = results_table(labelled(reference))
     print(f"Published ({reference['citation'].iloc[0]}):\n")
-    print(render(results_table(labelled(reference)), args.format, digits=2))
+    print(render(published, args.format, digits=2))
     if not args.results.exists():
         print(f"\n(no results store at {args.results}: nothing of ours to compare)")
         return 0
     ours = ResultsStore(args.results).latest(args.suite)
-    matched = compare(ours, reference, reference_names(args.models or args.compare, ours["encoder"]))
+    names = reference_names(args.models or args.compare, ours["encoder"])
+    matched = compare(ours, reference, names)
     if matched.empty:
         print(f"\nNone of our encoders in {args.results} is named in the reference (see --models).")
-    else:
-        print("\nOurs vs published:\n")
-        print(matched.to_markdown(index=False, floatfmt=".2f"))
+        return 0
+    mine = labelled(with_averages(by_registered_protocol(ours).assign(encoder=ours["encoder"].map(names))))
+    mine = mine[mine["encoder"].isin(set(reference["encoder"]))]
+    laid_out = results_table(mine).reindex(columns=published.columns)
+    print(f"\nOurs, in the published layout ({int(laid_out.notna().any().sum())} of {laid_out.shape[1]} columns "
+          f"with a value of ours):\n")
+    print(render(laid_out, args.format, digits=2))
+    print("\nOurs vs published:\n")
+    print(matched.to_markdown(index=False, floatfmt=".2f"))
     return 0

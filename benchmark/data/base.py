@@ -35,13 +35,32 @@ class ImageSplit:
         return len(self.labels)
 
     def subset(self, indices: np.ndarray) -> ImageSplit:
-        if isinstance(self.images, np.ndarray):
+        if isinstance(self.images, (np.ndarray, ResizedFiles)):
             return ImageSplit(self.images[indices], self.labels[indices])
         return ImageSplit([self.images[i] for i in indices], self.labels[indices])
 
     def image_tensor(self, index: int) -> torch.Tensor:
         """The image as a uint8 CHW tensor (decoding a file if needed)."""
         return to_uint8_chw(self.images[index])
+
+
+@dataclass(frozen=True)
+class ResizedFiles(Sequence):
+    """Image files that the reference resizes as it opens them (ChestX: every image to 256 x 256 before
+    the few-shot transform); decoded one at a time, so a large split is never held in memory."""
+
+    paths: tuple[Path, ...]
+    size: tuple[int, int]  # (width, height), as PIL takes it
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: Any) -> Any:
+        if isinstance(index, (slice, np.ndarray, list)):
+            chosen = np.arange(len(self.paths))[index]
+            return ResizedFiles(tuple(self.paths[i] for i in chosen), self.size)
+        with Image.open(self.paths[index]) as opened:  # PIL's bicubic default, as the reference's Pillow
+            return opened.resize(self.size, Image.Resampling.BICUBIC).convert("RGB")
 
 
 def to_uint8_chw(image: Any) -> torch.Tensor:
@@ -84,6 +103,7 @@ class DatasetSpec:
     version: int = 1
     class_names: tuple[str, ...] = ()
     official_sizes: dict[str, int] = field(default_factory=dict, compare=False)  # images per split, for check-data
+    download: str = ""  # the official archive(s) and where to extract them, for check-data
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "metric", parse(Metric, self.metric, f"metric of dataset {self.name!r}"))
@@ -121,7 +141,9 @@ def resolve_root(spec: DatasetSpec, explicit: str | Path | None, data_root: str 
 
 def missing_root_error(spec: DatasetSpec, tried: Path | None) -> MissingDataError:
     where = f"looked in {tried}" if tried else "no data root is set"
+    download = f" Download: {spec.download}." if spec.download else ""
     return MissingDataError(
-        f"Dataset {spec.name!r} not found: {where}. Expected layout: {spec.layout or 'see the dataset docs'}. "
+        f"Dataset {spec.name!r} not found: {where}. Expected layout: {spec.layout or 'see the dataset docs'}."
+        f"{download} "
         f"Fix: pass --data-root DIR (the dataset then lives in DIR/{spec.name}), set {DATA_ROOT_ENV}=DIR, "
         f"or give `root:` for {spec.name} in the suite YAML.")

@@ -27,6 +27,21 @@ def class_names(root: Path) -> list[str]:
     return sorted(p.name for p in train.iterdir() if p.is_dir())
 
 
+def imagefolder_split(directory: Path, what: str) -> ImageSplit:
+    """torchvision's ImageFolder over `directory`: classes are the sorted sub-folders, files in its walk
+    order (what the reference's ImageFolder-based loaders index into)."""
+    from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_dataset
+
+    if not directory.is_dir():
+        raise MissingDataError(f"{directory} is missing; expected {what}")
+    try:
+        _, class_to_index = find_classes(str(directory))
+        samples = make_dataset(str(directory), class_to_index, extensions=IMG_EXTENSIONS)
+    except FileNotFoundError as err:
+        raise MissingDataError(f"{directory}: {err}; expected {what}") from None
+    return ImageSplit([Path(path) for path, _ in samples], np.asarray([label for _, label in samples], dtype=np.int64))
+
+
 def load(split: str, root: Path | None) -> ImageSplit:
     if root is None:
         raise MissingDataError(f"an image_folder dataset needs a root. Expected layout: {LAYOUT}.")

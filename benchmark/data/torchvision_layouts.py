@@ -24,17 +24,38 @@ LAYOUTS: dict[str, tuple[str, str, int, str, tuple[str, ...], str]] = {
     "mnist": ("MNIST", "train_flag", 10, Metric.TOP1, ("train", "test"), "ROOT/MNIST/raw/*-ubyte[.gz]"),
     "svhn": ("SVHN", "split_arg", 10, Metric.TOP1, ("train", "test"), "ROOT/{train,test}_32x32.mat"),
     "stl10": ("STL10", "split_arg", 10, Metric.TOP1, ("train", "test"), "ROOT/stl10_binary/*.bin"),
-    "dtd": ("DTD", "split_arg", 47, Metric.TOP1, ("train", "val", "test"), "ROOT/dtd/{images,labels}"),
+    "dtd": ("DTD", "split_arg", 47, Metric.TOP1, ("train", "val", "test"), "ROOT/dtd/dtd/{images,labels}"),
     "flowers102": ("Flowers102", "split_arg", 102, Metric.MEAN_PER_CLASS, ("train", "val", "test"),
                    "ROOT/flowers-102/{jpg,imagelabels.mat,setid.mat}"),
     "pets": ("OxfordIIITPet", "pets", 37, Metric.MEAN_PER_CLASS, ("train", "test"),
              "ROOT/oxford-iiit-pet/{images,annotations}"),
     "food101": ("Food101", "split_arg", 101, Metric.TOP1, ("train", "test"), "ROOT/food-101/{images,meta}"),
-    "eurosat": ("EuroSAT", "whole", 10, Metric.TOP1, ("all",), "ROOT/eurosat/2750/<class>/*.jpg"),
     "aircraft": ("FGVCAircraft", "split_arg", 100, Metric.MEAN_PER_CLASS, ("train", "val", "test"),
                  "ROOT/fgvc-aircraft-2013b/data/{images,images_variant_*.txt}"),
     "cars": ("StanfordCars", "split_arg", 196, Metric.TOP1, ("train", "test"),
              "ROOT/stanford_cars/{cars_train,cars_test,devkit,cars_test_annos_withlabels.mat}"),
+    # ImageNet's official val set is the test split, as in Ericsson et al.'s ImageNet column
+    "imagenet": ("ImageNet", "imagenet", 1000, Metric.TOP1, ("train", "test"),
+                 "ROOT/{train/<wnid>/*.JPEG, val/<wnid>/*.JPEG, meta.bin} or the three official tars in ROOT"),
+}
+# The official archives and where they go (check-data prints this for a missing or short dataset).
+DOWNLOADS: dict[str, str] = {
+    "cifar10": "cifar-10-python.tar.gz from cs.toronto.edu/~kriz/cifar.html, extracted into ROOT",
+    "cifar100": "cifar-100-python.tar.gz from cs.toronto.edu/~kriz/cifar.html, extracted into ROOT",
+    "mnist": "the four *-ubyte.gz files from yann.lecun.com/exdb/mnist into ROOT/MNIST/raw",
+    "svhn": "train_32x32.mat and test_32x32.mat from ufldl.stanford.edu/housenumbers into ROOT",
+    "stl10": "stl10_binary.tar.gz from cs.stanford.edu/~acoates/stl10, extracted into ROOT",
+    "dtd": "dtd-r1.0.1.tar.gz from robots.ox.ac.uk/~vgg/data/dtd, extracted into ROOT/dtd (giving ROOT/dtd/dtd/images)",
+    "flowers102": "102flowers.tgz, imagelabels.mat and setid.mat from robots.ox.ac.uk/~vgg/data/flowers/102 into "
+                  "ROOT/flowers-102 (the tgz extracted there)",
+    "pets": "images.tar.gz and annotations.tar.gz from robots.ox.ac.uk/~vgg/data/pets, extracted into "
+            "ROOT/oxford-iiit-pet",
+    "food101": "food-101.tar.gz from data.vision.ee.ethz.ch/cvl/datasets_extra/food-101, extracted into ROOT",
+    "aircraft": "fgvc-aircraft-2013b.tar.gz from robots.ox.ac.uk/~vgg/data/fgvc-aircraft, extracted into ROOT",
+    "cars": "the Stanford Cars train/test images and devkit (car_devkit.tgz, cars_test_annos_withlabels.mat; the "
+            "original site is gone, mirrors on Kaggle) into ROOT/stanford_cars",
+    "imagenet": "ILSVRC2012_img_train.tar, ILSVRC2012_img_val.tar and ILSVRC2012_devkit_t12.tar.gz from "
+                "image-net.org into ROOT (torchvision sorts them into class folders on first use)",
 }
 # The official number of images per split, which `check-data` compares against.
 OFFICIAL_SIZES: dict[str, dict[str, int]] = {
@@ -42,22 +63,24 @@ OFFICIAL_SIZES: dict[str, dict[str, int]] = {
     "mnist": {"train": 60000, "test": 10000}, "svhn": {"train": 73257, "test": 26032},
     "stl10": {"train": 5000, "test": 8000}, "dtd": {"train": 1880, "val": 1880, "test": 1880},
     "flowers102": {"train": 1020, "val": 1020, "test": 6149}, "pets": {"train": 3680, "test": 3669},
-    "food101": {"train": 75750, "test": 25250}, "eurosat": {"all": 27000},
+    "food101": {"train": 75750, "test": 25250}, "imagenet": {"train": 1281167, "test": 50000},
     "aircraft": {"train": 3334, "val": 3333, "test": 3333}, "cars": {"train": 8144, "test": 8041},
 }
 LABEL_ATTRIBUTES = ("targets", "labels", "_labels", "y")
 
 
-def make_loader(class_name: str, style: str):
+def make_loader(name: str, class_name: str, style: str):
     def load(split: str, root: Path | None) -> ImageSplit:
         import torchvision.datasets
 
         cls = getattr(torchvision.datasets, class_name)
         try:
-            dataset = cls(str(root), download=False, **split_kwargs(style, split))
+            no_download = {} if style == "imagenet" else {"download": False}  # ImageNet never downloads
+            dataset = cls(str(root), **no_download, **split_kwargs(style, split))
         except (RuntimeError, FileNotFoundError, OSError) as err:
             raise MissingDataError(f"torchvision {class_name} could not load split {split!r} from {root}: {err}. "
-                                   f"Put the files in torchvision's layout there (download is disabled).") from None
+                                   f"Put the files in torchvision's layout there (download is disabled): "
+                                   f"{DOWNLOADS.get(name, 'see torchvision docs')}.") from None
         return split_from_torchvision(dataset)
 
     return load
@@ -68,13 +91,16 @@ def split_kwargs(style: str, split: str) -> dict[str, Any]:
         return {"train": split == "train"}
     if style == "pets":
         return {"split": "trainval" if split == "train" else "test"}
-    if style == "whole":
-        return {}
+    if style == "imagenet":
+        return {"split": "val" if split == "test" else split}
     return {"split": split}
 
 
 def split_from_torchvision(dataset: Any) -> ImageSplit:
     """Arrays when the dataset holds them in memory (CIFAR, MNIST, SVHN, STL), else lazy file access."""
+    pairs = getattr(dataset, "_samples", None)  # StanfordCars keeps (path, label) pairs only
+    if pairs is not None:
+        return ImageSplit([Path(path) for path, _ in pairs], np.asarray([label for _, label in pairs], dtype=np.int64))
     labels = np.asarray(next(getattr(dataset, a) for a in LABEL_ATTRIBUTES if hasattr(dataset, a)), dtype=np.int64)
     data = getattr(dataset, "data", None)
     if data is not None and not isinstance(data, list):
@@ -82,12 +108,14 @@ def split_from_torchvision(dataset: Any) -> ImageSplit:
         if array.ndim == 4 and array.shape[1] == 3:  # SVHN / STL10 store CHW
             array = array.transpose(0, 2, 3, 1)
         return ImageSplit(np.ascontiguousarray(array, dtype=np.uint8), labels)
-    files = getattr(dataset, "_image_files", None) or [path for path, _ in getattr(dataset, "samples", [])]
+    files = (getattr(dataset, "_image_files", None) or getattr(dataset, "_images", None)  # Pets: `_images`
+             or [path for path, _ in getattr(dataset, "samples", [])])
     return ImageSplit(list(files), labels)
 
 
 for _name, (_cls, _style, _classes, _metric, _splits, _layout) in LAYOUTS.items():
-    register_dataset(DatasetSpec(name=_name, num_classes=_classes, load=make_loader(_cls, _style), metric=_metric,
+    register_dataset(DatasetSpec(name=_name, num_classes=_classes, load=make_loader(_name, _cls, _style),
+                                 metric=_metric,
                                  splits=_splits, needs_root=True, layout=f"torchvision {_cls} layout: {_layout}",
                                  description=f"torchvision {_cls} from a local root",
-                                 official_sizes=OFFICIAL_SIZES.get(_name, {})))
+                                 official_sizes=OFFICIAL_SIZES.get(_name, {}), download=DOWNLOADS.get(_name, "")))

@@ -22,7 +22,8 @@ DEFAULT_RESULTS = Path("results/runs.sqlite")
 JSON_COLUMNS = ("encoder_identity", "params", "chosen", "details", "per_example", "preprocessing", "split_sizes",
                 "cache_keys")
 CELL = ["encoder", "dataset", "protocol"]
-ADDED_COLUMNS = {"per_example": "{}", "precision": "fp32", "device": "cpu"}  # column -> value for older rows
+# column -> value for rows of older stores
+ADDED_COLUMNS = {"per_example": "{}", "precision": "fp32", "device": "cpu", "protocol_kind": ""}
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS results (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -32,7 +33,8 @@ CREATE TABLE IF NOT EXISTS results (
     metric TEXT NOT NULL, value REAL NOT NULL, params TEXT NOT NULL, chosen TEXT NOT NULL, details TEXT NOT NULL,
     preprocessing TEXT NOT NULL, split_sizes TEXT NOT NULL, cache_keys TEXT NOT NULL, seed INTEGER NOT NULL,
     package_version TEXT NOT NULL, code_revision TEXT NOT NULL, seconds REAL NOT NULL, cell_key TEXT NOT NULL,
-    per_example TEXT NOT NULL DEFAULT '{}', precision TEXT NOT NULL DEFAULT 'fp32', device TEXT NOT NULL DEFAULT 'cpu'
+    per_example TEXT NOT NULL DEFAULT '{}', precision TEXT NOT NULL DEFAULT 'fp32', device TEXT NOT NULL DEFAULT 'cpu',
+    protocol_kind TEXT NOT NULL DEFAULT ''
 );
 """
 SKIPS_SCHEMA = """
@@ -71,6 +73,7 @@ class ResultRow:
     per_example: dict[str, Any] = field(default_factory=dict)  # benchmark.outputs.PerExample.to_json()
     precision: str = "fp32"  # of feature extraction
     device: str = "cpu"  # where the protocol ran
+    protocol_kind: str = ""  # the registered protocol behind the `protocol` column ("" in older rows: the same)
     package_version: str = __version__
     code_revision: str = field(default_factory=lambda: code_revision())
     created_at: float = field(default_factory=time.time)

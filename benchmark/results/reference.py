@@ -53,10 +53,36 @@ def labelled(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.assign(protocol=[f"{p} {s}".strip() for p, s in zip(frame["protocol"], frame["setting"])])
 
 
+# Published columns that average others (Ericsson et al.'s Table 1 "Avg" over the 11 many-shot datasets).
+AVERAGES = {"avg11": ("aircraft", "caltech101", "cars", "cifar10", "cifar100", "dtd", "flowers102", "food101", "pets",
+                      "sun397", "voc2007")}
+
+
+def with_averages(ours: pd.DataFrame) -> pd.DataFrame:
+    """Our rows plus, per (encoder, protocol), each published average column whose datasets we all have."""
+    extra = []
+    for name, datasets in AVERAGES.items():
+        for (encoder, protocol), group in ours[ours["dataset"].isin(datasets)].groupby(["encoder", "protocol"]):
+            if set(group["dataset"]) == set(datasets):
+                extra.append({"encoder": encoder, "protocol": protocol, "dataset": name, "metric": "mean",
+                              "value": group.drop_duplicates("dataset", keep="last")["value"].mean(), "chosen": {}})
+    return pd.concat([ours, pd.DataFrame(extra)], ignore_index=True) if extra else ours
+
+
+def by_registered_protocol(ours: pd.DataFrame) -> pd.DataFrame:
+    """Our rows with `protocol` naming the registered protocol ("fewshot") rather than the suite's column
+    ("fewshot_50shot"), as published tables name them; the setting then tells the columns apart."""
+    if "protocol_kind" not in ours.columns:
+        return ours
+    kinds = ours["protocol_kind"].fillna("")
+    return ours.assign(protocol=kinds.where(kinds != "", ours["protocol"]))
+
+
 def compare(ours: pd.DataFrame, reference: pd.DataFrame, names: dict[str, str]) -> pd.DataFrame:
     """Our cells next to the published ones: one row per (reference encoder, protocol, setting, dataset)
     that we also measured. `names` maps our encoder labels to the reference's encoder names."""
     keys = ["encoder", "protocol", "setting", "dataset"]
+    ours = with_averages(by_registered_protocol(ours))
     mine = with_settings(ours.assign(encoder=ours["encoder"].map(names))).dropna(subset=["encoder"])
     joined = with_settings(reference)[[*keys, "value"]].merge(mine[[*keys, "value"]], on=keys,
                                                                 suffixes=("_published", "_ours"))
