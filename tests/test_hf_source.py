@@ -12,6 +12,8 @@ import numpy as np
 import pytest
 import torch
 
+from benchmark.errors import UserError
+
 ROOT = Path(__file__).resolve().parents[1]
 REVISION = "89abcdef0123456789abcdef0123456789abcdef"
 
@@ -122,3 +124,47 @@ def test_a_clip_directory_serves_zero_shot_as_computed_by_hand(clip_dir):
     result = make_protocol("zeroshot", {"templates": ["a photo of a {}."]}).evaluate(data)
     assert result.value == pytest.approx(expected) and encoder.logit_scale == pytest.approx(
         float(model.logit_scale.exp()))
+
+
+def test_feature_choice_reads_the_tokens_dinov2_and_mae_evaluate_and_clip_before_its_projection(vit_dir, clip_dir):
+    from transformers import AutoImageProcessor, AutoModel
+
+    from benchmark.encoders import load_encoder
+
+    pixels = images()
+    model = AutoModel.from_pretrained(vit_dir).eval()
+    inputs = AutoImageProcessor.from_pretrained(vit_dir)(images=list(pixels), return_tensors="pt")
+    with torch.no_grad():
+        hidden = [model.layernorm(h) for h in model(**inputs, output_hidden_states=True).hidden_states[-2:]]
+    dinov2 = torch.cat([hidden[0][:, 0], hidden[1][:, 0], hidden[1][:, 1:].mean(1)], dim=1)  # cls x2 + mean patch
+    encoder = load_encoder(f"hf:{vit_dir}#pool=cls+mean,blocks=2")
+    assert np.allclose(ours(encoder, pixels), dinov2.numpy(), atol=1e-5)
+    assert encoder.identity["features"] == {"pool": "cls+mean", "blocks": 2} and encoder.name.endswith("blocks=2")
+    mean = ours(load_encoder(f"hf:{vit_dir}#pool=mean"), pixels)
+    assert mean.shape == (3, 32) and np.allclose(mean, hidden[1][:, 1:].mean(1).numpy(), atol=1e-5)
+
+    clip = AutoModel.from_pretrained(clip_dir).eval()
+    clip_inputs = AutoImageProcessor.from_pretrained(clip_dir)(images=list(pixels), return_tensors="pt")
+    with torch.no_grad():
+        before = clip.vision_model(**clip_inputs).pooler_output
+    pre = load_encoder(f"hf:{clip_dir}#proj=pre")
+    assert np.allclose(ours(pre, pixels), before.numpy(), atol=1e-5) and before.shape[1] == 32  # projection: 16
+    assert pre.text_fn is None  # zero-shot needs the projected space: skipped for this encoder
+    with pytest.raises(UserError, match="no projection"):
+        load_encoder(f"hf:{vit_dir}#proj=pre")
+
+
+def test_each_feature_choice_is_its_own_cache_entry_and_row(vit_dir, tmp_path):
+    import cli
+    from benchmark.results import ResultsStore
+
+    suite = tmp_path / "s.yaml"
+    suite.write_text("name: s\npreprocessing: {input_size: 32}\nprotocols: {knn: {}}\ndatasets: {digits: {}}\n")
+    cache = tmp_path / "cache"
+    run = lambda spec: cli.main(["evaluate", "--suite", str(suite), "--model", spec, "--cache-dir", str(cache),
+                                 "--results", str(tmp_path / "r.sqlite")])
+    for spec in (f"hf:{vit_dir}", f"hf:{vit_dir}#pool=cls", f"hf:{vit_dir}#pool=mean", f"hf:{vit_dir}#pool=mean"):
+        assert run(spec) == 0
+    rows = ResultsStore(tmp_path / "r.sqlite").latest()
+    assert sorted(rows["encoder"].str.partition("#")[2]) == ["", "pool=cls", "pool=mean"]
+    assert len(list(cache.rglob("features.npy"))) == 3 * 2  # train and test per distinct feature choice

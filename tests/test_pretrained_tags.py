@@ -141,6 +141,11 @@ def test_open_clip_hub_names_and_tags_load_through_open_clips_cache(clip_home):
             assert not encoder.random_init and encoder.logit_scale == float(direct.logit_scale.exp())
         assert hub.identity["weights_sha256"] == tagged.identity["weights_sha256"] == from_file.identity["weights_sha256"]
         assert tagged.identity == from_file.identity
+        pre = load_encoder("open_clip:{CLIP}@{weights}#proj=pre")  # the embedding before the projection
+        with torch.no_grad():
+            projected = (pre.encode(images).clone() @ direct.visual.proj).numpy()
+        np.testing.assert_allclose(projected, expected, rtol=1e-4, atol=1e-5)
+        assert pre.text_fn is None and pre.identity["features"] == {{"proj": "pre"}}
         """)
     assert done.returncode == 0, done.stderr[-3000:]
 
@@ -150,3 +155,30 @@ def test_an_uncached_open_clip_tag_offline_is_one_message(clip_home, tmp_path):
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert "open_clip.create_model('ViT-B-32', pretrained='laion2b_s34b_b79k')" in done.stderr
     assert str(clip_home / "hub") in done.stderr and "HF_HOME" in done.stderr
+
+
+def test_timm_vit_tokens_pooled_as_chosen_equal_timms_own_intermediate_layers(tmp_path):
+    import numpy as np
+    import timm
+    import torch
+
+    from benchmark.encoders import load_encoder
+
+    torch.manual_seed(7)
+    direct = timm.create_model("test_vit", num_classes=0).eval()
+    torch.save(direct.state_dict(), tmp_path / "vit.pth")
+    images = torch.rand(2, 3, 160, 160)
+    with torch.no_grad():
+        (last_but_one, _), (last, last_prefix) = direct.get_intermediate_layers(images, n=2, norm=True,
+                                                                                return_prefix_tokens=True)
+        # forward_intermediates' view of the same blocks, as an independent route to the class tokens
+        _, blocks = direct.forward_intermediates(images, indices=2, norm=True, output_fmt="NLC",
+                                                 return_prefix_tokens=True)
+    cls_tokens = [prefix[:, 0] for _, prefix in blocks]
+    dinov2 = torch.cat([*cls_tokens, last.mean(1)], dim=1)
+    chosen = load_encoder(f"timm:test_vit@{tmp_path / 'vit.pth'}#pool=cls+mean,blocks=2")
+    np.testing.assert_allclose(chosen.encode(images).numpy(), dinov2.numpy(), rtol=1e-5, atol=1e-5)
+    mae = load_encoder(f"timm:test_vit@{tmp_path / 'vit.pth'}#pool=mean")
+    np.testing.assert_allclose(mae.encode(images).numpy(), last.mean(1).numpy(), rtol=1e-5, atol=1e-5)
+    assert last_prefix.shape[1] == direct.num_prefix_tokens and last_but_one.shape == last.shape
+    assert chosen.identity != mae.identity and chosen.identity["weights_sha256"] == mae.identity["weights_sha256"]

@@ -6,6 +6,9 @@ AutoModel and AutoImageProcessor, from the hub cache (`HF_HOME`) or a `save_pret
   class token; dense features are the patch tokens on their grid (or the last feature map).
 - Image-text models (CLIP, SigLIP): pooled features are `get_image_features` (after the projection,
   the space zero-shot needs); the text tower embeds prompts; the logit scale is the model's own.
+- Feature options (`#pool=cls+mean,blocks=4`, `#proj=pre`; see `feature_choice`): token pooling over
+  the last blocks' hidden states, each passed through the model's final layer norm, for ViT-like
+  backbones; the embedding before the projection (the vision tower's pooled output) for CLIP.
 Preprocessing is read from the image processor's config. The identity is the weights file's sha256.
 """
 
@@ -20,6 +23,7 @@ from torch import nn
 
 from benchmark.encoders import ENCODER_SOURCES
 from benchmark.encoders.base import Encoder
+from benchmark.encoders.feature_choice import FeatureChoice, Projection, pool_tokens
 from benchmark.encoders.weights import file_sha256
 from benchmark.errors import MissingDataError, UserError
 from benchmark.preprocessing import Preprocessing
@@ -30,18 +34,42 @@ RESAMPLE = {2: "bilinear", 3: "bicubic"}  # PIL's codes, as image processors sto
 
 
 class PooledImages(nn.Module):
-    """images -> (N, D) pooled features of a transformers model."""
+    """images -> (N, D) pooled features of a transformers model, as the feature choice says."""
 
-    def __init__(self, model: nn.Module):
+    def __init__(self, model: nn.Module, features: FeatureChoice = FeatureChoice()):
         super().__init__()
-        self.model = model
+        self.model, self.features = model, features
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         if self.model.config.model_type in IMAGE_TEXT:
+            if self.features.proj == Projection.PRE:
+                return self.model.vision_model(pixel_values=images).pooler_output
             return as_tensor(self.model.get_image_features(pixel_values=images))
+        if self.features.reads_tokens:
+            return self.pooled_tokens(images)
         outputs = self.model(pixel_values=images)
         pooled = getattr(outputs, "pooler_output", None)
         return pooled.flatten(1) if pooled is not None else outputs.last_hidden_state[:, 0]
+
+
+    def pooled_tokens(self, images: torch.Tensor) -> torch.Tensor:
+        hidden = self.model(pixel_values=images, output_hidden_states=True).hidden_states[-self.features.blocks:]
+        norm = getattr(self.model, "layernorm", None) or nn.Identity()
+        prefix = 1 + int(getattr(self.model.config, "num_register_tokens", 0) or 0)
+        return pool_tokens([norm(tokens) for tokens in hidden], prefix, self.features.pool)
+
+
+def check_feature_choice(name: str, config: Any, features: FeatureChoice) -> None:
+    image_text = config.model_type in IMAGE_TEXT
+    if image_text and features.reads_tokens:
+        raise UserError(f"hf:{name}: pool/blocks apply to vision backbones; for {config.model_type} choose proj=pre "
+                        f"or proj=post")
+    if not image_text and features.proj != Projection.DEFAULT:
+        raise UserError(f"hf:{name}: a {config.model_type} model has no projection; proj applies to CLIP/SigLIP")
+    if config.model_type == "siglip" and features.proj == Projection.PRE:
+        raise UserError(f"hf:{name}: SigLIP's image embedding has no projection after it; proj=pre is CLIP's")
+    if features.reads_tokens and getattr(config, "hidden_sizes", None):  # ConvNeXt-like: feature maps, no tokens
+        raise UserError(f"hf:{name}: a {config.model_type} has no tokens to pool; pool applies to ViT-like models")
 
 
 def as_tensor(output: Any) -> torch.Tensor:
@@ -122,7 +150,7 @@ def text_tower(source: str, revision: str | None, model: nn.Module):
 
 
 @ENCODER_SOURCES.register("hf")
-def build(name: str, weights: Path | None) -> Encoder:
+def build(name: str, weights: Path | None, features: FeatureChoice = FeatureChoice()) -> Encoder:
     if weights is not None:
         raise UserError(f"hf:{name}: give a directory (hf:/path/to/dir) or a hub name (hf:ORG/NAME@REVISION), not a "
                         f"weights file after '@'")
@@ -131,12 +159,14 @@ def build(name: str, weights: Path | None) -> Encoder:
                                f"(hf:ORG/NAME[@REVISION])")
     source, _, revision = name.partition("@") if not Path(name).expanduser().is_dir() else (name, "", "")
     model, processor = load_parts(source, revision or None)
+    check_feature_choice(name, model.config, features)
     path = weights_file(source, revision or None)
     identity = {"source": "hf", "model_type": model.config.model_type, "weights_sha256": file_sha256(path),
                 "config_sha256": hashlib.sha256(model.config.to_json_string().encode()).hexdigest()}
     image_text = model.config.model_type in IMAGE_TEXT
-    return Encoder(f"hf:{name}", PooledImages(model), processor_preprocessing(processor), identity,
+    text_space = image_text and features.proj != Projection.PRE  # zero-shot compares in the projected space
+    return Encoder(f"hf:{name}", PooledImages(model, features), processor_preprocessing(processor), identity,
                    load_report=[f"transformers {model.config.model_type} weights from {path}"],
                    dense_fn=None if image_text else dense_features(model),
-                   text_fn=text_tower(source, revision or None, model) if image_text else None,
-                   logit_scale=float(model.logit_scale.detach().exp()) if image_text else None)
+                   text_fn=text_tower(source, revision or None, model) if text_space else None,
+                   logit_scale=float(model.logit_scale.detach().exp()) if text_space else None)

@@ -6,7 +6,9 @@ sha256, as for a local file.
 
 Pooled features are the image tower's embedding (`encode_image`); the text tower embeds prompts for
 zero-shot classification; `logit_scale` is the model's learned temperature. Preprocessing follows the
-model's config (image size, mean/std, bicubic resize of the shorter side, centre crop).
+model's config (image size, mean/std, bicubic resize of the shorter side, centre crop). `#proj=pre`
+reads a ViT image tower's pooled output before its projection (zero-shot then has no shared space and
+is skipped); see `feature_choice`.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from torch import nn
 
 from benchmark.encoders import ENCODER_SOURCES
 from benchmark.encoders.base import Encoder
+from benchmark.encoders.feature_choice import FeatureChoice, Projection
 from benchmark.seeding import seeded_init
 from benchmark.encoders.weights import extract_state_dict, file_sha256, load_into, safe_load
 from benchmark.errors import MissingDataError, UserError
@@ -94,6 +97,19 @@ def clip_encoder(label: str, clip: nn.Module, name: str, identity: dict, random_
                    logit_scale=float(clip.logit_scale.detach().exp()))
 
 
+def with_feature_choice(encoder: Encoder, name: str, features: FeatureChoice) -> Encoder:
+    if features.reads_tokens:
+        raise UserError(f"open_clip:{name}: pool/blocks are not offered for open_clip towers; choose proj=pre or "
+                        f"proj=post")
+    if features.proj == Projection.PRE:
+        visual = encoder.model.clip.visual
+        if getattr(visual, "proj", None) is None:
+            raise UserError(f"open_clip:{name}: this image tower has no separate projection to read before")
+        visual.proj = None  # the tower now returns its pooled, normalised token: the pre-projection embedding
+        encoder.text_fn = encoder.logit_scale = None  # text lives in the projected space only
+    return encoder
+
+
 def pretrained_encoder(name: str) -> Encoder:
     import open_clip
 
@@ -107,7 +123,11 @@ def pretrained_encoder(name: str) -> Encoder:
 
 
 @ENCODER_SOURCES.register("open_clip")
-def build(name: str, weights: Path | None) -> Encoder:
+def build(name: str, weights: Path | None, features: FeatureChoice = FeatureChoice()) -> Encoder:
+    return with_feature_choice(build_tower(name, weights), name, features)
+
+
+def build_tower(name: str, weights: Path | None) -> Encoder:
     import open_clip
 
     if weights is None and (":" in name):

@@ -15,9 +15,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import torch
+from torch import nn
+
 from benchmark.backbones import create_headless, timm_dense, timm_preprocessing
 from benchmark.encoders import ENCODER_SOURCES
 from benchmark.encoders.base import Encoder, encoder_from_file
+from benchmark.encoders.feature_choice import FeatureChoice, Projection, pool_tokens
 from benchmark.encoders.weights import file_sha256
 from benchmark.errors import MissingDataError, UserError
 from benchmark.registry import unknown_name_message
@@ -83,10 +87,36 @@ def pretrained_encoder(name: str) -> Encoder:
                    load_report=[f"timm pretrained weights {name} from {path}"], dense_fn=timm_dense(model))
 
 
+class PooledTokens(nn.Module):
+    """A timm ViT read as the feature choice says: the last blocks' tokens (through the final norm, as
+    `get_intermediate_layers(norm=True)` gives them), pooled."""
+
+    def __init__(self, model: nn.Module, features: FeatureChoice):
+        super().__init__()
+        self.model, self.features = model, features
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        blocks = self.model.get_intermediate_layers(images, n=self.features.blocks, return_prefix_tokens=True,
+                                                    norm=True)
+        tokens = [torch.cat([prefix, patches], dim=1) for patches, prefix in blocks]
+        return pool_tokens(tokens, self.model.num_prefix_tokens, self.features.pool)
+
+
+def with_feature_choice(encoder: Encoder, name: str, features: FeatureChoice) -> Encoder:
+    if features.proj != Projection.DEFAULT:
+        raise UserError(f"timm:{name}: timm image models have no projection; proj applies to CLIP-style models")
+    if features.reads_tokens:
+        if not hasattr(encoder.model, "get_intermediate_layers") or not hasattr(encoder.model, "num_prefix_tokens"):
+            raise UserError(f"timm:{name}: pool/blocks read a ViT's tokens; this architecture has none")
+        encoder.model = PooledTokens(encoder.model, features)
+    return encoder
+
+
 @ENCODER_SOURCES.register("timm")
-def build(name: str, weights: Path | None) -> Encoder:
+def build(name: str, weights: Path | None, features: FeatureChoice = FeatureChoice()) -> Encoder:
     if weights is None and is_pretrained_name(name):
-        return pretrained_encoder(name)
+        return with_feature_choice(pretrained_encoder(name), name, features)
     model = seeded_init(lambda: create_headless(name))
     arch = name.split(".")[0]  # a tag with a file of the user's: the tag gives the preprocessing only
-    return encoder_from_file("timm", arch, model, weights, timm_preprocessing(model))
+    encoder = encoder_from_file("timm", arch, model, weights, timm_preprocessing(model))
+    return with_feature_choice(encoder, name, features)
