@@ -4,6 +4,8 @@ val / test as the reference selects them."""
 
 from __future__ import annotations
 
+import functools
+import operator
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
@@ -18,7 +20,7 @@ from benchmark.cache import CacheKey, FeatureCache
 from benchmark.config import Suite
 from benchmark.data import SUITE_OPTIONS, DatasetSpec, ImageSplit, dataset_spec, load_split, resolve_root
 from benchmark.data.splits import holdout_split
-from benchmark.data.base import ResizedFiles
+from benchmark.data.base import LazyImages
 from benchmark.encoders import Encoder
 from benchmark.devices import Precision
 from benchmark.errors import UserError
@@ -48,6 +50,8 @@ def plan_dataset(name: str, options: dict[str, Any], data_root: Path | None) -> 
     identity = {"name": name, "version": spec.version, "root": str(root.resolve()) if root else None,
                 "train_subset": options.get("train_subset"),
                 "source": {k: v for k, v in options.items() if k not in SUITE_OPTIONS}}
+    if spec.revision:  # hub datasets: the commit the data came from
+        identity["revision"] = spec.revision
     return DatasetPlan(spec, root, options.get("train_subset"), identity)
 
 
@@ -205,8 +209,8 @@ def model_task(pairing: Pairing, device: str = "cpu") -> tuple[ModelTask, ValSpl
 def concat_images(parts: list[ImageSplit]) -> ImageSplit:
     if all(isinstance(p.images, np.ndarray) for p in parts) and len({p.images.shape[1:] for p in parts}) == 1:
         images = np.concatenate([p.images for p in parts])
-    elif all(isinstance(p.images, ResizedFiles) for p in parts) and len({p.images.size for p in parts}) == 1:
-        images = ResizedFiles(tuple(path for p in parts for path in p.images.paths), parts[0].images.size)
+    elif all(isinstance(p.images, LazyImages) for p in parts) and len({type(p.images) for p in parts}) == 1:
+        images = functools.reduce(operator.add, [p.images for p in parts])  # still decoded only when read
     else:
         images = [image for p in parts for image in p.images]
     return ImageSplit(images, np.concatenate([p.labels for p in parts]))

@@ -79,6 +79,11 @@ class PlannedTask:
     done: bool
 
 
+def dataset_revision(cell: Cell) -> dict[str, str]:
+    revision = cell.pairing.dataset.spec.revision
+    return {"dataset_revision": revision} if revision else {}
+
+
 def result_row(suite: Suite, cell: Cell, result: ProtocolResult, data: TaskInputs, val_split: ValSplit,
                seconds: float) -> ResultRow:
     encoder = cell.pairing.encoder
@@ -87,7 +92,8 @@ def result_row(suite: Suite, cell: Cell, result: ProtocolResult, data: TaskInput
         encoder_identity=encoder.identity, random_init=encoder.random_init, dataset=cell.task.dataset,
         protocol=cell.task.protocol, protocol_kind=cell.task.kind, protocol_version=cell.protocol.version,
         metric=result.metric, value=result.value,
-        params=vars(cell.protocol.params) | {"val_split": val_split}, chosen=result.chosen, details=result.details,
+        params=vars(cell.protocol.params) | {"val_split": val_split}, chosen=result.chosen,
+        details=result.details | dataset_revision(cell),
         per_example=result.per_example.to_json(), preprocessing=cell.pairing.preprocessing.as_dict(),
         split_sizes=data.split_sizes, cache_keys=cell.feature_keys, seed=suite.seed, seconds=seconds,
         cell_key=cell.key, code_revision=code_revision(), precision=cell.pairing.precision, device=data.device)

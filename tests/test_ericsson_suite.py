@@ -159,3 +159,49 @@ def test_a_suite_column_names_the_protocol_it_runs_and_reads_images_its_own_way(
     suite.write_text("name: s\nprotocols: {few: {protocol: fewshoot}}\ndatasets: {digits: {}}\n")
     assert cli.main(["evaluate", *common]) == 2
     assert "Did you mean 'fewshot'" in capsys.readouterr().err
+
+
+def hub_dataset_cache(home: Path, repo: str, revision: str) -> None:
+    """A dataset repository in the hub cache as `huggingface-cli download --repo-type dataset` leaves it:
+    datasets--ORG--NAME/{refs/main, snapshots/REV/data/<split>-00000-of-00001.parquet}."""
+    import datasets
+    from PIL import Image
+
+    folder = home / "hub" / f"datasets--{repo.replace('/', '--')}"
+    (folder / "refs").mkdir(parents=True)
+    (folder / "refs" / "main").write_text(revision)
+    (folder / "snapshots" / revision / "data").mkdir(parents=True)
+    features = datasets.Features({"img": datasets.Image(), "fine_label": datasets.ClassLabel(names=["red", "blue"])})
+    rng = np.random.default_rng(0)
+    for split, count in (("train", 12), ("test", 6)):
+        labels = [i % 2 for i in range(count)]
+        colours = np.array([[200, 30, 30], [30, 30, 200]], dtype=np.uint8)  # a direction, as k-NN's cosine sees it
+        pixels = [Image.fromarray(colours[label] + rng.integers(0, 20, (8, 8, 3), dtype=np.uint8)) for label in labels]
+        datasets.Dataset.from_dict({"img": pixels, "fine_label": labels}, features=features).to_parquet(
+            str(folder / "snapshots" / revision / "data" / f"{split}-00000-of-00001.parquet"))
+
+
+def test_a_hub_dataset_by_name_loads_offline_from_the_hub_cache_with_its_revision_recorded(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    revision = "0123456789abcdef0123456789abcdef01234567"
+    hub_dataset_cache(tmp_path / "home", "someone/tiny_shades", revision)
+    suite = tmp_path / "s.yaml"
+    suite.write_text("name: s\nprotocols: {knn: {k: [3]}, linear: {num_wd: 3}}\ndatasets:\n  shades: {source: hf_hub, "
+                     "repo: someone/tiny_shades, num_classes: 2, image_column: img, label_column: fine_label}\n")
+    env = os.environ | {"HF_HOME": str(tmp_path / "home"), "HF_HUB_OFFLINE": "1"}
+    run = lambda *args: subprocess.run([sys.executable, "cli.py", *args], cwd=Path(__file__).resolve().parents[1],
+                                       env=env, capture_output=True, text=True, timeout=300)
+    done = run("evaluate", "--suite", str(suite), "--model", "pixels:4", "--results", str(tmp_path / "r.sqlite"),
+               "--cache-dir", str(tmp_path / "cache"))
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = ResultsStore(tmp_path / "r.sqlite").latest().set_index("protocol")
+    assert rows.loc["knn", "value"] == 100.0 and rows.loc["knn", "split_sizes"] == {"train": 10, "val": 2, "test": 6}  # 12 train images, 20% held out
+    assert rows.loc["linear", "details"]["dataset_revision"] == revision
+
+    suite.write_text(suite.read_text().replace("someone/tiny_shades", "someone/not_cached"))
+    done = run("check-data", "--suite", str(suite))
+    assert done.returncode == 1 and "huggingface-cli download --repo-type dataset someone/not_cached" in done.stdout
+    assert "Traceback" not in done.stderr

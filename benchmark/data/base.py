@@ -35,7 +35,7 @@ class ImageSplit:
         return len(self.labels)
 
     def subset(self, indices: np.ndarray) -> ImageSplit:
-        if isinstance(self.images, (np.ndarray, ResizedFiles)):
+        if isinstance(self.images, (np.ndarray, LazyImages)):
             return ImageSplit(self.images[indices], self.labels[indices])
         return ImageSplit([self.images[i] for i in indices], self.labels[indices])
 
@@ -44,8 +44,16 @@ class ImageSplit:
         return to_uint8_chw(self.images[index])
 
 
+class LazyImages(Sequence):
+    """Images decoded one at a time when read; indexing with an index array gives another LazyImages,
+    and `a + b` joins two of one kind, so subsets and pools never decode (or hold) the whole set."""
+
+    def __add__(self, other: Any) -> LazyImages:
+        raise NotImplementedError
+
+
 @dataclass(frozen=True)
-class ResizedFiles(Sequence):
+class ResizedFiles(LazyImages):
     """Image files that the reference resizes as it opens them (ChestX: every image to 256 x 256 before
     the few-shot transform); decoded one at a time, so a large split is never held in memory."""
 
@@ -59,8 +67,13 @@ class ResizedFiles(Sequence):
         if isinstance(index, (slice, np.ndarray, list)):
             chosen = np.arange(len(self.paths))[index]
             return ResizedFiles(tuple(self.paths[i] for i in chosen), self.size)
-        with Image.open(self.paths[index]) as opened:  # PIL's bicubic default, as the reference's Pillow
+        with Image.open(self.paths[int(index)]) as opened:  # PIL's bicubic default, as the reference's Pillow
             return opened.resize(self.size, Image.Resampling.BICUBIC).convert("RGB")
+
+    def __add__(self, other: Any) -> ResizedFiles:
+        if not isinstance(other, ResizedFiles) or other.size != self.size:
+            return NotImplemented
+        return ResizedFiles(self.paths + other.paths, self.size)
 
 
 def to_uint8_chw(image: Any) -> torch.Tensor:
@@ -104,6 +117,7 @@ class DatasetSpec:
     class_names: tuple[str, ...] = ()
     official_sizes: dict[str, int] = field(default_factory=dict, compare=False)  # images per split, for check-data
     download: str = ""  # the official archive(s) and where to extract them, for check-data
+    revision: str = ""  # the data's revision where a hub gives one (recorded in cache keys and rows)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "metric", parse(Metric, self.metric, f"metric of dataset {self.name!r}"))
