@@ -67,10 +67,11 @@ class Pairing:
 
 
 def pair(encoder: Encoder, spec_text: str, suite: Suite, name: str, data_root: Path | None,
-         precision: Precision = Precision.FP32, protocol_preprocessing: dict[str, Any] | None = None) -> Pairing:
-    """The one place a suite dataset is resolved and its preprocessing overrides applied: the suite's,
-    the dataset entry's, then the protocol entry's (a protocol's transform is part of its definition)."""
-    dataset = plan_dataset(name, suite.datasets[name], data_root)
+         precision: Precision = Precision.FP32, protocol_preprocessing: dict[str, Any] | None = None,
+         dataset: DatasetPlan | None = None) -> Pairing:
+    """The one place a suite dataset is resolved (unless its plan is given) and its preprocessing overrides
+    applied: the suite's, the dataset entry's, then the protocol entry's (part of the protocol's definition)."""
+    dataset = dataset or plan_dataset(name, suite.datasets[name], data_root)
     overrides = {**suite.preprocessing_for(name), **(protocol_preprocessing or {})}
     return Pairing(encoder, spec_text, dataset, encoder.preprocessing.with_overrides(overrides), precision)
 

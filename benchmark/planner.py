@@ -19,7 +19,7 @@ from benchmark.data import dataset_spec
 from benchmark.encoders import Encoder
 from benchmark.errors import UserError
 from benchmark.devices import Precision
-from benchmark.inputs import Pairing, feature_keys, pair, pairing_key
+from benchmark.inputs import Pairing, feature_keys, pair, pairing_key, plan_dataset
 from benchmark.protocols import PROTOCOLS, Protocol, make_protocol
 from benchmark.protocols.base import skip_reason
 from benchmark.results import ResultRow, ResultsStore
@@ -96,8 +96,9 @@ def plan_cells(suite: Suite, encoder: Encoder, spec_text: str, store: ResultsSto
     for name in suite.datasets:
         pairings: dict[str, tuple[Pairing, dict[str, str]]] = {}  # one per distinct preprocessing
         try:
+            dataset = plan_dataset(name, suite.datasets[name], data_root)  # resolved once for all its columns
             for task in suite.tasks(name, only):
-                pairing = pair(encoder, spec_text, suite, name, data_root, precision, task.preprocessing)
+                pairing = pair(encoder, spec_text, suite, name, data_root, precision, task.preprocessing, dataset)
                 if repr(pairing.preprocessing) not in pairings:  # cell keys of the pairing's protocols read these
                     pairings[repr(pairing.preprocessing)] = pairing, feature_keys(pairing)
                 pairing, keys = pairings[repr(pairing.preprocessing)]

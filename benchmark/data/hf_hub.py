@@ -13,6 +13,7 @@ part of the dataset's identity, so of every cache key, and is written into each 
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +57,7 @@ def snapshot(repo: str, revision: str | None) -> Path | None:
         return None
 
 
+@functools.cache  # asked once per process: validating, planning and check-data all build the spec
 def resolved_revision(repo: str, revision: str | None) -> str:
     """The commit the data comes from: the cached snapshot's, else the hub's answer, else as given."""
     cached = snapshot(repo, revision)
