@@ -71,9 +71,31 @@ def with_small_stem(model: nn.Module, arch: str) -> nn.Module:
     return model
 
 
+DENSE_STRIDE = 16  # what ViTs' patch tokens have, and DeepLab's "output stride 16"
+
+
+def dense_stage(model: nn.Module) -> int | None:
+    """For a hierarchical timm model (final stride above DENSE_STRIDE, e.g. a CNN at 32): the index in
+    `feature_info` of its deepest stage at stride <= DENSE_STRIDE. None for ViTs (one stride throughout)."""
+    info = getattr(model, "feature_info", None)
+    if not info or not hasattr(model, "forward_intermediates"):
+        return None
+    reductions = [int(stage["reduction"]) for stage in info]
+    if reductions[-1] <= DENSE_STRIDE:
+        return None
+    return max(i for i, reduction in enumerate(reductions) if reduction <= DENSE_STRIDE)
+
+
 def timm_dense(model: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
-    """A CNN's last feature map, or a ViT's patch tokens (prefix tokens dropped) on their 2-D grid."""
+    """Dense features for the segmentation probe: a CNN's deepest stride-16 stage (at 64 px the last,
+    stride-32 map is 2x2, too coarse for a dense task; measured on fmnist_mosaic at 112 px, the
+    stride-16 stage of EfficientNet-Lite0 gives 44.0 mIoU ImageNet vs 13.3 random init, the stride-8
+    stage 22.1 vs 21.3), or a ViT's patch tokens (prefix tokens dropped) on their 2-D grid."""
+    stage = dense_stage(model)
+
     def dense(images: torch.Tensor) -> torch.Tensor:
+        if stage is not None:
+            return model.forward_intermediates(images, indices=[stage], intermediates_only=True, stop_early=True)[0]
         features = model.forward_features(images)
         if features.ndim == 4:
             return features

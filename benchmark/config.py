@@ -33,7 +33,7 @@ SUITE_KEYS = ("name", "version", "description", "include", "seed", "preprocessin
               "overrides", "pretrain")
 OVERRIDE_KEYS = ("dataset", "protocol", "params")
 PROTOCOL_ENTRY_KEYS = ("protocol", "preprocessing")  # the rest of a protocol entry are its parameters
-DATASET_KEYS = ("root", "train_subset", "source", "preprocessing", "protocols")  # + a source's fields
+DATASET_KEYS = ("root", "train_subset", "test_subset", "source", "preprocessing", "protocols")  # + a source's fields
 
 
 @dataclass(frozen=True)
@@ -172,6 +172,9 @@ def load_suite(name_or_path: str) -> Suite:
         if "source" not in options:
             check_keys(f"suite {path} dataset {name!r}", options, DATASET_KEYS)
         mapping(f"suite {path} dataset {name!r} preprocessing", options.get("preprocessing"))
+        for key in ("train_subset", "test_subset"):
+            if options.get(key) is not None and integer(f"suite {path} dataset {name!r} {key}", options[key]) < 1:
+                raise UserError(f"suite {path} dataset {name!r}: {key} must be a positive number of images")
         if not isinstance(options.get("protocols") or [], list):
             raise UserError(f"suite {path} dataset {name!r}: protocols must be a list of protocol names")
     protocols = {name: mapping(f"suite {path} protocol {name!r}", params)

@@ -30,6 +30,7 @@ from benchmark.protocols import FeatureTask, Features, ModelTask
 from benchmark.protocols.base import TaskInputs, concat
 from benchmark.vocab import FeatureKind, TaskType, ValSplit
 
+DENSE_VERSION = 2  # dense feature maps: 2 = a CNN's stride-16 stage (backbones.timm_dense)
 EXTRACTION_VERSION = 1  # bump when extraction changes the features it writes
 HOLDOUT_FRACTION = 0.2
 
@@ -42,6 +43,7 @@ class DatasetPlan:
     root: Path | None
     train_subset: int | None
     identity: dict[str, Any]
+    test_subset: int | None = None
 
 
 def plan_dataset(name: str, options: dict[str, Any], data_root: Path | None) -> DatasetPlan:
@@ -52,7 +54,9 @@ def plan_dataset(name: str, options: dict[str, Any], data_root: Path | None) -> 
                 "source": {k: v for k, v in options.items() if k not in SUITE_OPTIONS}}
     if spec.revision:  # hub datasets: the commit the data came from
         identity["revision"] = spec.revision
-    return DatasetPlan(spec, root, options.get("train_subset"), identity)
+    if options.get("test_subset"):  # only when set, so keys written before the option existed stay valid
+        identity["test_subset"] = options["test_subset"]
+    return DatasetPlan(spec, root, options.get("train_subset"), identity, options.get("test_subset"))
 
 
 @dataclass(frozen=True)
@@ -89,6 +93,8 @@ def feature_key(encoder: Encoder, preprocessing: Preprocessing, plan: DatasetPla
     entries written before precision was an option stay valid."""
     fields = {"encoder": encoder.identity, "preprocessing": preprocessing.as_dict(), "dataset": plan.identity,
               "split": split, "kind": kind, "extraction_version": EXTRACTION_VERSION}
+    if kind == FeatureKind.DENSE:  # dense maps of CNNs moved from the last stage to stride 16 in version 2
+        fields["dense_version"] = DENSE_VERSION
     return CacheKey(fields if precision == Precision.FP32 else fields | {"precision": precision})
 
 
@@ -138,7 +144,7 @@ def extract_split(pairing: Pairing, split: str, options: ExtractOptions, kind: F
     """Features and labels of one split (of one rank's share of it, with dataset positions in
     "index", when `shard` is given)."""
     plan, encoder = pairing.dataset, pairing.encoder
-    images = load_split(plan.spec, split, plan.root, plan.train_subset)
+    images = load_split(plan.spec, split, plan.root, plan.train_subset, plan.test_subset)
     extracted = extract_features(encoder, images, pairing.preprocessing, batch_size=options.batch_size,
                                  workers=options.workers, device=options.device, kind=kind, shard=shard,
                                  precision=pairing.precision, desc=f"{encoder.label} {plan.spec.name}/{split} {kind}")
@@ -198,7 +204,8 @@ def feature_task(splits: dict[str, Features], pairing: Pairing, device: str = "c
 def model_task(pairing: Pairing, device: str = "cpu") -> tuple[ModelTask, ValSplit]:
     """Every split's images in one pool; per split, the pool indices (as `x`) with their labels."""
     plan = pairing.dataset
-    loaded = {split: load_split(plan.spec, split, plan.root, plan.train_subset) for split in plan.spec.splits}
+    loaded = {split: load_split(plan.spec, split, plan.root, plan.train_subset, plan.test_subset)
+              for split in plan.spec.splits}
     offsets = np.cumsum([0] + [len(s) for s in loaded.values()])
     splits = {split: Features(np.arange(offsets[i], offsets[i + 1]), data.labels)
               for i, (split, data) in enumerate(loaded.items())}

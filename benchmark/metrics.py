@@ -78,6 +78,18 @@ def score(metric: str, labels: np.ndarray, outputs: np.ndarray) -> float:
     return SCORERS[metric](np.asarray(labels), np.asarray(outputs))
 
 
+def binned_ece(confidence: np.ndarray, correct: np.ndarray, bins: int = 15) -> float:
+    """Expected calibration error from each example's top confidence and correctness: the sum over
+    equal-width confidence bins of |bin| / n * |accuracy(bin) - mean confidence(bin)| (bins are
+    left-open, (lo, hi], with 0 in the first)."""
+    confidence, correct = np.asarray(confidence, dtype=np.float64), np.asarray(correct, dtype=np.float64)
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    which = np.clip(np.searchsorted(edges, confidence, side="left") - 1, 0, bins - 1)
+    counts = np.bincount(which, minlength=bins)
+    gap = np.bincount(which, weights=correct - confidence, minlength=bins)  # sum of (correct - confidence) per bin
+    return float(np.abs(gap).sum() / len(confidence)) if len(confidence) else 0.0
+
+
 def mean_ci95(values: np.ndarray) -> tuple[float, float]:
     """Mean and the half-width 1.96 * std / sqrt(n) (population std, as Ericsson's few-shot tables)."""
     values = np.asarray(values, dtype=float)

@@ -89,7 +89,7 @@ def result_row(suite: Suite, cell: Cell, result: ProtocolResult, data: TaskInput
     encoder = cell.pairing.encoder
     return ResultRow(
         suite=suite.name, encoder=encoder.label, encoder_spec=cell.pairing.spec_text,
-        encoder_identity=encoder.identity, random_init=encoder.random_init, dataset=cell.task.dataset,
+        encoder_identity=encoder.identity, encoder_facts=encoder.facts, random_init=encoder.random_init, dataset=cell.task.dataset,
         protocol=cell.task.protocol, protocol_kind=cell.task.kind, protocol_version=cell.protocol.version,
         metric=result.metric, value=result.value,
         params=vars(cell.protocol.params) | {"val_split": val_split}, chosen=result.chosen,

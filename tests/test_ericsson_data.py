@@ -31,7 +31,7 @@ def test_a_single_split_pool_runs_the_fewshot_protocol(tmp_path, capsys):
     code = cli.main(["evaluate", "--suite", str(suite), "--model", "pixels:4", "--results", str(tmp_path / "r.sqlite"),
                      "--cache-dir", str(tmp_path / "cache")])
     out, err = capsys.readouterr()
-    assert "fewshot · mine" in out and "KeyError" not in err
+    assert "### fewshot" in out and "| mine " in out and "KeyError" not in err
     assert "FAILED" in err and "single pool; evaluate it with the fewshot protocol" in err  # k-NN says why
     assert code == 1
 

@@ -58,26 +58,34 @@ def test_cli_table_compare_puts_our_cells_next_to_the_published_ones(tmp_path, c
 
 
 class TableRows(HTMLParser):
+    """Each table row as a list of (text, attributes) cells; header cells are th; embedded images."""
+
     def __init__(self):
         super().__init__()
-        self.headers, self.rows, self.scripts, self._cell = [], [], 0, None
+        self.rows, self.scripts, self.images, self._cell = [], 0, [], None
 
     def handle_starttag(self, tag, attrs):
         if tag == "tr":
             self.rows.append([])
         if tag in ("td", "th"):
-            self._cell = tag
+            self._cell = [tag, "", dict(attrs)]
+            self.rows[-1].append(self._cell)
         self.scripts += tag == "script"
+        if tag == "img":
+            self.images.append(dict(attrs)["src"])
 
     def handle_endtag(self, tag):
         if tag in ("td", "th"):
+            self._cell[1] = " ".join(self._cell[1].split())
             self._cell = None
 
     def handle_data(self, data):
-        if self._cell == "th":
-            self.headers.append(data)
-        elif self._cell == "td":
-            self.rows[-1].append(data)
+        if self._cell is not None:
+            self._cell[1] += " " + data
+
+    @property
+    def headers(self) -> list[str]:
+        return [text for tag, text, _ in self.rows[0] if tag == "th"]
 
 
 def test_leaderboard_of_our_runs_writes_csvs_markdown_html_and_plots(tmp_path):
@@ -102,9 +110,16 @@ def test_leaderboard_of_our_runs_writes_csvs_markdown_html_and_plots(tmp_path):
     assert len(pd.read_csv(tmp_path / "board" / "leaderboard_long.csv")) == len(rows) == 12
     page = TableRows()
     page.feed((tmp_path / "board" / "leaderboard.html").read_text())
-    assert page.headers[:2] == ["encoder", "average_rank"] and "code_revision" in page.headers
+    assert page.headers[:3] == ["encoder", "average rank ▼", "mean linear ▲"] and "linear digits ▲" in page.headers
     assert len(page.rows) == 4 and page.scripts == 1  # header row + one row per encoder; the sort script
-    assert sorted(r[0] for r in page.rows[1:]) == sorted(wide.index)
+    body = page.rows[1:]
+    assert [r[0][1].split()[0] for r in body] == list(wide.index)  # best average rank first
+    assert all("code_revision" in r[0][1] and "cache_keys" in r[0][1] for r in body)  # provenance, one click away
+    column = page.headers.index("linear digits ▲")
+    best_rows = [r for r in body if "best" in r[column][2].get("class", "")]
+    assert [float(r[column][2]["data-value"]) for r in best_rows] == [pytest.approx(best)]
+    assert all("±" in r[column][1] for r in body)  # value ± CI95
+    assert len(page.images) == 3 and all(src.startswith("data:image/png;base64,") for src in page.images)
     for name in ("heatmap.png", "ranks.png", "scatter.png"):
         with Image.open(tmp_path / "board" / name) as image:
             assert image.format == "PNG" and image.width > 300 and image.height > 200

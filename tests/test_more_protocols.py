@@ -159,6 +159,6 @@ def test_runner_skips_cells_with_a_stated_reason(tmp_path, capsys):
             "--results", str(tmp_path / "r.sqlite")]
     assert main(argv) == 0
     out = capsys.readouterr().out
-    assert "- pixels:4 / zeroshot·lfw_faces: pixels:4 has no text (needed by zeroshot)" in out
+    assert "Skipped 1 zeroshot cell (encoder has no text (needed by zeroshot))" in out
     assert "segmentation scores segmentation data; lfw_faces is multiclass" in out
     assert main(argv) == 0 and "every cell already done or skipped" in capsys.readouterr().out

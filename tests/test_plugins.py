@@ -72,7 +72,7 @@ def test_a_plugin_file_adds_a_protocol_and_a_dataset_that_evaluate_runs(tmp_path
     with sqlite3.connect(tmp_path / "r.sqlite") as db:
         rows = dict(db.execute("SELECT protocol, value FROM results").fetchall())
     assert rows["nearest_centroid"] == 100.0 and set(rows) == {"nearest_centroid", "knn"}
-    assert "nearest_centroid · stripes" in capsys.readouterr().out
+    assert "### nearest_centroid" in (out := capsys.readouterr().out) and "| stripes " in out
 
 
 def test_an_unknown_plugin_is_one_message(tmp_path, capsys):

@@ -298,7 +298,7 @@ def test_reproduce_trains_each_method_then_evaluates_them_with_a_random_init_bas
             str(tmp_path / "r.sqlite"), "--cache-dir", str(tmp_path / "c"), "--budget", "0.5"]
     assert cli.main(args) == 0
     out = capsys.readouterr().out
-    assert "study study: 3 encoders, 3 results" in out and "knn · digits" in out and "linear" not in out
+    assert "study study: 3 encoders, 3 results" in out and "### knn" in out and "| digits " in out and "linear" not in out
     assert "checkpoint:random_init-resnet18 [random init]" in out
     from benchmark.encoders.checkpoint import read_checkpoint
 

@@ -43,7 +43,7 @@ def test_the_installed_wheel_evaluates_the_offline_suite(venv, tmp_path):
     done = run(venv / "env/bin/transferbench", "evaluate", "--suite", "offline", "--model", "pixels:4",
                "--protocol", "knn", "--cache-dir", tmp_path / "cache", cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-2000:]
-    assert "knn · digits" in done.stdout and (tmp_path / "results/runs.sqlite").exists()
+    assert "### knn" in done.stdout and "| digits " in done.stdout and (tmp_path / "results/runs.sqlite").exists()
     assert sorted(p.name for p in site.rglob("*") if "__pycache__" not in p.parts) == before
     compared = run(venv / "env/bin/transferbench", "table", "--compare", "ericsson2021", cwd=tmp_path)
     assert compared.returncode == 0 and "Published" in compared.stdout

@@ -117,12 +117,17 @@ def key_values(pairs: list[str], what: str) -> dict[str, Any]:
 
 
 def print_run_table(results_path: Path, suite_name: str, encoders: list[str]) -> None:
-    """The stored table of one suite, restricted to the encoders this run evaluated, with skip notes."""
+    """The stored results of one suite, restricted to the encoders this run evaluated: one table per
+    protocol with confidence intervals, the skipped cells and a summary in plain words."""
     from benchmark.results import ResultsStore
-    from benchmark.results.table import render, results_table, skip_notes
+    from benchmark.results.report import render_report
 
     store = ResultsStore(results_path)
     latest, skips = store.latest(suite_name), store.skips(suite_name)
     latest, skips = latest[latest["encoder"].isin(encoders)], skips[skips["encoder"].isin(encoders)]
-    print(render(results_table(latest, skips)))
-    print(skip_notes(skips))
+    if latest.empty:
+        from benchmark.results.table import skip_notes
+
+        print(skip_notes(skips))
+        return
+    print(render_report(latest, skips))

@@ -9,8 +9,11 @@ from benchmark.commands import common
 
 def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("table", parents=[common.plugins(), common.results(), common.suite(default=None)],
-                            help="render stored results: one row per encoder, columns by protocol")
-    parser.add_argument("--format", default="markdown", choices=("markdown", "csv", "latex"))
+                            help="render stored results: a table per protocol with CIs and a summary (--wide: the paper's layout)")
+    parser.add_argument("--wide", action="store_true",
+                        help="the paper's layout: one row per encoder, every protocol x dataset column")
+    parser.add_argument("--format", default="markdown", choices=("markdown", "csv", "latex"),
+                        help="of the wide layout (csv and latex imply --wide)")
     parser.add_argument("--compare", default=None, metavar="REFERENCE",
                         help="show a published table (see results/reference/) and our cells next to it")
     parser.add_argument("--models", default=None, help="model list naming our encoders as the reference does "
@@ -20,14 +23,18 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from benchmark.results import ResultsStore
+    from benchmark.results.report import render_report
     from benchmark.results.table import render, results_table, skip_notes
 
     if args.compare:
         return show_comparison(args)
     store = ResultsStore(common.existing_results(args.results))
-    skips = store.skips(args.suite)
-    print(render(results_table(store.latest(args.suite), skips), args.format))
-    print(skip_notes(skips))
+    rows, skips = store.latest(args.suite), store.skips(args.suite)
+    if args.wide or args.format != "markdown" or rows.empty:
+        print(render(results_table(rows, skips), args.format))
+        print(skip_notes(skips))
+    else:
+        print(render_report(rows, skips))
     return 0
 
 

@@ -18,7 +18,7 @@ DATASETS: Registry[DatasetSpec] = Registry("dataset", package=__name__, check=la
                                           expected="a benchmark.data.DatasetSpec")
 SOURCES: Registry[Callable[..., DatasetSpec]] = Registry("dataset source", package=__name__, check=callable,
                                                                expected="a function returning a DatasetSpec")
-SUITE_OPTIONS = ("root", "train_subset", "preprocessing", "protocols")  # suite-side keys of a dataset entry
+SUITE_OPTIONS = ("root", "train_subset", "test_subset", "preprocessing", "protocols")  # suite-side keys of a dataset entry
 
 
 def register_dataset(spec: DatasetSpec) -> DatasetSpec:
@@ -39,12 +39,14 @@ def dataset_spec(name: str, options: dict[str, Any] | None = None) -> DatasetSpe
     return DATASETS.get(name)
 
 
-def load_split(spec: DatasetSpec, split: str, root: Path | None, train_subset: int | None = None) -> ImageSplit:
-    """Load one split; `train_subset` keeps a seeded, stratified subset of the train split."""
+def load_split(spec: DatasetSpec, split: str, root: Path | None, train_subset: int | None = None,
+               test_subset: int | None = None) -> ImageSplit:
+    """Load one split; `train_subset` / `test_subset` keep a seeded, stratified subset of that split."""
     spec.check_split(split)
     data = spec.load(split, root)
-    if split == "train" and train_subset:
-        data = data.subset(stratified_subset(_class_of(data.labels), train_subset))
+    keep = {"train": train_subset, "test": test_subset}.get(split)
+    if keep:
+        data = data.subset(stratified_subset(_class_of(data.labels), keep))
     return data
 
 

@@ -37,6 +37,7 @@ class Encoder:
     text_fn: Callable[[list[str]], torch.Tensor] | None = None  # prompts -> (N, D)
     logit_scale: float | None = None  # CLIP's learned temperature, when the model has one
     trainable: bool = True  # False for fixed feature maps (raw pixels) that have nothing to fine-tune
+    facts: dict[str, Any] = field(default_factory=dict)  # published facts, not identity: {"imagenet_top1": 74.84}
 
     @property
     def capabilities(self) -> tuple[FeatureKind, ...]:

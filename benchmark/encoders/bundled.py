@@ -69,4 +69,4 @@ def build(name: str, weights: Path | None) -> Encoder:
     report = load_into(model, state, arch, path)
     identity = {"source": "bundled", "name": name, "arch": arch, "weights_sha256": file_sha256(path)}
     return Encoder(f"bundled:{name}", model, timm_preprocessing(model), identity, load_report=report.lines(),
-                   dense_fn=timm_dense(model))
+                   dense_fn=timm_dense(model), facts={"imagenet_top1": IMAGENET_TOP1[name]})

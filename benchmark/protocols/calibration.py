@@ -18,6 +18,8 @@ from typing import ClassVar
 import numpy as np
 import torch
 
+from benchmark.metrics import binned_ece
+from benchmark.outputs import PerExample
 from benchmark.params import Constraints, Interval, Options
 from benchmark.protocols import PROTOCOLS
 from benchmark.protocols.base import FeatureTask, Protocol, ProtocolResult, require_test_split
@@ -33,16 +35,7 @@ def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
 
 def expected_calibration_error(probabilities: np.ndarray, labels: np.ndarray, bins: int = 15) -> float:
     """sum over equal-width confidence bins of |bin| / n * |accuracy(bin) - mean confidence(bin)|."""
-    confidence = probabilities.max(1)
-    correct = probabilities.argmax(1) == labels
-    edges = np.linspace(0.0, 1.0, bins + 1)
-    which = np.clip(np.searchsorted(edges, confidence, side="left") - 1, 0, bins - 1)
-    total = 0.0
-    for b in range(bins):
-        members = which == b
-        if members.any():
-            total += members.mean() * abs(correct[members].mean() - confidence[members].mean())
-    return float(total)
+    return binned_ece(probabilities.max(1), probabilities.argmax(1) == labels, bins)
 
 
 def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
@@ -119,7 +112,10 @@ class Calibration(Protocol):
         require_test_split(data, self.name)
         p, sweep = self.params, linear_sweep(data, self.params)
         logits, scaled, temperatures = calibrated_logits(data, p)
-        ece = expected_calibration_error(softmax(logits), data.test.y, p.bins)
+        probabilities = softmax(logits)
+        ece = expected_calibration_error(probabilities, data.test.y, p.bins)
+        per_example = PerExample(test_correct=probabilities.argmax(1) == data.test.y,
+                                 test_confidence=probabilities.max(1))
         return ProtocolResult(value=100.0 * ece, metric=Metric.ECE, chosen={"C": float(sweep.best_C)},
                               details={"ece_scaled": 100.0 * scaled, "temperatures": temperatures, "mode": p.mode,
-                                       "bins": p.bins})
+                                       "bins": p.bins}, per_example=per_example)

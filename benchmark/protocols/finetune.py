@@ -29,7 +29,8 @@ from torchvision.transforms import v2 as T
 from benchmark import distributed
 from benchmark.backbones import output_width
 from benchmark.devices import to_numpy
-from benchmark.metrics import score
+from benchmark.metrics import correct_per_example, score
+from benchmark.outputs import PerExample
 from benchmark.params import CheckedParams, Constraints, Each, Interval
 from benchmark.preprocessing import INTERPOLATIONS, Preprocessing, to_three_channels
 from benchmark.protocols import PROTOCOLS
@@ -77,19 +78,26 @@ class FineTune(Protocol):
             "regularisation": Each(Interval(float, 0)), "momentum": Interval(float, 0, 1), "seed": Interval(int, 0)}
 
     def evaluate(self, data: ModelTask) -> ProtocolResult:
+        """Grid search on train -> val, then the chosen pair trained on train+val and scored on test. With a
+        single (lr, regularisation) pair there is nothing to select, so the train -> val run is skipped."""
         require_test_split(data, self.name)
-        runs = [(lr, w, self.train_and_score(data, data.train, data.val, lr, w))
-                for lr in self.params.lrs for w in self.params.regularisation]
-        best_lr, best_w, best_val = max(runs, key=lambda run: run[2])  # max keeps the first of ties
-        test = self.train_and_score(data, data.trainval, data.test, best_lr, best_w)
-        return ProtocolResult(value=test, metric=data.metric, chosen={"lr": best_lr, "regularisation": best_w},
+        pairs = [(lr, w) for lr in self.params.lrs for w in self.params.regularisation]
+        runs = [(lr, w, score(data.metric, np.asarray(data.val.y), self.train_and_predict(data, data.train, data.val,
+                                                                                           lr, w)))
+                for lr, w in pairs] if len(pairs) > 1 else [(*pairs[0], None)]
+        best_lr, best_w, best_val = max(runs, key=lambda run: run[2] if run[2] is not None else 0.0)  # first of ties
+        outputs = self.train_and_predict(data, data.trainval, data.test, best_lr, best_w)
+        test_y = np.asarray(data.test.y)
+        return ProtocolResult(value=score(data.metric, test_y, outputs), metric=data.metric,
+                              chosen={"lr": best_lr, "regularisation": best_w},
                               details={"val_score": best_val, "grid": [[lr, w, v] for lr, w, v in runs],
-                                       "steps": self.params.steps, "batch_size": self.params.batch_size})
+                                       "steps": self.params.steps, "batch_size": self.params.batch_size},
+                              per_example=PerExample(correct_per_example(data.metric, test_y, outputs)))
 
-    def train_and_score(self, data: ModelTask, train: Features, evaluate: Features, lr: float, regularisation: float
-                        ) -> float:
+    def train_and_predict(self, data: ModelTask, train: Features, evaluate: Features, lr: float, regularisation: float
+                          ) -> np.ndarray:
         model = self.fit(data, np.asarray(train.x), np.asarray(train.y), lr, regularisation)
-        return score(data.metric, np.asarray(evaluate.y), self.predict(data, model, np.asarray(evaluate.x)))
+        return self.predict(data, model, np.asarray(evaluate.x))
 
     def fit(self, data: ModelTask, indices: np.ndarray, labels: np.ndarray, lr: float, regularisation: float
             ) -> nn.Module:

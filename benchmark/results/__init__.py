@@ -19,11 +19,11 @@ from benchmark import __version__
 from benchmark.errors import UserError
 
 DEFAULT_RESULTS = Path("results/runs.sqlite")
-JSON_COLUMNS = ("encoder_identity", "params", "chosen", "details", "per_example", "preprocessing", "split_sizes",
+JSON_COLUMNS = ("encoder_identity", "encoder_facts", "params", "chosen", "details", "per_example", "preprocessing", "split_sizes",
                 "cache_keys")
 CELL = ["encoder", "dataset", "protocol"]
 # column -> value for rows of older stores
-ADDED_COLUMNS = {"per_example": "{}", "precision": "fp32", "device": "cpu", "protocol_kind": ""}
+ADDED_COLUMNS = {"per_example": "{}", "precision": "fp32", "device": "cpu", "protocol_kind": "", "encoder_facts": "{}"}
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS results (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -34,7 +34,8 @@ CREATE TABLE IF NOT EXISTS results (
     preprocessing TEXT NOT NULL, split_sizes TEXT NOT NULL, cache_keys TEXT NOT NULL, seed INTEGER NOT NULL,
     package_version TEXT NOT NULL, code_revision TEXT NOT NULL, seconds REAL NOT NULL, cell_key TEXT NOT NULL,
     per_example TEXT NOT NULL DEFAULT '{}', precision TEXT NOT NULL DEFAULT 'fp32', device TEXT NOT NULL DEFAULT 'cpu',
-    protocol_kind TEXT NOT NULL DEFAULT ''
+    protocol_kind TEXT NOT NULL DEFAULT '',
+    encoder_facts TEXT NOT NULL DEFAULT '{}'
 );
 """
 SKIPS_SCHEMA = """
@@ -74,6 +75,7 @@ class ResultRow:
     precision: str = "fp32"  # of feature extraction
     device: str = "cpu"  # where the protocol ran
     protocol_kind: str = ""  # the registered protocol behind the `protocol` column ("" in older rows: the same)
+    encoder_facts: dict[str, Any] = field(default_factory=dict)  # published facts on the weights (ImageNet top-1)
     package_version: str = __version__
     code_revision: str = field(default_factory=lambda: code_revision())
     created_at: float = field(default_factory=time.time)

@@ -4,6 +4,7 @@ reference vs transfer accuracy, per-protocol ranks), all written into one direct
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import html
 from pathlib import Path
@@ -13,7 +14,9 @@ import pandas as pd
 from scipy import stats
 
 from benchmark.errors import UserError
+from benchmark.results.stats import cell_ci95
 from benchmark.results.table import results_table
+from benchmark.vocab import Metric
 
 PROVENANCE = ("suite", "suite_version", "package_version", "code_revision", "seed", "cache_keys")
 
@@ -29,11 +32,24 @@ def flat(wide: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def summary(wide: pd.DataFrame) -> pd.DataFrame:
-    """Per encoder: average rank over every column (1 = best; ties share ranks) and the average score
-    of each protocol group."""
-    ranks = wide.rank(axis=0, ascending=False, method="average")
-    table = pd.DataFrame({"average_rank": ranks.mean(axis=1)})
+def lower_is_better_protocols(rows: pd.DataFrame) -> set[str]:
+    """Protocols whose metric is better when lower (ECE), read from the rows' metric column."""
+    if "metric" not in rows.columns:
+        return set()
+    known = {m.value for m in Metric}
+    return {p for p, m in zip(rows["protocol"], rows["metric"]) if m in known and Metric(m).lower_is_better}
+
+
+def ranks(wide: pd.DataFrame, lower_is_better: set[str] = frozenset()) -> pd.DataFrame:
+    """Each column's rank (1 = best, ties share the average rank), in the column's metric direction."""
+    return pd.DataFrame({column: wide[column].rank(ascending=column[0] in lower_is_better, method="average")
+                         for column in wide.columns}, index=wide.index)
+
+
+def summary(wide: pd.DataFrame, lower_is_better: set[str] = frozenset()) -> pd.DataFrame:
+    """Per encoder: average rank over every column (1 = best; direction-aware) and the mean score of
+    each protocol group (its own direction: an ECE mean is better when lower)."""
+    table = pd.DataFrame({"average_rank": ranks(wide, lower_is_better).mean(axis=1)})
     for protocol in dict.fromkeys(wide.columns.get_level_values(0)):
         table[f"mean·{protocol}"] = wide[protocol].mean(axis=1)
     return table
@@ -58,7 +74,7 @@ def provenance(rows: pd.DataFrame, suite_version: int | None) -> pd.DataFrame:
 def leaderboard(rows: pd.DataFrame, suite_version: int | None = None) -> pd.DataFrame:
     """One row per encoder, best average rank first: rank, protocol means, every cell, provenance."""
     wide = results_table(rows)
-    board = summary(wide).join(flat(wide)).join(provenance(rows, suite_version))
+    board = summary(wide, lower_is_better_protocols(rows)).join(flat(wide)).join(provenance(rows, suite_version))
     return board.sort_values("average_rank").rename_axis("encoder")
 
 
@@ -79,63 +95,126 @@ def correlations(wide: pd.DataFrame, reference: str) -> pd.DataFrame:
     return pd.DataFrame(records, columns=["column", "encoders", "spearman", "pearson"])
 
 
+def ci_table(rows: pd.DataFrame) -> pd.DataFrame:
+    """95% CI half-widths (`stats.cell_ci95`; NaN where none) laid out like `flat(results_table(rows))`."""
+    if "per_example" not in rows.columns:  # published tables
+        return flat(results_table(rows)) * np.nan
+    with_ci = rows.assign(value=[cell_ci95(row) for _, row in rows.iterrows()]).fillna({"value": np.nan})
+    return flat(results_table(with_ci))
+
+
 def write_leaderboard(rows: pd.DataFrame, out_dir: Path, title: str, reference: str | None = None,
                       suite_version: int | None = None) -> list[Path]:
     """Everything into `out_dir`: leaderboard_long.csv, leaderboard_wide.csv, leaderboard.md,
-    leaderboard.html, correlations.csv and the PNG plots."""
+    leaderboard.html (with the plots embedded), correlations.csv and the PNG plots."""
     out_dir.mkdir(parents=True, exist_ok=True)
     board, wide = leaderboard(rows, suite_version), results_table(rows)
+    plots = [plot_heatmap(wide, out_dir / "heatmap.png", title), plot_ranks(wide, out_dir / "ranks.png", title,
+                                                                          lower_is_better_protocols(rows))]
+    if reference:
+        table = correlations(wide, reference)
+        table.to_csv(out_dir / "correlations.csv", index=False, float_format="%.3f")
+        plots.append(plot_scatter(wide, reference, out_dir / "scatter.png", title))
     long_columns = [c for c in rows.columns if c not in ("id",)]
     written = {"leaderboard_long.csv": rows[long_columns].to_csv(index=False),
                "leaderboard_wide.csv": board.to_csv(float_format="%.2f"),
                "leaderboard.md": f"# {title}\n\n" + board.to_markdown(floatfmt=".2f") + "\n",
-               "leaderboard.html": html_page(board, title)}
+               "leaderboard.html": html_page(board, ci_table(rows), lower_is_better_protocols(rows), title, plots)}
     paths = []
     for name, text in written.items():
         (out_dir / name).write_text(text)
         paths.append(out_dir / name)
-    paths.append(plot_heatmap(wide, out_dir / "heatmap.png", title))
-    paths.append(plot_ranks(wide, out_dir / "ranks.png", title))
-    if reference:
-        table = correlations(wide, reference)
-        table.to_csv(out_dir / "correlations.csv", index=False, float_format="%.3f")
-        paths += [out_dir / "correlations.csv", plot_scatter(wide, reference, out_dir / "scatter.png", title)]
-    return paths
+    return paths + plots + ([out_dir / "correlations.csv"] if reference else [])
 
 
 SORT_SCRIPT = """
-document.querySelectorAll('th').forEach((th, col) => th.addEventListener('click', () => {
+document.querySelectorAll('#leaderboard thead th').forEach((th, col) => th.addEventListener('click', () => {
   const body = th.closest('table').tBodies[0];
   const rows = Array.from(body.rows);
-  const up = th.dataset.order !== 'asc';
-  th.dataset.order = up ? 'asc' : 'desc';
-  const key = r => { const t = r.cells[col].dataset.value ?? r.cells[col].textContent;
-                     const n = parseFloat(t); return isNaN(n) ? t : n; };
-  rows.sort((a, b) => { const x = key(a), y = key(b); return (x > y ? 1 : x < y ? -1 : 0) * (up ? 1 : -1); });
+  const lower = th.dataset.lower === '1';           // best first on the first click, in the metric's direction
+  const bestFirst = th.dataset.order !== 'best';
+  th.closest('tr').querySelectorAll('th').forEach(h => delete h.dataset.order);
+  th.dataset.order = bestFirst ? 'best' : 'worst';
+  const ascending = lower === bestFirst;
+  const key = r => { const v = r.cells[col].dataset.value; const n = parseFloat(v);
+                     return v === undefined || v === '' ? null : (isNaN(n) ? v : n); };
+  rows.sort((a, b) => { const x = key(a), y = key(b);
+    if (x === null || y === null) return (x === null) - (y === null);   // empty cells last
+    return (x > y ? 1 : x < y ? -1 : 0) * (ascending ? 1 : -1); });
   rows.forEach(r => body.appendChild(r));
 }));
 """
 
+STYLE = """
+body{font-family:system-ui,sans-serif;margin:16px;color:#222}
+h1{font-size:20px;margin:0 0 4px}p.legend{margin:4px 0 12px;color:#555;font-size:13px}
+.scroll{overflow:auto;max-height:75vh;border:1px solid #ccc}
+table{border-collapse:separate;border-spacing:0;font-size:13px}
+th,td{padding:4px 8px;border-bottom:1px solid #e4e4e4;text-align:right;white-space:nowrap;background:#fff}
+thead th{position:sticky;top:0;z-index:2;background:#f3f3f3;cursor:pointer;vertical-align:bottom}
+thead th .protocol{display:block;font-size:11px;color:#666;font-weight:normal}
+th:first-child,td:first-child{position:sticky;left:0;z-index:1;text-align:left;border-right:1px solid #ccc}
+thead th:first-child{z-index:3}
+td.summary{background:#fafafa}
+td.best{background:#dff3df;font-weight:600}td .ci{color:#777;font-size:11px}
+details summary{cursor:pointer}details dl{font-size:11px;color:#444;margin:4px 0;white-space:normal;max-width:420px}
+details dt{font-weight:600}details dd{margin:0 0 2px 8px;word-break:break-all}
+.plots img{max-width:100%;margin:12px 0;border:1px solid #ddd}
+"""
 
-def html_page(board: pd.DataFrame, title: str) -> str:
-    """A self-contained page: one row per encoder; click a header to sort by it."""
-    header = "".join(f"<th>{html.escape(str(c))}</th>" for c in ["encoder", *board.columns])
-    body = []
-    for encoder, row in board.iterrows():
-        cells = [f'<td data-value="{html.escape(str(encoder))}">{html.escape(str(encoder))}</td>']
-        for value in row:
-            if isinstance(value, (float, np.floating)):
-                shown = "--" if np.isnan(value) else f"{value:.2f}"
-                cells.append(f'<td data-value="{"" if np.isnan(value) else value}">{shown}</td>')
-            else:
-                cells.append(f"<td>{html.escape(str(value))}</td>")
-        body.append(f"<tr>{''.join(cells)}</tr>")
+
+def html_page(board: pd.DataFrame, ci95: pd.DataFrame, lower_is_better: set[str], title: str,
+              plots: list[Path] = ()) -> str:
+    """A self-contained page: one row per encoder, header and first column sticky, click a header to sort
+    (best first, in the metric's direction), `value ± CI`, each column's best highlighted, the encoder's
+    provenance one click away, plots embedded."""
+    scores = [c for c in board.columns if c == "average_rank" or "·" in c]
+    facts = [c for c in board.columns if c not in scores]
+    lower = {c for c in scores if c == "average_rank" or c.split("·")[0] in lower_is_better
+             or (c.startswith("mean·") and c.split("·", 1)[1] in lower_is_better)}
+    best = {c: (board[c].min() if c in lower else board[c].max()) for c in scores}
+    header = "<th>encoder</th>" + "".join(header_cell(c, c in lower) for c in scores)
+    body = [table_row(encoder, row, scores, facts, ci95, lower, best) for encoder, row in board.iterrows()]
+    images = "".join(f'<img alt="{html.escape(p.name)}" src="data:image/png;base64,'
+                     f'{base64.b64encode(p.read_bytes()).decode()}">' for p in plots)
     return (f"<!DOCTYPE html>\n<html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-            "<style>body{font-family:sans-serif}table{border-collapse:collapse}td,th{border:1px solid #ccc;"
-            "padding:2px 6px;text-align:right}th{cursor:pointer;background:#eee}</style></head><body>"
-            f"<h1>{html.escape(title)}</h1><p>Click a column header to sort. Rows carry their provenance.</p>"
-            f"<table id='leaderboard'><thead><tr>{header}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+            f"<style>{STYLE}</style></head><body><h1>{html.escape(title)}</h1>"
+            "<p class='legend'>Cells: value ± 95% CI (bootstrap over test examples; few-shot: over episodes). "
+            "▲ higher is better, ▼ lower is better; the best of each column is highlighted. Click a header to "
+            "sort (best first), an encoder for its provenance.</p>"
+            f"<div class='scroll'><table id='leaderboard'><thead><tr>{header}</tr></thead>"
+            f"<tbody>{''.join(body)}</tbody></table></div><div class='plots'>{images}</div>"
             f"<script>{SORT_SCRIPT}</script></body></html>\n")
+
+
+def header_cell(column: str, lower: bool) -> str:
+    arrow = "▼" if lower else "▲"
+    if "·" in column:
+        group, name = column.split("·", 1)
+        label = f"<span class='protocol'>{html.escape(group)}</span>{html.escape(name)} {arrow}"
+    else:
+        label = f"{html.escape(column.replace('_', ' '))} {arrow}"
+    return f"<th data-lower='{int(lower)}'>{label}</th>"
+
+
+def table_row(encoder: str, row: pd.Series, scores: list[str], facts: list[str], ci95: pd.DataFrame,
+              lower: set[str], best: dict[str, float]) -> str:
+    details = "".join(f"<dt>{html.escape(str(k))}</dt><dd>{html.escape(str(row[k]))}</dd>" for k in facts)
+    cells = [f"<td data-value='{html.escape(str(encoder))}'><details><summary>{html.escape(str(encoder))}"
+             f"</summary><dl>{details}</dl></details></td>"]
+    for column in scores:
+        value = row[column]
+        if pd.isna(value):
+            cells.append("<td data-value=''>--</td>")
+            continue
+        ci = ci95.at[encoder, column] if column in ci95.columns and encoder in ci95.index else np.nan
+        shown = f"{value:.2f}" if column == "average_rank" else f"{value:.1f}"
+        if not pd.isna(ci):
+            shown += f" <span class='ci'>± {ci:.1f}</span>"
+        classes = " ".join(c for c in ("best" if value == best[column] else "",
+                                      "summary" if "·" not in column or column.startswith("mean·") else "") if c)
+        cells.append(f"<td class='{classes}' data-value='{value}'>{shown}</td>")
+    return f"<tr>{''.join(cells)}</tr>"
 
 
 def pyplot():
@@ -182,15 +261,15 @@ def plot_scatter(wide: pd.DataFrame, reference: str, path: Path, title: str) -> 
     return save(fig, path)
 
 
-def plot_ranks(wide: pd.DataFrame, path: Path, title: str) -> Path:
+def plot_ranks(wide: pd.DataFrame, path: Path, title: str, lower_is_better: set[str] = frozenset()) -> Path:
     plt = pyplot()
     protocols = list(dict.fromkeys(wide.columns.get_level_values(0)))
     fig, axes = plt.subplots(1, len(protocols), figsize=(4 * len(protocols), 4), squeeze=False)
     for ax, protocol in zip(axes.flat, protocols):
-        ranks = wide[protocol].rank(axis=0, ascending=False, method="average")
-        for i, (encoder, row) in enumerate(ranks.iterrows()):  # tab20: distinct colours for up to 20 encoders
+        ranked = wide[protocol].rank(axis=0, ascending=protocol in lower_is_better, method="average")
+        for i, (encoder, row) in enumerate(ranked.iterrows()):  # tab20: distinct colours for up to 20 encoders
             ax.plot(range(len(row)), row.to_numpy(), marker="o", color=plt.cm.tab20(i % 20), label=str(encoder))
-        ax.set_xticks(range(len(ranks.columns)), ranks.columns, rotation=45, ha="right", fontsize=7)
+        ax.set_xticks(range(len(ranked.columns)), ranked.columns, rotation=45, ha="right", fontsize=7)
         ax.invert_yaxis()
         ax.set_ylabel("rank (1 = best)")
         ax.set_title(f"{protocol}: rank per dataset", fontsize=9)

@@ -1,0 +1,182 @@
+"""What a run says, readable in a terminal: one compact table per protocol (encoders x datasets, each
+cell `value ± CI95`, the best of each column marked in the metric's direction), the skipped cells in
+one line, and a closing summary in plain words (who beats the baselines, how often significantly, and
+how ImageNet accuracy relates to each protocol's mean).
+
+Confidence intervals come from what the rows already store (`benchmark.outputs.PerExample`):
+- few-shot: 1.96 x std / sqrt(episodes) over the episode accuracies (Ericsson's tables);
+- top-1 (linear, k-NN, fine-tune) and ECE (calibration): half the width of the 95% percentile interval
+  of a bootstrap over test examples (1,000 resamples, seed 0);
+- other metrics (mean per class, VOC mAP, mIoU): none, shown without ±.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from benchmark.results.stats import cell_ci95, paired_evidence
+from benchmark.vocab import Metric
+
+PAIRED_RESAMPLES = 2000
+SIGNIFICANCE = 0.05
+BASELINE_SOURCES = ("pixels",)  # encoders that are baselines by construction, besides random-init ones
+
+
+def paired_p_value(a: pd.Series, b: pd.Series) -> float | None:
+    """The paired test's p-value (`stats.paired_evidence`), or None when the two cells cannot be paired."""
+    p_value = paired_evidence(a, b, PAIRED_RESAMPLES)[1]
+    return None if np.isnan(p_value) else p_value
+
+
+def lower_is_better(rows: pd.DataFrame) -> bool:
+    return any(Metric(m).lower_is_better for m in set(rows["metric"]))
+
+
+@dataclass(frozen=True)
+class ProtocolTable:
+    """One protocol's cells: values and CI half-widths (NaN where none), encoders x datasets."""
+
+    protocol: str
+    metric: str
+    values: pd.DataFrame
+    ci95: pd.DataFrame
+    lower_is_better: bool
+
+    def best(self) -> pd.DataFrame:
+        """True where a cell holds its column's best value (all of them when tied)."""
+        target = self.values.min() if self.lower_is_better else self.values.max()
+        return self.values.eq(target, axis=1) & self.values.notna()
+
+    def means(self) -> pd.Series:
+        """Each encoder's mean over the datasets, for encoders that have every one of them."""
+        return self.values.mean(axis=1).where(self.values.notna().all(axis=1))
+
+
+def protocol_tables(rows: pd.DataFrame) -> list[ProtocolTable]:
+    """One table per protocol column of the suite, in first-seen order; encoders in first-seen order."""
+    encoders = list(dict.fromkeys(rows["encoder"]))
+    tables = []
+    for protocol, group in rows.groupby("protocol", sort=False):
+        datasets = list(dict.fromkeys(group["dataset"]))
+        cells = group.set_index(["encoder", "dataset"])
+        values = cells["value"].unstack("dataset").reindex(index=encoders, columns=datasets)
+        ci = pd.Series([cell_ci95(row) for _, row in group.iterrows()], index=cells.index, dtype=float)
+        ci95 = ci.unstack("dataset").reindex(index=encoders, columns=datasets)
+        values = values.dropna(how="all")
+        tables.append(ProtocolTable(str(protocol), "/".join(dict.fromkeys(group["metric"])), values,
+                                    ci95.loc[values.index], lower_is_better(group)))
+    return tables
+
+
+def format_cell(value: float, ci95: float, best: bool) -> str:
+    if np.isnan(value):
+        return "--"
+    text = f"{value:.1f}" if np.isnan(ci95) else f"{value:.1f} ± {ci95:.1f}"
+    return f"**{text}**" if best else text
+
+
+def render_protocol_table(table: ProtocolTable) -> str:
+    best = table.best()
+    shown = pd.DataFrame({dataset: [format_cell(v, c, b) for v, c, b in zip(table.values[dataset],
+                                                                             table.ci95[dataset], best[dataset])]
+                          for dataset in table.values.columns}, index=table.values.index)
+    means = table.means()
+    if len(table.values.columns) > 1 and means.notna().any():
+        target = means.min() if table.lower_is_better else means.max()
+        shown["mean"] = [format_cell(m, float("nan"), m == target) for m in means]
+    direction = "lower is better" if table.lower_is_better else "higher is better"
+    title = f"### {table.protocol} ({table.metric}, {direction})"
+    return f"{title}\n\n{shown.rename_axis('encoder').to_markdown()}"
+
+
+def skipped_line(skips: pd.DataFrame) -> str:
+    """All skipped cells in one line: how many, and why (grouped by reason)."""
+    if skips is None or skips.empty:
+        return ""
+    parts = []
+    for reason, group in skips.groupby(skips["reason"].map(reason_kind), sort=False):
+        protocols = ", ".join(dict.fromkeys(group["protocol"]))
+        parts.append(f"{len(group)} {protocols} cell{'s' if len(group) > 1 else ''} ({reason})")
+    return f"Skipped {'; '.join(parts)}. Which ones: `transferbench table --wide`."
+
+
+def reason_kind(reason: str) -> str:
+    """A skip reason without the encoder's name, so one reason covers every encoder it applies to."""
+    return "encoder has " + reason.split(" has ", 1)[1] if " has " in reason else reason
+
+
+def render_report(rows: pd.DataFrame, skips: pd.DataFrame | None = None) -> str:
+    """The per-protocol tables, the skipped-cells line and the plain-words summary."""
+    parts = [render_protocol_table(t) for t in protocol_tables(rows)]
+    parts.append("Cells: value ± 95% CI (bootstrap over test examples; few-shot: over episodes); bold = best "
+                 "in its column.")
+    line = skipped_line(skips)
+    if line:
+        parts.append(line)
+    summary = summary_lines(rows)
+    if summary:
+        parts.append("## Summary\n\n" + "\n".join(f"- {line}" for line in summary))
+    return "\n\n".join(parts)
+
+
+def is_baseline(row: pd.Series) -> bool:
+    return bool(row["random_init"]) or row["encoder_identity"].get("source") in BASELINE_SOURCES
+
+
+def beats(a: float, b: float, lower: bool) -> bool:
+    return a < b if lower else a > b
+
+
+def comparison_line(rows: pd.DataFrame, encoder: str, baseline: str) -> str | None:
+    """'A beats B in x of n cells (significant in s of t tested, p < 0.05)'."""
+    cells = rows.set_index(["encoder", "protocol", "dataset"])
+    wins = total = significant = tested = 0
+    for protocol, dataset in {(p, d) for e, p, d in cells.index if e == encoder}:
+        if (baseline, protocol, dataset) not in cells.index:
+            continue
+        a, b = cells.loc[(encoder, protocol, dataset)], cells.loc[(baseline, protocol, dataset)]
+        won = beats(a["value"], b["value"], Metric(a["metric"]).lower_is_better)
+        p_value = paired_p_value(a, b)
+        total, wins = total + 1, wins + won
+        if p_value is not None:
+            tested += 1
+            significant += int(won and p_value < SIGNIFICANCE)
+    if not total:
+        return None
+    return (f"{encoder} beats {baseline} in {wins} of {total} cells (significantly in {significant} of the "
+            f"{tested} with a paired test, p < {SIGNIFICANCE})")
+
+
+def summary_lines(rows: pd.DataFrame) -> list[str]:
+    encoders = rows.drop_duplicates("encoder").set_index("encoder")
+    baselines = [e for e, row in encoders.iterrows() if is_baseline(row)]
+    lines = [comparison_line(rows, encoder, baseline)
+             for encoder in encoders.index if encoder not in baselines for baseline in baselines]
+    lines = [line for line in lines if line]
+    correlation = imagenet_correlation_line(rows)
+    return lines + ([correlation] if correlation else [])
+
+
+def imagenet_correlation_line(rows: pd.DataFrame) -> str | None:
+    """Spearman correlation between the encoders' published ImageNet top-1 (`encoder_facts`) and each
+    protocol's mean, over the encoders that have both (at least 3)."""
+    if "encoder_facts" not in rows.columns:
+        return None
+    top1 = rows.drop_duplicates("encoder").set_index("encoder")["encoder_facts"].map(
+        lambda facts: (facts or {}).get("imagenet_top1", np.nan)).astype(float).dropna()
+    if len(top1) < 3:
+        return None
+    parts = []
+    for table in protocol_tables(rows[rows["encoder"].isin(top1.index)]):
+        means = table.means().dropna()
+        if len(means) < 3 or means.nunique() < 2:
+            continue
+        rho = stats.spearmanr(top1[means.index], means).statistic
+        parts.append(f"{table.protocol} {rho:+.2f}" + (" (lower is better)" if table.lower_is_better else ""))
+    if not parts:
+        return None
+    names = ", ".join(f"{e} {v:.2f}" for e, v in top1.items())
+    return f"Spearman correlation of ImageNet top-1 ({names}) with each protocol's mean: {', '.join(parts)}"
