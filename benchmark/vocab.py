@@ -35,10 +35,20 @@ class Metric(StrEnum):
     MIOU = "miou"
     ACCURACY = "accuracy"  # few-shot: mean episode accuracy
     ECE = "ece"  # calibration error: lower is better
+    RECALL_AT_1 = "recall@1"  # class-based retrieval
+    RANKME = "rankme"  # label-free quality (benchmark.protocols.quality): diagnostics, not scores
+    ALPHA_REQ = "alpha_req"
+    TWONN = "twonn"
 
     @property
     def lower_is_better(self) -> bool:
         return self is Metric.ECE
+
+    @property
+    def is_score(self) -> bool:
+        """False for label-free diagnostics: no best, no rank, no win over a baseline (alpha-ReQ is best
+        near 1; an intrinsic dimension has no better direction)."""
+        return self not in (Metric.RANKME, Metric.ALPHA_REQ, Metric.TWONN)
 
 
 class ValSplit(StrEnum):

@@ -135,3 +135,25 @@ def test_dense_features_of_imagenet_weights_beat_random_init_on_a_mosaic_slice()
         head, _ = make_protocol("segmentation", {"epochs": 10}).train(x_train, train.labels[:300], 11)
         scores[name] = segmentation_scores(predict(head, x_test, (56, 56)), test.labels[:200], 11)["miou"]
     assert scores["imagenet"] > scores["random"] + 10, scores  # measured: 21.3 vs 7.6
+
+
+def test_label_free_diagnostics_are_not_ranked_but_correlated_with_transfer():
+    rows = [row(f"m{i}", "linear", "d", acc) for i, acc in enumerate([60.0, 70.0, 80.0, 90.0])]
+    rows += [row(f"m{i}", "rankme", "d", r, metric="rankme") for i, r in enumerate([10.0, 30.0, 20.0, 40.0])]
+    rows = pd.DataFrame(rows)
+    tables = {t.protocol: t for t in protocol_tables(rows)}
+    assert not tables["rankme"].is_score and not tables["rankme"].best().any().any()
+    text = render_report(rows)
+    assert "rankme (rankme, label-free, no better direction)" in text and "**40.00**" not in text
+    assert "Label-free rankme (mean over datasets) vs each protocol's mean, Spearman over 4 encoders: linear +0.80" \
+        in text
+
+
+def test_correlations_carry_a_bootstrap_ci_over_encoders():
+    from benchmark.results.leaderboard import correlations
+
+    wide = results_table(pd.DataFrame([row(f"m{i}", p, "d", v) for i in range(6)
+                                       for p, v in (("linear", 50.0 + i), ("knn", 40.0 + i * i))]))
+    table = correlations(wide, "linear·d").set_index("column")
+    assert table.loc["knn·d", "spearman"] == pytest.approx(1.0)
+    assert table.loc["knn·d", ["spearman_ci_low", "spearman_ci_high"]].tolist() == pytest.approx([1.0, 1.0])

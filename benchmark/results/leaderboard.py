@@ -40,6 +40,14 @@ def lower_is_better_protocols(rows: pd.DataFrame) -> set[str]:
     return {p for p, m in zip(rows["protocol"], rows["metric"]) if m in known and Metric(m).lower_is_better}
 
 
+def diagnostic_protocols(rows: pd.DataFrame) -> set[str]:
+    """Protocols whose metric is a label-free diagnostic (no better direction): left out of ranks and bests."""
+    if "metric" not in rows.columns:
+        return set()
+    known = {m.value for m in Metric}
+    return {p for p, m in zip(rows["protocol"], rows["metric"]) if m in known and not Metric(m).is_score}
+
+
 def ranks(wide: pd.DataFrame, lower_is_better: set[str] = frozenset()) -> pd.DataFrame:
     """Each column's rank (1 = best, ties share the average rank), in the column's metric direction."""
     return pd.DataFrame({column: wide[column].rank(ascending=column[0] in lower_is_better, method="average")
@@ -74,13 +82,27 @@ def provenance(rows: pd.DataFrame, suite_version: int | None) -> pd.DataFrame:
 def leaderboard(rows: pd.DataFrame, suite_version: int | None = None) -> pd.DataFrame:
     """One row per encoder, best average rank first: rank, protocol means, every cell, provenance."""
     wide = results_table(rows)
-    board = summary(wide, lower_is_better_protocols(rows)).join(flat(wide)).join(provenance(rows, suite_version))
+    scored = wide.drop(columns=[c for c in wide.columns if c[0] in diagnostic_protocols(rows)])
+    board = summary(scored, lower_is_better_protocols(rows)).join(flat(wide)).join(provenance(rows, suite_version))
     return board.sort_values("average_rank").rename_axis("encoder")
 
 
+def spearman_ci95(x: pd.Series, y: pd.Series, resamples: int = 1000, seed: int = 0) -> tuple[float, float]:
+    """The 2.5 and 97.5 percentiles of Spearman's rho over encoders resampled with replacement (draws
+    where either side is constant are left out)."""
+    rng, a, b = np.random.default_rng(seed), x.to_numpy(float), y.to_numpy(float)
+    rhos = []
+    for _ in range(resamples):
+        idx = rng.integers(0, len(a), len(a))
+        if np.ptp(a[idx]) > 0 and np.ptp(b[idx]) > 0:
+            rhos.append(stats.spearmanr(a[idx], b[idx]).statistic)
+    return tuple(np.percentile(rhos, [2.5, 97.5])) if rhos else (np.nan, np.nan)
+
+
 def correlations(wide: pd.DataFrame, reference: str) -> pd.DataFrame:
-    """Spearman and Pearson correlation between the reference column and every other column, over
-    the encoders that have both (the paper's ImageNet-vs-transfer analysis)."""
+    """Spearman (with a bootstrap 95% CI over encoders) and Pearson correlation between the reference
+    column and every other column, over the encoders that have both (the paper's ImageNet-vs-transfer
+    analysis; with a label-free column as the reference, how well it predicts transfer)."""
     table = flat(wide)
     if reference not in table.columns:
         raise UserError(f"no column {reference!r} to correlate with; columns are {list(table.columns)}")
@@ -89,10 +111,13 @@ def correlations(wide: pd.DataFrame, reference: str) -> pd.DataFrame:
         both = table[[reference, column]].dropna()
         if len(both) < 3:
             continue
+        low, high = spearman_ci95(both[reference], both[column])
         records.append({"column": column, "encoders": len(both),
                         "spearman": stats.spearmanr(both[reference], both[column]).statistic,
+                        "spearman_ci_low": low, "spearman_ci_high": high,
                         "pearson": stats.pearsonr(both[reference], both[column]).statistic})
-    return pd.DataFrame(records, columns=["column", "encoders", "spearman", "pearson"])
+    return pd.DataFrame(records, columns=["column", "encoders", "spearman", "spearman_ci_low", "spearman_ci_high",
+                                          "pearson"])
 
 
 def ci_table(rows: pd.DataFrame) -> pd.DataFrame:
@@ -119,7 +144,8 @@ def write_leaderboard(rows: pd.DataFrame, out_dir: Path, title: str, reference: 
     written = {"leaderboard_long.csv": rows[long_columns].to_csv(index=False),
                "leaderboard_wide.csv": board.to_csv(float_format="%.2f"),
                "leaderboard.md": f"# {title}\n\n" + board.to_markdown(floatfmt=".2f") + "\n",
-               "leaderboard.html": html_page(board, ci_table(rows), lower_is_better_protocols(rows), title, plots)}
+               "leaderboard.html": html_page(board, ci_table(rows), lower_is_better_protocols(rows), title, plots,
+                                             diagnostic_protocols(rows))}
     paths = []
     for name, text in written.items():
         (out_dir / name).write_text(text)
@@ -164,31 +190,39 @@ details dt{font-weight:600}details dd{margin:0 0 2px 8px;word-break:break-all}
 
 
 def html_page(board: pd.DataFrame, ci95: pd.DataFrame, lower_is_better: set[str], title: str,
-              plots: list[Path] = ()) -> str:
+              plots: list[Path] = (), diagnostics: set[str] = frozenset()) -> str:
     """A self-contained page: one row per encoder, header and first column sticky, click a header to sort
     (best first, in the metric's direction), `value ± CI`, each column's best highlighted, the encoder's
     provenance one click away, plots embedded."""
     scores = [c for c in board.columns if c == "average_rank" or "·" in c]
     facts = [c for c in board.columns if c not in scores]
-    lower = {c for c in scores if c == "average_rank" or c.split("·")[0] in lower_is_better
-             or (c.startswith("mean·") and c.split("·", 1)[1] in lower_is_better)}
-    best = {c: (board[c].min() if c in lower else board[c].max()) for c in scores}
-    header = "<th>encoder</th>" + "".join(header_cell(c, c in lower) for c in scores)
+    lower = {c for c in scores if c == "average_rank" or column_protocol(c) in lower_is_better}
+    undirected = {c for c in scores if column_protocol(c) in diagnostics}
+    best = {c: None if c in undirected else board[c].min() if c in lower else board[c].max() for c in scores}
+    header = "<th>encoder</th>" + "".join(header_cell(c, c in lower, c in undirected) for c in scores)
     body = [table_row(encoder, row, scores, facts, ci95, lower, best) for encoder, row in board.iterrows()]
     images = "".join(f'<img alt="{html.escape(p.name)}" src="data:image/png;base64,'
                      f'{base64.b64encode(p.read_bytes()).decode()}">' for p in plots)
     return (f"<!DOCTYPE html>\n<html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
             f"<style>{STYLE}</style></head><body><h1>{html.escape(title)}</h1>"
             "<p class='legend'>Cells: value ± 95% CI (bootstrap over test examples; few-shot: over episodes). "
-            "▲ higher is better, ▼ lower is better; the best of each column is highlighted. Click a header to "
+            "▲ higher is better, ▼ lower is better (label-free diagnostics have neither); the best of each column "
+            "is highlighted. Click a header to "
             "sort (best first), an encoder for its provenance.</p>"
             f"<div class='scroll'><table id='leaderboard'><thead><tr>{header}</tr></thead>"
             f"<tbody>{''.join(body)}</tbody></table></div><div class='plots'>{images}</div>"
             f"<script>{SORT_SCRIPT}</script></body></html>\n")
 
 
-def header_cell(column: str, lower: bool) -> str:
-    arrow = "▼" if lower else "▲"
+def column_protocol(column: str) -> str | None:
+    """The protocol of a board column: "linear·digits" and "mean·linear" -> "linear"; "average_rank" -> None."""
+    if column.startswith("mean·"):
+        return column.split("·", 1)[1]
+    return column.split("·", 1)[0] if "·" in column else None
+
+
+def header_cell(column: str, lower: bool, undirected: bool = False) -> str:
+    arrow = "" if undirected else "▼" if lower else "▲"
     if "·" in column:
         group, name = column.split("·", 1)
         label = f"<span class='protocol'>{html.escape(group)}</span>{html.escape(name)} {arrow}"

@@ -35,6 +35,10 @@ def lower_is_better(rows: pd.DataFrame) -> bool:
     return any(Metric(m).lower_is_better for m in set(rows["metric"]))
 
 
+def is_score(rows: pd.DataFrame) -> bool:
+    return all(Metric(m).is_score for m in set(rows["metric"]))
+
+
 @dataclass(frozen=True)
 class ProtocolTable:
     """One protocol's cells: values and CI half-widths (NaN where none), encoders x datasets."""
@@ -44,9 +48,12 @@ class ProtocolTable:
     values: pd.DataFrame
     ci95: pd.DataFrame
     lower_is_better: bool
+    is_score: bool = True  # False for label-free diagnostics: nothing is "best"
 
     def best(self) -> pd.DataFrame:
-        """True where a cell holds its column's best value (all of them when tied)."""
+        """True where a cell holds its column's best value (all of them when tied); none for diagnostics."""
+        if not self.is_score:
+            return self.values.notna() & False
         target = self.values.min() if self.lower_is_better else self.values.max()
         return self.values.eq(target, axis=1) & self.values.notna()
 
@@ -67,27 +74,28 @@ def protocol_tables(rows: pd.DataFrame) -> list[ProtocolTable]:
         ci95 = ci.unstack("dataset").reindex(index=encoders, columns=datasets)
         values = values.dropna(how="all")
         tables.append(ProtocolTable(str(protocol), "/".join(dict.fromkeys(group["metric"])), values,
-                                    ci95.loc[values.index], lower_is_better(group)))
+                                    ci95.loc[values.index], lower_is_better(group), is_score(group)))
     return tables
 
 
-def format_cell(value: float, ci95: float, best: bool) -> str:
+def format_cell(value: float, ci95: float, best: bool, digits: int = 1) -> str:
     if np.isnan(value):
         return "--"
-    text = f"{value:.1f}" if np.isnan(ci95) else f"{value:.1f} ± {ci95:.1f}"
+    text = f"{value:.{digits}f}" if np.isnan(ci95) else f"{value:.{digits}f} ± {ci95:.{digits}f}"
     return f"**{text}**" if best else text
 
 
 def render_protocol_table(table: ProtocolTable) -> str:
-    best = table.best()
-    shown = pd.DataFrame({dataset: [format_cell(v, c, b) for v, c, b in zip(table.values[dataset],
-                                                                             table.ci95[dataset], best[dataset])]
+    best, digits = table.best(), 1 if table.is_score else 2
+    shown = pd.DataFrame({dataset: [format_cell(v, c, b, digits) for v, c, b in
+                                    zip(table.values[dataset], table.ci95[dataset], best[dataset])]
                           for dataset in table.values.columns}, index=table.values.index)
     means = table.means()
     if len(table.values.columns) > 1 and means.notna().any():
         target = means.min() if table.lower_is_better else means.max()
-        shown["mean"] = [format_cell(m, float("nan"), m == target) for m in means]
-    direction = "lower is better" if table.lower_is_better else "higher is better"
+        shown["mean"] = [format_cell(m, float("nan"), m == target and table.is_score, digits) for m in means]
+    direction = ("label-free, no better direction" if not table.is_score
+                 else "lower is better" if table.lower_is_better else "higher is better")
     title = f"### {table.protocol} ({table.metric}, {direction})"
     return f"{title}\n\n{shown.rename_axis('encoder').to_markdown()}"
 
@@ -138,6 +146,8 @@ def comparison_line(rows: pd.DataFrame, encoder: str, baseline: str) -> str | No
         if (baseline, protocol, dataset) not in cells.index:
             continue
         a, b = cells.loc[(encoder, protocol, dataset)], cells.loc[(baseline, protocol, dataset)]
+        if not Metric(a["metric"]).is_score:
+            continue
         won = beats(a["value"], b["value"], Metric(a["metric"]).lower_is_better)
         p_value = paired_p_value(a, b)
         total, wins = total + 1, wins + won
@@ -157,7 +167,26 @@ def summary_lines(rows: pd.DataFrame) -> list[str]:
              for encoder in encoders.index if encoder not in baselines for baseline in baselines]
     lines = [line for line in lines if line]
     correlation = imagenet_correlation_line(rows)
-    return lines + ([correlation] if correlation else [])
+    return lines + ([correlation] if correlation else []) + label_free_lines(rows)
+
+
+def label_free_lines(rows: pd.DataFrame) -> list[str]:
+    """For each label-free diagnostic: the Spearman correlation of its mean (over datasets) with each
+    scored protocol's mean, over the encoders that have both (at least 3)."""
+    tables = protocol_tables(rows)
+    scored = [(t.protocol, t.means().dropna()) for t in tables if t.is_score]
+    lines = []
+    for diagnostic in (t for t in tables if not t.is_score):
+        means, parts = diagnostic.means().dropna(), []
+        for protocol, other in scored:
+            both = means.index.intersection(other.index)
+            if len(both) >= 3 and means[both].nunique() > 1 and other[both].nunique() > 1:
+                fewer = f" ({len(both)} encoders)" if len(both) < len(means) else ""
+                parts.append(f"{protocol} {stats.spearmanr(means[both], other[both]).statistic:+.2f}{fewer}")
+        if parts:
+            lines.append(f"Label-free {diagnostic.protocol} (mean over datasets) vs each protocol's mean, Spearman over "
+                         f"{len(means)} encoders: {', '.join(parts)}")
+    return lines
 
 
 def imagenet_correlation_line(rows: pd.DataFrame) -> str | None:
@@ -172,7 +201,7 @@ def imagenet_correlation_line(rows: pd.DataFrame) -> str | None:
     parts = []
     for table in protocol_tables(rows[rows["encoder"].isin(top1.index)]):
         means = table.means().dropna()
-        if len(means) < 3 or means.nunique() < 2:
+        if len(means) < 3 or means.nunique() < 2 or not table.is_score:
             continue
         rho = stats.spearmanr(top1[means.index], means).statistic
         parts.append(f"{table.protocol} {rho:+.2f}" + (" (lower is better)" if table.lower_is_better else ""))

@@ -100,7 +100,7 @@ def cell_statistic(row: pd.Series) -> tuple[Callable[[np.ndarray], float], int] 
     if metric == Metric.ECE and outputs.test_confidence is not None and outputs.test_correct is not None:
         bins = int(row["details"].get("bins", 15))
         return resampled_ece(outputs.test_confidence, outputs.test_correct, bins), len(outputs.test_correct)
-    if metric == Metric.TOP1 and outputs.test_correct is not None:
+    if metric in (Metric.TOP1, Metric.RECALL_AT_1) and outputs.test_correct is not None:
         correct = outputs.test_correct.astype(np.float64)
         return (lambda idx: 100.0 * correct[idx].mean(1)), len(correct)
     return None

@@ -1,0 +1,95 @@
+"""Label-free quality (RankMe, alpha-ReQ, TwoNN) on spectra and shapes with known answers, and class
+retrieval (recall@k, mAP@R) against a loop transcription of the definitions on a hand-made case."""
+
+import numpy as np
+import pytest
+
+from benchmark.protocols.quality import alpha_req, rankme, twonn_dimension
+from benchmark.protocols.retrieval import retrieval_scores
+
+
+def orthonormal(rng, n, d, centred=False):
+    x = rng.normal(size=(n, d))
+    if centred:
+        x -= x.mean(0)
+    return np.linalg.qr(x)[0]
+
+
+def test_rankme_counts_the_dimensions_in_use_and_follows_the_paper_formula():
+    rng = np.random.default_rng(0)
+    u, v = orthonormal(rng, 500, 64), orthonormal(rng, 64, 64)
+    for k in (1, 7, 32):
+        singular = np.r_[np.ones(k), np.zeros(64 - k)]
+        assert rankme(u @ np.diag(singular) @ v.T) == pytest.approx(k, rel=1e-3)  # eps adds ~1e-4
+    z = rng.normal(size=(300, 40)) @ np.diag(np.linspace(3, 0.1, 40))
+    sigma = np.linalg.svd(z, compute_uv=False)
+    p = sigma / np.abs(sigma).sum() + 1e-7  # Garrido et al. 2023, eq. 1
+    assert rankme(z) == pytest.approx(np.exp(-np.sum(p * np.log(p))), rel=1e-12)
+
+
+@pytest.mark.parametrize("alpha", [0.5, 1.0, 2.0])
+def test_alpha_req_recovers_a_power_law_eigenspectrum(alpha):
+    rng = np.random.default_rng(1)
+    n, d = 1000, 50
+    eigenvalues = np.arange(1, d + 1, dtype=float) ** -alpha
+    x = orthonormal(rng, n, d, centred=True) @ np.diag(np.sqrt(eigenvalues * (n - 1))) @ orthonormal(rng, d, d).T
+    assert np.allclose(np.linalg.eigvalsh(np.cov(x.T))[::-1], eigenvalues)  # the construction is right
+    assert alpha_req(x) == pytest.approx(alpha, rel=1e-6)
+
+
+def test_twonn_finds_the_dimension_of_a_flat_manifold_in_a_larger_space():
+    rng = np.random.default_rng(2)
+    for d in (2, 5):
+        points = rng.uniform(size=(2000, d)) @ orthonormal(rng, 30, d).T  # a d-cube inside 30 dimensions
+        assert twonn_dimension(points) == pytest.approx(d, rel=0.12)
+    duplicated = np.repeat(rng.normal(size=(100, 3)), 2, axis=0)  # r1 = 0 everywhere: nothing to estimate
+    assert np.isnan(twonn_dimension(duplicated))
+
+
+def direct_retrieval(x, y, ks):
+    """The definitions, one query at a time, with a full sort."""
+    x = x / np.linalg.norm(x, axis=1, keepdims=True)
+    recalls, aps = {k: [] for k in ks}, []
+    for q in range(len(x)):
+        others = [i for i in range(len(x)) if i != q]
+        order = sorted(others, key=lambda i: -float(x[q] @ x[i]))
+        relevant = [y[i] == y[q] for i in order]
+        r = sum(relevant)
+        if r == 0:
+            continue
+        for k in ks:
+            recalls[k].append(any(relevant[:k]))
+        aps.append(sum(sum(relevant[:i + 1]) / (i + 1) for i in range(r) if relevant[i]) / r)
+    return {f"recall@{k}": 100 * np.mean(v) for k, v in recalls.items()} | {"map@r": 100 * np.mean(aps)}
+
+
+def test_class_retrieval_matches_a_direct_transcription():
+    rng = np.random.default_rng(3)
+    angles = rng.permutation(np.linspace(0, 2 * np.pi, 40, endpoint=False))
+    x = np.c_[np.cos(angles), np.sin(angles), 0.3 * rng.normal(size=40)]  # distinct similarities, no ties
+    y = (angles // (np.pi / 2)).astype(int)
+    y[0] = 4  # a class of one: no relevant item, left out
+    scores = retrieval_scores(x, y, (1, 5, 10))
+    direct = direct_retrieval(x, y, (1, 5, 10))
+    for key, value in direct.items():
+        assert scores[key] == pytest.approx(value, abs=1e-9), key
+    assert scores["queries"] == 39 and scores["top1_relevant"].mean() * 100 == pytest.approx(direct["recall@1"])
+    assert 0 < scores["map@r"] < scores["recall@10"] <= 100
+
+
+def test_quality_and_retrieval_columns_run_in_a_suite(tmp_path):
+    from benchmark.config import load_suite
+    from benchmark.results import ResultsStore
+    from benchmark.runner import RunOptions, evaluate
+    from tests.conftest import write_suite
+
+    suite = load_suite(str(write_suite(tmp_path / "s.yaml", {"digits": {}}, {
+        "retrieval": {}, "rankme": {"protocol": "quality", "measure": "rankme", "max_samples": 500},
+        "twonn": {"protocol": "quality", "measure": "twonn", "split": "test"}})))
+    evaluate(["pixels:8"], suite, RunOptions(cache_dir=tmp_path / "c", results_path=tmp_path / "r.sqlite"),
+             echo=lambda _: None)
+    rows = ResultsStore(tmp_path / "r.sqlite").latest().set_index("protocol")
+    assert rows.loc["rankme", "details"]["samples"] == 500 and rows.loc["rankme", "metric"] == "rankme"
+    assert rows.loc["twonn", "details"]["split"] == "test" and rows.loc["twonn", "details"]["samples"] == 359
+    assert 1 < rows.loc["rankme", "value"] < 192 and 1 < rows.loc["twonn", "value"] < 192
+    assert 80 < rows.loc["retrieval", "value"] <= 100  # pixels retrieve digits well
