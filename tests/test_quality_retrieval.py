@@ -93,3 +93,8 @@ def test_quality_and_retrieval_columns_run_in_a_suite(tmp_path):
     assert rows.loc["twonn", "details"]["split"] == "test" and rows.loc["twonn", "details"]["samples"] == 359
     assert 1 < rows.loc["rankme", "value"] < 192 and 1 < rows.loc["twonn", "value"] < 192
     assert 80 < rows.loc["retrieval", "value"] <= 100  # pixels retrieve digits well
+    import sklearn
+
+    environment = rows.loc["retrieval", "environment"]  # every row: the library versions behind its number
+    assert environment["numpy"] == np.__version__ and environment["scikit-learn"] == sklearn.__version__
+    assert {"python", "scipy", "torch", "faiss-cpu", "timm"} <= set(environment)

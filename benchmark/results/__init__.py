@@ -19,11 +19,11 @@ from benchmark import __version__
 from benchmark.errors import UserError
 
 DEFAULT_RESULTS = Path("results/runs.sqlite")
-JSON_COLUMNS = ("encoder_identity", "encoder_facts", "params", "chosen", "details", "per_example", "preprocessing", "split_sizes",
+JSON_COLUMNS = ("encoder_identity", "encoder_facts", "environment", "params", "chosen", "details", "per_example", "preprocessing", "split_sizes",
                 "cache_keys")
 CELL = ["encoder", "dataset", "protocol"]
 # column -> value for rows of older stores
-ADDED_COLUMNS = {"per_example": "{}", "precision": "fp32", "device": "cpu", "protocol_kind": "", "encoder_facts": "{}"}
+ADDED_COLUMNS = {"per_example": "{}", "precision": "fp32", "device": "cpu", "protocol_kind": "", "encoder_facts": "{}", "environment": "{}"}
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS results (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -35,7 +35,8 @@ CREATE TABLE IF NOT EXISTS results (
     package_version TEXT NOT NULL, code_revision TEXT NOT NULL, seconds REAL NOT NULL, cell_key TEXT NOT NULL,
     per_example TEXT NOT NULL DEFAULT '{}', precision TEXT NOT NULL DEFAULT 'fp32', device TEXT NOT NULL DEFAULT 'cpu',
     protocol_kind TEXT NOT NULL DEFAULT '',
-    encoder_facts TEXT NOT NULL DEFAULT '{}'
+    encoder_facts TEXT NOT NULL DEFAULT '{}',
+    environment TEXT NOT NULL DEFAULT '{}'
 );
 """
 SKIPS_SCHEMA = """
@@ -78,7 +79,27 @@ class ResultRow:
     encoder_facts: dict[str, Any] = field(default_factory=dict)  # published facts on the weights (ImageNet top-1)
     package_version: str = __version__
     code_revision: str = field(default_factory=lambda: code_revision())
+    environment: dict[str, str] = field(default_factory=lambda: environment())  # library versions behind the number
     created_at: float = field(default_factory=time.time)
+
+
+NUMERIC_LIBRARIES = ("numpy", "scipy", "scikit-learn", "torch", "faiss-cpu", "timm")
+
+
+@functools.cache
+def environment() -> dict[str, str]:
+    """The Python and numeric library versions of this process (the installed scikit-learn and torch
+    change what an unconverged fit returns), read once."""
+    import platform
+    from importlib import metadata
+
+    versions = {"python": platform.python_version()}
+    for name in NUMERIC_LIBRARIES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
 
 
 @functools.cache
