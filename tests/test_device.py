@@ -14,7 +14,7 @@ from benchmark.protocols import PROTOCOLS, Features, FeatureTask, ModelTask, mak
 SMALL = {"linear": {"num_wd": 4, "solver": "torch"}, "calibration": {"num_wd": 4, "solver": "torch"},
          "fewshot": {"episodes": 20, "ways": 4, "shots": 5, "queries": 5}, "knn": {"k": [5]},
          "finetune": {"steps": 2, "batch_size": 8, "lrs": [0.01], "regularisation": [0.0]},
-         "segmentation": {"epochs": 2}, "zeroshot": {}}
+         "segmentation": {"epochs": 2}, "zeroshot": {}, "quality": {"max_samples": 100}, "retrieval": {}}
 
 
 class HandMadeTextTower:

@@ -114,7 +114,9 @@ def test_suite_unknown_key_and_include(tmp_path):
 def test_offline_suite_lists_the_real_datasets():
     suite = load_suite("offline")
     assert list(suite.datasets) == ["fashion_mnist", "mnist5k", "digits", "lfw_faces", "textures", "fmnist_mosaic"]
-    assert set(suite.protocols) == {"linear", "knn", "fewshot", "calibration", "zeroshot", "finetune", "segmentation"}
+    assert set(suite.protocols) == {"linear", "knn", "fewshot", "calibration", "zeroshot", "finetune", "segmentation",
+                                    "retrieval", "rankme", "alpha_req", "twonn"}
+    assert {t.kind for t in suite.tasks("digits")} >= {"quality", "retrieval"}
     assert [t.protocol for t in suite.tasks("fmnist_mosaic")] == ["segmentation"]
 
 
