@@ -134,8 +134,9 @@ def write_leaderboard(rows: pd.DataFrame, out_dir: Path, title: str, reference: 
     leaderboard.html (with the plots embedded), correlations.csv and the PNG plots."""
     out_dir.mkdir(parents=True, exist_ok=True)
     board, wide = leaderboard(rows, suite_version), results_table(rows)
-    plots = [plot_heatmap(wide, out_dir / "heatmap.png", title), plot_ranks(wide, out_dir / "ranks.png", title,
-                                                                          lower_is_better_protocols(rows))]
+    scored = wide.drop(columns=[c for c in wide.columns if c[0] in diagnostic_protocols(rows)])  # scores only
+    plots = [plot_heatmap(scored, out_dir / "heatmap.png", title),
+             plot_ranks(scored, out_dir / "ranks.png", title, lower_is_better_protocols(rows))]
     if reference:
         table = correlations(wide, reference)
         table.to_csv(out_dir / "correlations.csv", index=False, float_format="%.3f")
@@ -292,7 +293,7 @@ def plot_scatter(wide: pd.DataFrame, reference: str, path: Path, title: str) -> 
     for ax in list(axes.flat)[len(columns):]:
         ax.axis("off")
     fig.suptitle(f"{title}: {reference} vs transfer")
-    return save(fig, path)
+    return save(fig, path, top=1.0 - 0.35 / fig.get_figheight())
 
 
 def plot_ranks(wide: pd.DataFrame, path: Path, title: str, lower_is_better: set[str] = frozenset()) -> Path:
@@ -312,8 +313,8 @@ def plot_ranks(wide: pd.DataFrame, path: Path, title: str, lower_is_better: set[
     return save(fig, path)
 
 
-def save(fig, path: Path) -> Path:
-    fig.tight_layout()
+def save(fig, path: Path, top: float = 1.0) -> Path:
+    fig.tight_layout(rect=(0, 0, 1, top))  # top < 1 leaves room for a suptitle
     fig.savefig(path, dpi=110)
     pyplot().close(fig)
     return path
