@@ -105,6 +105,9 @@ def test_leaderboard_of_our_runs_writes_csvs_markdown_html_and_plots(tmp_path):
     wide = pd.read_csv(tmp_path / "board" / "leaderboard_wide.csv", index_col=0)
     assert len(wide) == 3 and wide["average_rank"].is_monotonic_increasing
     assert wide["code_revision"].notna().all() and wide["suite_version"].eq(1).all()
+    assert wide["rank_ci_examples"].str.match(r"^\d\.\d\d-\d\.\d\d$").all() and "rank_ci_datasets" in wide
+    pairwise = pd.read_csv(tmp_path / "board" / "pairwise_significance.csv", index_col=0)
+    assert pairwise.shape == (3, 3) and pairwise.loc["pixels:8", "pixels:4"].endswith("/4")
     best = rows.loc[rows["dataset"].eq("digits") & rows["protocol"].eq("linear"), "value"].max()
     assert wide["linear·digits"].max() == pytest.approx(best, abs=0.01)
     assert len(pd.read_csv(tmp_path / "board" / "leaderboard_long.csv")) == len(rows) == 12

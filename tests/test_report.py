@@ -157,3 +157,33 @@ def test_correlations_carry_a_bootstrap_ci_over_encoders():
     table = correlations(wide, "linear·d").set_index("column")
     assert table.loc["knn·d", "spearman"] == pytest.approx(1.0)
     assert table.loc["knn·d", ["spearman_ci_low", "spearman_ci_high"]].tolist() == pytest.approx([1.0, 1.0])
+
+
+def test_holm_steps_down_and_stops_at_the_first_kept_hypothesis():
+    from benchmark.results.ranking import holm
+
+    # sorted: 0.005 <= .05/4, 0.01 <= .05/3, 0.03 > .05/2: stop (0.04 is kept although <= .05)
+    assert holm([0.01, 0.04, 0.03, 0.005]) == [True, False, False, True]
+    assert holm([0.2, 0.5]) == [False, False] and holm([0.001]) == [True]
+
+
+def test_rank_intervals_and_pairwise_wins_from_stored_per_example_data():
+    from benchmark.results.ranking import pairwise_significance, rank_intervals
+
+    rng = np.random.default_rng(5)
+    rows = []
+    for dataset in ("d1", "d2", "d3"):
+        strong, weak = rng.random(500) < 0.9, rng.random(500) < 0.5
+        near = weak.copy()
+        near[np.flatnonzero(~weak)[:2]] = True  # weak + 2 examples: a near tie
+        for name, correct in (("strong", strong), ("weak", weak), ("near", near)):
+            rows.append(row(name, "linear", dataset, 100 * correct.mean(), per_example=PerExample(correct), test=500))
+    rows = pd.DataFrame(rows)
+    intervals = rank_intervals(rows, resamples=100)
+    assert intervals.loc["strong", "rank_ci_examples"] == "1.00-1.00"  # never overtaken on any redraw
+    assert intervals.loc["near", "average_rank"] == 2.0 and intervals.loc["weak", "average_rank"] == 3.0
+    low, high = map(float, intervals.loc["weak", "rank_ci_examples"].split("-"))
+    assert low < 3.0 and high == 3.0  # redraws tie or flip weak and near (paired draws: near >= weak)
+    wins = pairwise_significance(rows, resamples=500)
+    assert wins.loc["strong", "weak"] == "3/3" and wins.loc["weak", "strong"] == "0/3"
+    assert wins.loc["near", "weak"] == "0/3"  # 2 of 500 examples: not significant

@@ -14,6 +14,7 @@ import pandas as pd
 from scipy import stats
 
 from benchmark.errors import UserError
+from benchmark.results.ranking import pairwise_significance, rank_intervals
 from benchmark.results.stats import cell_ci95
 from benchmark.results.table import results_table
 from benchmark.vocab import Metric
@@ -83,7 +84,10 @@ def leaderboard(rows: pd.DataFrame, suite_version: int | None = None) -> pd.Data
     """One row per encoder, best average rank first: rank, protocol means, every cell, provenance."""
     wide = results_table(rows)
     scored = wide.drop(columns=[c for c in wide.columns if c[0] in diagnostic_protocols(rows)])
-    board = summary(scored, lower_is_better_protocols(rows)).join(flat(wide)).join(provenance(rows, suite_version))
+    board = summary(scored, lower_is_better_protocols(rows))
+    if "per_example" in rows.columns:  # our rows: intervals from what they store (published tables have none)
+        board = board.join(rank_intervals(rows).drop(columns="average_rank"))
+    board = board.join(flat(wide)).join(provenance(rows, suite_version))
     return board.sort_values("average_rank").rename_axis("encoder")
 
 
@@ -142,11 +146,16 @@ def write_leaderboard(rows: pd.DataFrame, out_dir: Path, title: str, reference: 
         table.to_csv(out_dir / "correlations.csv", index=False, float_format="%.3f")
         plots.append(plot_scatter(wide, reference, out_dir / "scatter.png", title))
     long_columns = [c for c in rows.columns if c not in ("id",)]
+    pairwise = pairwise_significance(rows) if "per_example" in rows.columns else None
     written = {"leaderboard_long.csv": rows[long_columns].to_csv(index=False),
                "leaderboard_wide.csv": board.to_csv(float_format="%.2f"),
-               "leaderboard.md": f"# {title}\n\n" + board.to_markdown(floatfmt=".2f") + "\n",
+               "leaderboard.md": f"# {title}\n\n" + board.to_markdown(floatfmt=".2f") + "\n" + (
+                   "" if pairwise is None else "\n## Significant wins (row over column; paired tests, Holm-corrected "
+                   "over the pair's cells, p < 0.05)\n\n" + pairwise.to_markdown() + "\n"),
                "leaderboard.html": html_page(board, ci_table(rows), lower_is_better_protocols(rows), title, plots,
                                              diagnostic_protocols(rows))}
+    if pairwise is not None:
+        written["pairwise_significance.csv"] = pairwise.to_csv()
     paths = []
     for name, text in written.items():
         (out_dir / name).write_text(text)
@@ -196,7 +205,7 @@ def html_page(board: pd.DataFrame, ci95: pd.DataFrame, lower_is_better: set[str]
     (best first, in the metric's direction), `value ± CI`, each column's best highlighted, the encoder's
     provenance one click away, plots embedded."""
     scores = [c for c in board.columns if c == "average_rank" or "·" in c]
-    facts = [c for c in board.columns if c not in scores]
+    facts = [c for c in board.columns if c not in scores and not c.startswith("rank_ci")]
     lower = {c for c in scores if c == "average_rank" or column_protocol(c) in lower_is_better}
     undirected = {c for c in scores if column_protocol(c) in diagnostics}
     best = {c: None if c in undirected else board[c].min() if c in lower else board[c].max() for c in scores}
@@ -208,7 +217,7 @@ def html_page(board: pd.DataFrame, ci95: pd.DataFrame, lower_is_better: set[str]
             f"<style>{STYLE}</style></head><body><h1>{html.escape(title)}</h1>"
             "<p class='legend'>Cells: value ± 95% CI (bootstrap over test examples; few-shot: over episodes). "
             "▲ higher is better, ▼ lower is better (label-free diagnostics have neither); the best of each column "
-            "is highlighted. Click a header to "
+            "is highlighted. Average rank: [95% interval with test examples redrawn | with datasets resampled]. Click a header to "
             "sort (best first), an encoder for its provenance.</p>"
             f"<div class='scroll'><table id='leaderboard'><thead><tr>{header}</tr></thead>"
             f"<tbody>{''.join(body)}</tbody></table></div><div class='plots'>{images}</div>"
@@ -246,6 +255,9 @@ def table_row(encoder: str, row: pd.Series, scores: list[str], facts: list[str],
         shown = f"{value:.2f}" if column == "average_rank" else f"{value:.1f}"
         if not pd.isna(ci):
             shown += f" <span class='ci'>± {ci:.1f}</span>"
+        if column == "average_rank" and "rank_ci_examples" in row.index:
+            shown += (f" <span class='ci' title='95% intervals: test examples redrawn; datasets resampled'>"
+                      f"[{row['rank_ci_examples']} | {row['rank_ci_datasets']}]</span>")
         classes = " ".join(c for c in ("best" if value == best[column] else "",
                                       "summary" if "·" not in column or column.startswith("mean·") else "") if c)
         cells.append(f"<td class='{classes}' data-value='{value}'>{shown}</td>")
