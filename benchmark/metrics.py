@@ -85,7 +85,6 @@ def binned_ece(confidence: np.ndarray, correct: np.ndarray, bins: int = 15) -> f
     confidence, correct = np.asarray(confidence, dtype=np.float64), np.asarray(correct, dtype=np.float64)
     edges = np.linspace(0.0, 1.0, bins + 1)
     which = np.clip(np.searchsorted(edges, confidence, side="left") - 1, 0, bins - 1)
-    counts = np.bincount(which, minlength=bins)
     gap = np.bincount(which, weights=correct - confidence, minlength=bins)  # sum of (correct - confidence) per bin
     return float(np.abs(gap).sum() / len(confidence)) if len(confidence) else 0.0
 

@@ -9,7 +9,8 @@ from benchmark.commands import common
 
 def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("table", parents=[common.plugins(), common.results(), common.suite(default=None)],
-                            help="render stored results: a table per protocol with CIs and a summary (--wide: the paper's layout)")
+                            help="render stored results: a table per protocol with CIs and a summary "
+                                 "(--wide: the paper's layout)")
     parser.add_argument("--wide", action="store_true",
                         help="the paper's layout: one row per encoder, every protocol x dataset column")
     parser.add_argument("--format", default="markdown", choices=("markdown", "csv", "latex"),

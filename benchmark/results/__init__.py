@@ -19,11 +19,12 @@ from benchmark import __version__
 from benchmark.errors import UserError
 
 DEFAULT_RESULTS = Path("results/runs.sqlite")
-JSON_COLUMNS = ("encoder_identity", "encoder_facts", "environment", "params", "chosen", "details", "per_example", "preprocessing", "split_sizes",
-                "cache_keys")
+JSON_COLUMNS = ("encoder_identity", "encoder_facts", "environment", "params", "chosen", "details", "per_example",
+                "preprocessing", "split_sizes", "cache_keys")
 CELL = ["encoder", "dataset", "protocol"]
 # column -> value for rows of older stores
-ADDED_COLUMNS = {"per_example": "{}", "precision": "fp32", "device": "cpu", "protocol_kind": "", "encoder_facts": "{}", "environment": "{}"}
+ADDED_COLUMNS = {"per_example": "{}", "precision": "fp32", "device": "cpu", "protocol_kind": "", "encoder_facts": "{}",
+                 "environment": "{}"}
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS results (
     id INTEGER PRIMARY KEY AUTOINCREMENT,

@@ -184,8 +184,8 @@ def label_free_lines(rows: pd.DataFrame) -> list[str]:
                 fewer = f" ({len(both)} encoders)" if len(both) < len(means) else ""
                 parts.append(f"{protocol} {stats.spearmanr(means[both], other[both]).statistic:+.2f}{fewer}")
         if parts:
-            lines.append(f"Label-free {diagnostic.protocol} (mean over datasets) vs each protocol's mean, Spearman over "
-                         f"{len(means)} encoders: {', '.join(parts)}")
+            lines.append(f"Label-free {diagnostic.protocol} (mean over datasets) vs each protocol's mean, Spearman "
+                         f"over {len(means)} encoders: {', '.join(parts)}")
     return lines
 
 
