@@ -23,12 +23,16 @@ def mean_per_class(labels: np.ndarray, predictions: np.ndarray) -> float:
 
 def voc11_average_precision(labels: np.ndarray, scores: np.ndarray) -> float:
     """PASCAL VOC 2007 11-point interpolated AP of one class: mean over recall thresholds t in
-    {0, 0.1, ..., 1} of the best precision at recall >= t (0 when no point reaches t)."""
+    {0, 0.1, ..., 1} of the best precision at recall >= t (0 when no point reaches t).
+
+    A class without positives has no recall; the reference (sklearn's precision_recall_curve, then
+    ssl-transfer's voc_ap) still finds its closing point (recall 0, precision 1) at t = 0 and nothing
+    above, so it scores 1/11, and so do we."""
     order = np.argsort(-scores, kind="stable")
     hits = labels[order].astype(bool)
     positives = hits.sum()
     if positives == 0:
-        return 0.0
+        return 1.0 / 11.0
     # one precision/recall point per distinct score threshold, as sklearn's precision_recall_curve
     last_of_run = np.r_[np.diff(scores[order]) != 0, True]
     true_pos = np.cumsum(hits)[last_of_run]

@@ -186,3 +186,48 @@ def test_unknown_protocol_and_parameter_suggest_fixes():
         make_protocol("linaer")
     with pytest.raises(UserError, match="Did you mean 'solver'"):
         make_protocol("linear", {"solvr": "torch"})
+
+
+def test_knn_keeps_top1_and_top5_at_every_k_as_dino_reports_them(digits_features):
+    """Against a direct computation: cosine neighbours by a full sort, votes exp(sim / T), top-n by a
+    sort of the votes."""
+    data = task_data(digits_features)
+    details = make_protocol("knn", {"k": [5, 20]}).evaluate(data).details
+    unit = lambda a: a / np.linalg.norm(a, axis=1, keepdims=True)
+    train = data.trainval
+    similarity = unit(data.test.x.astype(np.float64)) @ unit(train.x.astype(np.float64)).T
+    for k in (5, 20):
+        nearest = np.argsort(-similarity, axis=1, kind="stable")[:, :k]
+        votes = np.zeros((len(data.test.y), 10))
+        for q, row in enumerate(nearest):
+            for i in row:
+                votes[q, train.y[i]] += np.exp(similarity[q, i] / 0.07)
+        ranked = np.argsort(-votes, axis=1, kind="stable")
+        for n in (1, 5):
+            direct = 100 * np.mean([data.test.y[q] in ranked[q, :n] for q in range(len(ranked))])
+            assert details[f"top{n}_by_k"][str(k)] == pytest.approx(direct, abs=100 / len(ranked) + 1e-9)
+        assert details["top1_by_k"][str(k)] == pytest.approx(details["by_k"][str(k)])  # top-1 is the metric here
+    assert details["top5_by_k"]["20"] > details["top1_by_k"]["20"] > 50
+
+
+def test_voc_ap_edge_cases_are_the_reference_s():
+    """A direct transcription of ssl-transfer's voc_eval_cls (sklearn precision_recall_curve + 11-point
+    voc_ap) on hand-made scores, including a class with no positives (the reference gives 1/11)."""
+    import warnings
+
+    from sklearn.metrics import precision_recall_curve
+
+    from benchmark.metrics import voc11_average_precision
+
+    def reference(y_true, y_score):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # sklearn warns that recall is undefined without positives
+            precision, recall, _ = precision_recall_curve(y_true, y_score)
+        return sum((np.max(precision[recall >= t]) if np.sum(recall >= t) else 0) / 11.0
+                   for t in np.linspace(0, 1, 11))
+
+    rng = np.random.default_rng(6)
+    scores = np.round(rng.normal(size=40), 1)  # rounded: tied scores too
+    for labels in (rng.random(40) < 0.3, np.zeros(40, bool), np.ones(40, bool)):
+        assert voc11_average_precision(labels.astype(int), scores) == pytest.approx(reference(labels, scores))
+    assert voc11_average_precision(np.zeros(40, int), scores) == pytest.approx(1 / 11)

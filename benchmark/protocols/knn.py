@@ -18,6 +18,7 @@ from benchmark.outputs import PerExample
 from benchmark.params import CheckedParams, Constraints, Each, Interval, Options
 from benchmark.protocols import PROTOCOLS
 from benchmark.protocols.base import FeatureTask, Protocol, ProtocolResult, check_finite, require_test_split
+from benchmark.vocab import TaskType
 
 
 class Index(StrEnum):
@@ -105,6 +106,13 @@ def weighted_votes(similarities: np.ndarray, neighbour_labels: np.ndarray, k: in
     return votes.scatter_add_(1, torch.from_numpy(labels), torch.from_numpy(weights)).numpy()
 
 
+def top_n_accuracy(votes: np.ndarray, labels: np.ndarray, n: int) -> float:
+    """Percent of queries whose class is among the n highest-voted (n capped at the number of classes;
+    ties broken by class index, as a stable sort of descending votes)."""
+    best = np.argsort(-votes, axis=1, kind="stable")[:, :min(n, votes.shape[1])]
+    return 100.0 * float((best == np.asarray(labels)[:, None]).any(1).mean())
+
+
 @PROTOCOLS.register
 class WeightedKNN(Protocol):
     name = "knn"
@@ -133,8 +141,11 @@ class WeightedKNN(Protocol):
                  for k in ks}
         scores = {k: score(data.metric, data.test.y, v) for k, v in votes.items()}
         headline = min(self.params.headline_k, len(reference))
+        top = {}  # DINO's knn_classifier reports top-1 and top-5 at every k; kept beside the dataset's metric
+        if data.task == TaskType.MULTICLASS:
+            top = {f"top{n}_by_k": {str(k): top_n_accuracy(v, data.test.y, n) for k, v in votes.items()} for n in (1, 5)}
         return ProtocolResult(value=scores[headline], metric=data.metric, chosen={"k": headline},
-                              details={"by_k": {str(k): v for k, v in scores.items()},
+                              details={"by_k": {str(k): v for k, v in scores.items()}, **top,
                                        "temperature": self.params.temperature, "index": self.params.index},
                               per_example=PerExample(correct_per_example(data.metric, data.test.y, votes[headline])))
 
