@@ -50,6 +50,44 @@ def voc_map(labels: np.ndarray, scores: np.ndarray) -> float:
                                   for c in range(labels.shape[1])]))
 
 
+class Relevance:
+    """A revisited Oxford/Paris query's label row: one code per database image."""
+
+    NEGATIVE, EASY, HARD, JUNK = 0, 1, 2, 3
+
+
+# protocol -> (codes that count as positives, codes ignored as junk), as revisitop's test script sets them
+REVISITED_PROTOCOLS = {"easy": ((Relevance.EASY,), (Relevance.JUNK, Relevance.HARD)),
+                       "medium": ((Relevance.EASY, Relevance.HARD), (Relevance.JUNK,)),
+                       "hard": ((Relevance.HARD,), (Relevance.JUNK, Relevance.EASY))}
+
+
+def revisited_ap(positions: np.ndarray, positives: int) -> float:
+    """revisitop's compute_ap: trapezoidal area under precision-recall, from the 0-based ranks of the
+    positives (junk already removed from the ranking)."""
+    ap = 0.0
+    for j, rank in enumerate(np.sort(positions)):
+        precision_before = 1.0 if rank == 0 else j / rank
+        precision_after = (j + 1) / (rank + 1)
+        ap += (precision_before + precision_after) / (2.0 * positives)
+    return ap
+
+
+def revisited_map(relevance: np.ndarray, similarity: np.ndarray, protocol: str = "medium") -> float:
+    """mAP (percent) of queries (rows of `relevance` and `similarity`, one column per database image),
+    as revisitop's compute_map: database ranked by descending similarity, junk removed from the ranking,
+    queries without positives under the protocol left out of the mean."""
+    positive_codes, junk_codes = REVISITED_PROTOCOLS[protocol]
+    aps = []
+    for codes, scores in zip(np.asarray(relevance), np.asarray(similarity)):
+        ranked = codes[np.argsort(-scores, kind="stable")]
+        kept = ranked[~np.isin(ranked, junk_codes)]
+        positions = np.flatnonzero(np.isin(kept, positive_codes))
+        if len(positions):
+            aps.append(revisited_ap(positions, len(positions)))
+    return 100.0 * float(np.mean(aps)) if aps else float("nan")
+
+
 def as_predictions(outputs: np.ndarray) -> np.ndarray:
     """Class indices from class scores (N x classes), or the outputs themselves when already indices."""
     outputs = np.asarray(outputs)
@@ -65,6 +103,7 @@ def miou(masks: np.ndarray, predicted: np.ndarray) -> float:
 
 # name -> score(labels, outputs) in percent; a dataset's metric is resolved through this table
 SCORERS = {
+    Metric.REVISITED_MAP: lambda labels, outputs: revisited_map(labels, outputs, "medium"),
     Metric.TOP1: lambda labels, outputs: top1(labels, as_predictions(outputs)),
     Metric.MEAN_PER_CLASS: lambda labels, outputs: mean_per_class(labels, as_predictions(outputs)),
     Metric.VOC_MAP: voc_map,

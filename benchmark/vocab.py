@@ -24,6 +24,7 @@ class TaskType(StrEnum):
     MULTICLASS = "multiclass"  # one class index per image
     MULTILABEL = "multilabel"  # a multi-hot row per image
     SEGMENTATION = "segmentation"  # a mask per image, 255 = void
+    INSTANCE = "instance_retrieval"  # train = database (labels: own index), test = queries (labels: relevance rows)
 
 
 class Metric(StrEnum):
@@ -36,6 +37,7 @@ class Metric(StrEnum):
     ACCURACY = "accuracy"  # few-shot: mean episode accuracy
     ECE = "ece"  # calibration error: lower is better
     RECALL_AT_1 = "recall@1"  # class-based retrieval
+    REVISITED_MAP = "revisited_map"  # instance retrieval, revisited Oxford/Paris (Medium protocol)
     RANKME = "rankme"  # label-free quality (benchmark.protocols.quality): diagnostics, not scores
     ALPHA_REQ = "alpha_req"
     TWONN = "twonn"

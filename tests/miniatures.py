@@ -392,3 +392,35 @@ def write_ericsson_suite(data_root: Path, shots: int = 20, queries: int = 1, poo
     write_isic(data_root / "isic", pool)
     write_chestx(data_root / "chestx", pool)
     return data_root
+
+
+def write_revisitop(root: Path, name: str = "roxford5k", seed: int = 0) -> Path:
+    """revisitop's layout: ROOT/jpg/*.jpg and ROOT/gnd_NAME.pkl. Three landmarks in three colours, four
+    database images each (two easy, one hard, one junk for every query), three grey distractors, and one
+    query image per landmark whose box crops its coloured part out of a grey frame."""
+    rng = np.random.default_rng(seed)
+    (root / "jpg").mkdir(parents=True, exist_ok=True)
+    colours = [(200, 30, 30), (30, 200, 30), (30, 30, 200)]
+    imlist, gnd, queries = [], [], []
+
+    def save(stem: str, colour: tuple[int, int, int], frame: bool = False) -> None:
+        pixels = np.clip(np.array(colour) + rng.integers(-8, 9, (40, 48, 3)), 0, 255).astype(np.uint8)
+        if frame:  # a grey border that the query box crops away
+            pixels[:8], pixels[-8:], pixels[:, :8], pixels[:, -8:] = 128, 128, 128, 128
+        Image.fromarray(pixels).save(root / "jpg" / f"{stem}.jpg", quality=95)
+
+    for landmark, colour in enumerate(colours):
+        indices = {}
+        for role in ("easy1", "easy2", "hard", "junk"):
+            indices[role] = len(imlist)
+            imlist.append(f"{name}_{landmark}_{role}")
+            save(imlist[-1], colour)
+        queries.append(f"{name}_{landmark}_query")
+        save(queries[-1], colour, frame=True)
+        gnd.append({"bbx": [8.0, 8.0, 40.0, 32.0], "easy": [indices["easy1"], indices["easy2"]],
+                    "hard": [indices["hard"]], "junk": [indices["junk"]]})
+    for distractor in range(3):
+        imlist.append(f"{name}_distractor_{distractor}")
+        save(imlist[-1], (128, 128, 128))
+    pickle_dump(root / f"gnd_{name}.pkl", {"imlist": imlist, "qimlist": queries, "gnd": gnd})
+    return root
