@@ -143,7 +143,8 @@ class WeightedKNN(Protocol):
         headline = min(self.params.headline_k, len(reference))
         top = {}  # DINO's knn_classifier reports top-1 and top-5 at every k; kept beside the dataset's metric
         if data.task == TaskType.MULTICLASS:
-            top = {f"top{n}_by_k": {str(k): top_n_accuracy(v, data.test.y, n) for k, v in votes.items()} for n in (1, 5)}
+            top = {f"top{n}_by_k": {str(k): top_n_accuracy(v, data.test.y, n) for k, v in votes.items()}
+                   for n in (1, 5)}
         return ProtocolResult(value=scores[headline], metric=data.metric, chosen={"k": headline},
                               details={"by_k": {str(k): v for k, v in scores.items()}, **top,
                                        "temperature": self.params.temperature, "index": self.params.index},
