@@ -14,7 +14,8 @@ from benchmark.protocols import PROTOCOLS, Features, FeatureTask, ModelTask, mak
 SMALL = {"linear": {"num_wd": 4, "solver": "torch"}, "calibration": {"num_wd": 4, "solver": "torch"},
          "fewshot": {"episodes": 20, "ways": 4, "shots": 5, "queries": 5}, "knn": {"k": [5]},
          "finetune": {"steps": 2, "batch_size": 8, "lrs": [0.01], "regularisation": [0.0]},
-         "segmentation": {"epochs": 2}, "zeroshot": {}, "quality": {"max_samples": 100}, "retrieval": {}}
+         "segmentation": {"epochs": 2}, "zeroshot": {}, "quality": {"max_samples": 100}, "retrieval": {},
+         "instance_retrieval": {}}
 
 
 class HandMadeTextTower:
@@ -40,6 +41,16 @@ def dense(rng, device):
     part = lambda s: Features(x[s], masks[s])
     return FeatureTask(part(slice(0, 20)), part(slice(20, 24)), part(slice(24, 30)), 3, "miou", "segmentation",
                        device=device)
+
+
+def instance(rng, device):
+    """A database (labels: own index) and queries labelled with relevance rows (1 = easy, 3 = junk)."""
+    database = rng.normal(size=(40, 6)).astype(np.float32)
+    queries = database[:4] + 0.01
+    relevance = np.zeros((4, 40), np.int8)
+    relevance[np.arange(4), np.arange(4)], relevance[:, 39] = 1, 3
+    return FeatureTask(Features(database[:32], np.arange(32)), Features(database[32:], np.arange(32, 40)),
+                       Features(queries, relevance), 1, "revisited_map", "instance_retrieval", device=device)
 
 
 def model_task(device):
@@ -69,7 +80,7 @@ def holds_no_tensor(value) -> bool:
 def test_every_protocol_takes_the_device_and_hands_back_cpu_values(name, rng):
     protocol = make_protocol(name, SMALL[name])
     inputs = {"model": lambda: model_task("cpu"), "dense": lambda: dense(rng, "cpu")}.get(
-        protocol.input_kind(), lambda: pooled(rng, "cpu"))()
+        protocol.input_kind(), lambda: instance(rng, "cpu") if name == "instance_retrieval" else pooled(rng, "cpu"))()
     result = protocol.evaluate(inputs)
     assert isinstance(result.value, float) and np.isfinite(result.value)
     assert holds_no_tensor(result.details) and holds_no_tensor(result.chosen)
