@@ -48,6 +48,11 @@ class DatasetPlan:
 
 def plan_dataset(name: str, options: dict[str, Any], data_root: Path | None) -> DatasetPlan:
     spec = dataset_spec(name, options)
+    subsets = [key for key in ("train_subset", "test_subset") if options.get(key)]
+    if subsets and spec.task not in (TaskType.MULTICLASS, TaskType.MULTILABEL):
+        named = " and ".join(subsets)
+        raise UserError(f"dataset {name!r}: {named} take a class-stratified subset, but {name} is {spec.task} data "
+                        f"without classes to stratify; remove {named} from its suite entry")
     root = resolve_root(spec, options.get("root"), data_root)
     identity = {"name": name, "version": spec.version, "root": str(root.resolve()) if root else None,
                 "train_subset": options.get("train_subset"),

@@ -98,3 +98,12 @@ def test_quality_and_retrieval_columns_run_in_a_suite(tmp_path):
     environment = rows.loc["retrieval", "environment"]  # every row: the library versions behind its number
     assert environment["numpy"] == np.__version__ and environment["scikit-learn"] == sklearn.__version__
     assert {"python", "scipy", "torch", "faiss-cpu", "timm"} <= set(environment)
+
+
+def test_a_subset_of_data_without_classes_is_refused_with_the_fix(tmp_path):
+    from benchmark.errors import UserError
+    from benchmark.inputs import plan_dataset
+
+    with pytest.raises(UserError, match="remove test_subset from its suite entry"):
+        plan_dataset("fmnist_mosaic", {"test_subset": 100}, None)
+    assert plan_dataset("digits", {"test_subset": 100}, None).test_subset == 100
