@@ -21,7 +21,7 @@ import numpy as np
 
 from benchmark.data import SOURCES
 from benchmark.data.base import DatasetSpec, ImageSplit, LazyImages
-from benchmark.errors import MissingDataError, UserError
+from benchmark.errors import MissingDataError, UserError, hub_cache_error
 from benchmark.vocab import Metric
 
 
@@ -72,13 +72,10 @@ def resolved_revision(repo: str, revision: str | None) -> str:
 
 
 def not_cached_error(repo: str, cause: object) -> MissingDataError:
-    from huggingface_hub.constants import HF_HUB_CACHE
-
-    return MissingDataError(
-        f"hf_hub dataset {repo!r} could not be loaded ({str(cause).splitlines()[0][:160]}). It is neither in the "
-        f"datasets cache nor in the hub cache ({HF_HUB_CACHE}). On a machine with internet run "
-        f"`huggingface-cli download --repo-type dataset {repo}` (or load it once with datasets.load_dataset), then "
-        f"copy the cache here; HF_HOME moves it, HF_HUB_OFFLINE=1 skips the network retries.")
+    return hub_cache_error(f"hf_hub dataset {repo!r} could not be loaded ({str(cause).splitlines()[0][:160]}); it is "
+                           f"neither in the datasets cache nor in the hub cache",
+                           f"`huggingface-cli download --repo-type dataset {repo}` (or load it once with "
+                           f"datasets.load_dataset)")
 
 
 def make_loader(repo: str, revision: str | None, split_names: dict[str, str], image_column: str, label_column: str):

@@ -25,7 +25,7 @@ from benchmark.encoders import ENCODER_SOURCES
 from benchmark.encoders.base import Encoder
 from benchmark.encoders.feature_choice import FeatureChoice, Projection, pool_tokens
 from benchmark.encoders.weights import file_sha256
-from benchmark.errors import MissingDataError, UserError
+from benchmark.errors import MissingDataError, UserError, hub_cache_error
 from benchmark.preprocessing import Preprocessing
 
 IMAGE_TEXT = ("clip", "siglip")
@@ -111,14 +111,10 @@ def weights_file(source: str, revision: str | None) -> Path:
 
 
 def not_found_error(source: str) -> MissingDataError:
-    from huggingface_hub.constants import HF_HUB_CACHE
-
-    return MissingDataError(
-        f"hf:{source}: no model weights found, neither as a directory nor in the Hugging Face cache "
-        f"({HF_HUB_CACHE}), and nothing could be downloaded (offline?). On a machine with internet run "
-        f"`huggingface-cli download {source}` (or `python -c \"import transformers; "
-        f"transformers.AutoModel.from_pretrained('{source}')\"`), then copy the cache here; HF_HOME moves it, "
-        f"HF_HUB_OFFLINE=1 skips the network retries.")
+    return hub_cache_error(f"hf:{source}: no model weights found, neither as a directory nor in the cache, and "
+                           f"nothing could be downloaded (offline?)",
+                           f"`huggingface-cli download {source}` (or `python -c \"import transformers; "
+                           f"transformers.AutoModel.from_pretrained('{source}')\"`)")
 
 
 def load_parts(source: str, revision: str | None) -> tuple[nn.Module, Any]:

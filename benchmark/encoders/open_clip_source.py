@@ -23,7 +23,7 @@ from benchmark.encoders.base import Encoder
 from benchmark.encoders.feature_choice import FeatureChoice, Projection
 from benchmark.seeding import seeded_init
 from benchmark.encoders.weights import extract_state_dict, file_sha256, load_into, safe_load
-from benchmark.errors import MissingDataError, UserError
+from benchmark.errors import MissingDataError, UserError, hub_cache_error
 from benchmark.preprocessing import Preprocessing
 from benchmark.registry import unknown_name_message
 
@@ -74,16 +74,13 @@ def cached_file(name: str, download) -> Path:
 
 
 def not_cached_error(name: str, cause: object) -> MissingDataError:
-    from huggingface_hub.constants import HF_HUB_CACHE
-
     arch, _, tag = name.partition(":")
     call = f"open_clip.create_model('{name}')" if name.startswith("hf-hub:") else \
         f"open_clip.create_model('{arch}', pretrained='{tag}')"
-    return MissingDataError(
-        f"open_clip weights {name!r} are not cached ({HF_HUB_CACHE}, or ~/.cache/clip for URL weights) and could "
-        f"not be downloaded ({str(cause).splitlines()[0][:120]}). On a machine with internet run `python -c "
-        f"\"import open_clip; {call}\"`, then copy the cache here; HF_HOME moves it, HF_HUB_OFFLINE=1 skips the "
-        f"network retries. Or give a weights file: open_clip:{arch}@/path/to/weights")
+    return hub_cache_error(f"open_clip weights {name!r} are not cached (URL weights: ~/.cache/clip) and could not "
+                           f"be downloaded ({str(cause).splitlines()[0][:120]})",
+                           f"`python -c \"import open_clip; {call}\"`",
+                           f" Or give a weights file: open_clip:{arch}@/path/to/weights")
 
 
 def clip_encoder(label: str, clip: nn.Module, name: str, identity: dict, random_init: bool, report: list[str]

@@ -23,7 +23,7 @@ from benchmark.encoders import ENCODER_SOURCES
 from benchmark.encoders.base import Encoder, encoder_from_file
 from benchmark.encoders.feature_choice import FeatureChoice, Projection, pool_tokens
 from benchmark.encoders.weights import file_sha256
-from benchmark.errors import MissingDataError, UserError
+from benchmark.errors import MissingDataError, UserError, hub_cache_error
 from benchmark.registry import unknown_name_message
 from benchmark.seeding import seeded_init
 
@@ -69,13 +69,10 @@ def cached_weights(name: str) -> Path:
 
 
 def not_cached_error(name: str, repo: str) -> MissingDataError:
-    from huggingface_hub.constants import HF_HUB_CACHE
-
-    return MissingDataError(
-        f"timm weights {name!r} are not in the Hugging Face cache ({HF_HUB_CACHE}) and could not be downloaded "
-        f"(offline?). On a machine with internet run `python -c \"import timm; timm.create_model('{name}', "
-        f"pretrained=True)\"` (or `huggingface-cli download {repo}`), then copy that cache here; HF_HOME or "
-        f"HF_HUB_CACHE moves it, and HF_HUB_OFFLINE=1 skips the network retries. Or give a weights file: timm:{name.split('.')[0]}@/path/to/weights")
+    return hub_cache_error(f"timm weights {name!r} are not cached and could not be downloaded (offline?)",
+                           f"`python -c \"import timm; timm.create_model('{name}', pretrained=True)\"` (or "
+                           f"`huggingface-cli download {repo}`)",
+                           f" Or give a weights file: timm:{name.split('.')[0]}@/path/to/weights")
 
 
 def pretrained_encoder(name: str) -> Encoder:

@@ -82,10 +82,13 @@ class FineTune(Protocol):
         single (lr, regularisation) pair there is nothing to select, so the train -> val run is skipped."""
         require_test_split(data, self.name)
         pairs = [(lr, w) for lr in self.params.lrs for w in self.params.regularisation]
-        runs = [(lr, w, score(data.metric, np.asarray(data.val.y), self.train_and_predict(data, data.train, data.val,
-                                                                                           lr, w)))
-                for lr, w in pairs] if len(pairs) > 1 else [(*pairs[0], None)]
-        best_lr, best_w, best_val = max(runs, key=lambda run: run[2] if run[2] is not None else 0.0)  # first of ties
+        if len(pairs) == 1:
+            runs = [(*pairs[0], None)]
+        else:
+            val_y = np.asarray(data.val.y)
+            runs = [(lr, w, score(data.metric, val_y, self.train_and_predict(data, data.train, data.val, lr, w)))
+                    for lr, w in pairs]
+        best_lr, best_w, best_val = runs[0] if len(runs) == 1 else max(runs, key=lambda run: run[2])  # first of ties
         outputs = self.train_and_predict(data, data.trainval, data.test, best_lr, best_w)
         test_y = np.asarray(data.test.y)
         return ProtocolResult(value=score(data.metric, test_y, outputs), metric=data.metric,

@@ -62,15 +62,17 @@ class ProtocolTable:
         return self.values.mean(axis=1).where(self.values.notna().all(axis=1))
 
 
-def protocol_tables(rows: pd.DataFrame) -> list[ProtocolTable]:
-    """One table per protocol column of the suite, in first-seen order; encoders in first-seen order."""
+def protocol_tables(rows: pd.DataFrame, with_ci: bool = True) -> list[ProtocolTable]:
+    """One table per protocol column of the suite, in first-seen order; encoders in first-seen order.
+    `with_ci=False` skips the bootstraps (all NaN) where only values and means are read."""
     encoders = list(dict.fromkeys(rows["encoder"]))
     tables = []
     for protocol, group in rows.groupby("protocol", sort=False):
         datasets = list(dict.fromkeys(group["dataset"]))
         cells = group.set_index(["encoder", "dataset"])
         values = cells["value"].unstack("dataset").reindex(index=encoders, columns=datasets)
-        ci = pd.Series([cell_ci95(row) for _, row in group.iterrows()], index=cells.index, dtype=float)
+        ci = pd.Series([cell_ci95(row) if with_ci else None for _, row in group.iterrows()], index=cells.index,
+                       dtype=float)
         ci95 = ci.unstack("dataset").reindex(index=encoders, columns=datasets)
         values = values.dropna(how="all")
         tables.append(ProtocolTable(str(protocol), "/".join(dict.fromkeys(group["metric"])), values,
@@ -173,7 +175,7 @@ def summary_lines(rows: pd.DataFrame) -> list[str]:
 def label_free_lines(rows: pd.DataFrame) -> list[str]:
     """For each label-free diagnostic: the Spearman correlation of its mean (over datasets) with each
     scored protocol's mean, over the encoders that have both (at least 3)."""
-    tables = protocol_tables(rows)
+    tables = protocol_tables(rows, with_ci=False)
     scored = [(t.protocol, t.means().dropna()) for t in tables if t.is_score]
     lines = []
     for diagnostic in (t for t in tables if not t.is_score):
@@ -199,7 +201,7 @@ def imagenet_correlation_line(rows: pd.DataFrame) -> str | None:
     if len(top1) < 3:
         return None
     parts = []
-    for table in protocol_tables(rows[rows["encoder"].isin(top1.index)]):
+    for table in protocol_tables(rows[rows["encoder"].isin(top1.index)], with_ci=False):
         means = table.means().dropna()
         if len(means) < 3 or means.nunique() < 2 or not table.is_score:
             continue

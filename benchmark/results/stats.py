@@ -91,12 +91,13 @@ def per_example(row: pd.Series) -> PerExample:
     return PerExample.from_json(record, test_count=int(row["split_sizes"].get("test", 0)))
 
 
-def cell_statistic(row: pd.Series) -> tuple[Callable[[np.ndarray], float], int] | None:
+def cell_statistic(row: pd.Series, outputs: PerExample | None = None
+                   ) -> tuple[Callable[[np.ndarray], np.ndarray], int] | None:
     """The row's headline metric as a function of resampled test-example index matrices (one value per
-    draw; see `bootstrap_distribution`), with the number of
-    test examples, where the row stores what it takes (top-1: correctness; ECE: confidence and
-    correctness); None otherwise."""
-    outputs, metric = per_example(row), Metric(row["metric"])
+    draw; see `bootstrap_distribution`), with the number of test examples, where the row stores what it
+    takes (top-1: correctness; ECE: confidence and correctness); None otherwise. `outputs`: the row's
+    decoded per-example data, when the caller has it already."""
+    outputs, metric = outputs or per_example(row), Metric(row["metric"])
     if metric == Metric.ECE and outputs.test_confidence is not None and outputs.test_correct is not None:
         bins = int(row["details"].get("bins", 15))
         return resampled_ece(outputs.test_confidence, outputs.test_correct, bins), len(outputs.test_correct)
@@ -112,7 +113,7 @@ def cell_ci95(row: pd.Series) -> float | None:
     outputs = per_example(row)
     if outputs.episode_accuracies is not None:
         return mean_ci95(np.asarray(outputs.episode_accuracies))[1]  # stored in percent
-    found = cell_statistic(row)
+    found = cell_statistic(row, outputs)  # the row's per-example data, decoded once
     return bootstrap_ci95(*found) if found else None
 
 
