@@ -118,7 +118,7 @@ def read_yaml(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise UserError(f"suite {path} must be a mapping of keys {SUITE_KEYS}")
     include = data.pop("include", None)
-    if include is not None and not isinstance(include, str):
+    if include is not None and (not isinstance(include, str) or "\x00" in include):  # pathlib rejects NUL bytes
         raise UserError(f"suite {path}: include must be a file name, got {include!r}")
     if include:
         base = read_yaml((path.parent / include).resolve(), (*seen, path.resolve()))

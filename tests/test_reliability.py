@@ -194,3 +194,10 @@ def test_determinism_same_seed_bit_identical(tmp_path):
                        timeout=300, env={**os.environ, "PYTHONHASHSEED": str(run)})
         values.append(ResultsStore(results).frame()[["value", "seed"]].to_numpy().tolist())
     assert values[0] == values[1] and all(seed == 0 for _, seed in values[0])
+
+
+def test_an_include_with_a_null_byte_is_a_user_error(tmp_path):
+    """Found by the fuzz test above: pathlib raises ValueError on a NUL byte in a file name."""
+    (tmp_path / "s.yaml").write_text('include: "\\0"\n')
+    with pytest.raises(UserError, match="include must be a file name"):
+        load_suite(str(tmp_path / "s.yaml"))
