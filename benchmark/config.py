@@ -4,7 +4,7 @@
     version: 1
     include: other.yaml            # optional; this file's keys override the included file's
     preprocessing: {input_size: 64}   # applied over every encoder's own preprocessing
-    protocols: {linear: {solver: torch}, knn: {}}
+    protocols: {linear: {solver: fast}, knn: {}}
     datasets: {mnist5k: {}, fashion_mnist: {train_subset: 10000, preprocessing: {input_size: 32}}}
     overrides:                     # optional, per (dataset, protocol)
       - {dataset: mnist5k, protocol: knn, params: {k: [10, 20]}}

@@ -98,8 +98,8 @@ def linear_rows(device: str, quick: bool) -> list[tuple[str, float, float, str]]
 
     n, d = (4000, 256) if quick else ((50000, 2048) if device.startswith("cuda") else (10000, 512))
     data = dataclasses.replace(synthetic_task(n, 1000, d), device=device)
-    sklearn_s, slow = best_of(1, lambda: make_protocol("linear", {"solver": "sklearn"}).evaluate(data))
-    torch_s, fast = best_of(1, lambda: make_protocol("linear", {"solver": "torch"}).evaluate(data))
+    sklearn_s, slow = best_of(1, lambda: make_protocol("linear", {"solver": "reference"}).evaluate(data))
+    torch_s, fast = best_of(1, lambda: make_protocol("linear", {"solver": "fast"}).evaluate(data))
     floor = sweep_floor(data, fast.details["sweep_iterations"])
     return [(f"linear sweep {n}x{d}: sklearn {sklearn_s:.1f}s / torch {torch_s:.2f}s (x faster)", sklearn_s / torch_s,
              float("nan"), f"test {slow.value:.2f} vs {fast.value:.2f}"),

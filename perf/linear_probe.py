@@ -30,8 +30,8 @@ def timed(protocol, data):
 def warm_up() -> None:
     """Initialise torch's and sklearn's solvers and thread pools outside the timing."""
     small = synthetic_task(400, 100, 16, seed=1)
-    for solver in ("sklearn", "torch"):
-        make_protocol("linear", {"solver": solver, "num_wd": 3}).evaluate(small)
+    for mode in ("reference", "fast"):
+        make_protocol("linear", {"mode": mode, "num_wd": 3}).evaluate(small)
 
 
 def compare(n: int, d: int, num_wd: int) -> dict:
@@ -40,8 +40,8 @@ def compare(n: int, d: int, num_wd: int) -> dict:
 
 def compare_on(data, size: str, num_wd: int) -> dict:
     warm_up()
-    slow_s, slow = timed(make_protocol("linear", {"solver": "sklearn", "num_wd": num_wd}), data)
-    fast_s, fast = timed(make_protocol("linear", {"solver": "torch", "num_wd": num_wd}), data)
+    slow_s, slow = timed(make_protocol("linear", {"solver": "reference", "num_wd": num_wd}), data)
+    fast_s, fast = timed(make_protocol("linear", {"solver": "fast", "num_wd": num_wd}), data)
     return {"size": size, "sklearn_s": slow_s, "torch_s": fast_s, "ratio": slow_s / fast_s,
             "C_sklearn": slow.chosen["C"], "C_torch": fast.chosen["C"], "test_sklearn": slow.value,
             "test_torch": fast.value, "agree": abs(slow.value - fast.value) <= 0.5}

@@ -11,7 +11,7 @@ from benchmark.devices import Precision, check_device
 from benchmark.errors import UserError
 from benchmark.protocols import PROTOCOLS, Features, FeatureTask, ModelTask, make_protocol
 
-SMALL = {"linear": {"num_wd": 4, "solver": "torch"}, "calibration": {"num_wd": 4, "solver": "torch"},
+SMALL = {"linear": {"num_wd": 4, "solver": "fast"}, "calibration": {"num_wd": 4, "solver": "fast"},
          "fewshot": {"episodes": 20, "ways": 4, "shots": 5, "queries": 5}, "knn": {"k": [5]},
          "finetune": {"steps": 2, "batch_size": 8, "lrs": [0.01], "regularisation": [0.0]},
          "segmentation": {"epochs": 2}, "zeroshot": {}, "quality": {"max_samples": 100}, "retrieval": {},

@@ -38,7 +38,7 @@ def tiny_suite(tmp_path):
                        # linear: C <= 1, where every fit converges. At larger C these random-init features
                        # are near-separable, a fit stops at max_iter on a flat valley, and a 1e-6 difference
                        # in the features (sharded batches) can move the chosen C (measured: 59.33 vs 58.77).
-                       {"linear": {"solver": "torch", "wd_start": 0, "num_wd": 11}, "knn": {"k": [5, 20]},
+                       {"linear": {"solver": "fast", "wd_start": 0, "num_wd": 11}, "knn": {"k": [5, 20]},
                         "finetune": {"steps": 3, "batch_size": 8, "lrs": [0.01], "regularisation": [0.0]}},
                        preprocessing={"input_size": 16})
 
@@ -89,7 +89,7 @@ def test_torchrun_two_ranks_write_shards_equal_to_the_single_process_cache(tmp_p
 
 def test_submitit_local_jobs_give_the_in_process_results(tmp_path):
     suite_path = write_suite(tmp_path / "jobs.yaml", {"digits": {}},
-                             {"linear": {"solver": "torch"}, "knn": {"k": [5, 20]}}, preprocessing={"input_size": 16})
+                             {"linear": {"solver": "fast"}, "knn": {"k": [5, 20]}}, preprocessing={"input_size": 16})
     suite = load_suite(str(suite_path))
     jobs_options = RunOptions(cache_dir=tmp_path / "jobs-cache", results_path=tmp_path / "jobs.sqlite")
     report = run_as_jobs(["pixels:8"], suite, jobs_options, ExecutorOptions(folder=tmp_path / "submitit"),
@@ -103,7 +103,7 @@ def test_submitit_local_jobs_give_the_in_process_results(tmp_path):
 
 def test_plan_lists_pending_tasks_and_marks_them_done_after_a_run(tmp_path):
     suite = load_suite(str(write_suite(tmp_path / "plan.yaml", {"digits": {}},
-                                       {"linear": {"solver": "torch"}, "knn": {"k": [5]}})))
+                                       {"linear": {"solver": "fast"}, "knn": {"k": [5]}})))
     options = RunOptions(cache_dir=tmp_path / "cache", results_path=tmp_path / "runs.sqlite")
     before = Evaluator(suite, options).plan(["pixels:8"])
     assert [(t.stage, t.what, t.done) for t in before] == [

@@ -95,7 +95,7 @@ def test_leaderboard_of_our_runs_writes_csvs_markdown_html_and_plots(tmp_path):
     from benchmark.runner import RunOptions, evaluate
 
     suite = load_suite(str(write_suite(tmp_path / "s.yaml", {"digits": {}, "lfw_faces": {}},
-                                       {"linear": {"solver": "torch"}, "knn": {"k": [5]}})))
+                                       {"linear": {"solver": "fast"}, "knn": {"k": [5]}})))
     options = RunOptions(cache_dir=tmp_path / "cache", results_path=tmp_path / "runs.sqlite")
     evaluate(["pixels:8", "pixels:4", "pixels:2"], suite, options, echo=lambda _: None)
     rows = ResultsStore(tmp_path / "runs.sqlite").latest("tiny")
@@ -162,7 +162,7 @@ def test_paired_tests_find_real_differences_and_not_ties():
 def test_compare_command_reports_p_values_from_stored_rows(tmp_path, capsys):
     import cli
 
-    suite = write_suite(tmp_path / "s.yaml", {"digits": {}}, {"linear": {"solver": "torch"}, "knn": {"k": [5]},
+    suite = write_suite(tmp_path / "s.yaml", {"digits": {}}, {"linear": {"solver": "fast"}, "knn": {"k": [5]},
                                                               "fewshot": {"episodes": 50}})
     args = ["--suite", str(suite), "--results", str(tmp_path / "r.sqlite"), "--cache-dir", str(tmp_path / "c")]
     assert cli.main(["evaluate", "--model", "pixels:8", "--model", "pixels:2", *args]) == 0

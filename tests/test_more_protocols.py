@@ -50,7 +50,7 @@ def test_calibration_equals_a_direct_sklearn_computation(digits_features):
     direct = expected_calibration_error(clf.predict_proba(data.test.x), data.test.y, 15)
     assert result.value == pytest.approx(100 * direct, abs=1.0)  # warm start vs cold start at max_iter 100
     assert 0 <= result.details["ece_scaled"] < 100 and len(result.details["temperatures"]) == 5
-    val_mode = make_protocol("calibration", {"num_wd": 8, "mode": "val", "solver": "torch"}).evaluate(data)
+    val_mode = make_protocol("calibration", {"num_wd": 8, "mode": "val", "solver": "fast"}).evaluate(data)
     assert len(val_mode.details["temperatures"]) == 1
 
 
@@ -162,3 +162,45 @@ def test_runner_skips_cells_with_a_stated_reason(tmp_path, capsys):
     assert "Skipped 1 zeroshot cell (encoder has no text (needed by zeroshot))" in out
     assert "segmentation scores segmentation data; lfw_faces is multiclass" in out
     assert main(argv) == 0 and "every cell already done or skipped" in capsys.readouterr().out
+
+
+def netcal_scaled_ece_transcribed(logits: np.ndarray, labels: np.ndarray, fit: np.ndarray, rest: np.ndarray) -> float:
+    """netcal 1.1.3 on the reference's inputs, written out independently: torch's float32 softmax, the
+    float32 log of the clipped probabilities, a scipy-minimised NLL over w = 1 / T, ECE of softmax(w z)."""
+    from scipy.optimize import minimize
+    from scipy.special import log_softmax
+
+    eps = np.finfo(np.float64).eps
+    probabilities = torch.softmax(torch.from_numpy(logits.astype(np.float32)), 1).numpy()
+    z = np.log(np.clip(probabilities, np.float32(eps), np.float32(1 - eps))).astype(np.float64)
+    nll = lambda w: -np.mean(np.log(np.clip(np.exp(log_softmax(z[fit] * w, 1)), eps, 1 - eps))[  # noqa: E731
+        np.arange(len(fit)), labels[fit]])
+    w = minimize(nll, np.array(1.0)).x[0]
+    scaled = np.exp(log_softmax(z[rest] * w, 1))
+    return expected_calibration_error(scaled, labels[rest], 15)
+
+
+@pytest.mark.parametrize("scale", [3.0, 60.0])
+def test_scaled_ece_is_netcal_113_on_float32_probabilities(rng, scale):
+    """At moderate logit gaps the clipping is inactive and netcal's temperature is the exact-logit one;
+    at a scale of 60 the gaps exceed 36 nats, the clipped log-probabilities flatten them, and the scaled
+    ECE moves away from the exact-logit computation, as the reference's does."""
+    from benchmark.protocols.calibration import cross_validated_scaled_ece
+
+    labels = rng.integers(0, 10, 500)
+    logits = rng.normal(size=(500, 10)) + 1.5 * np.eye(10)[labels]
+    logits = scale * logits / np.abs(logits).max()
+    scaled, temperatures = cross_validated_scaled_ece(logits, labels, 15, 5)
+    folds = reference_folds(500)
+    expected = np.mean([netcal_scaled_ece_transcribed(logits, labels, folds[i],
+                                                      np.concatenate([f for j, f in enumerate(folds) if j != i]))
+                        for i in range(5)])
+    assert scaled == pytest.approx(expected, abs=1e-4)
+    exact = np.mean([expected_calibration_error(
+        softmax(logits[np.concatenate([f for j, f in enumerate(folds) if j != i])],
+                fit_temperature(logits[folds[i]], labels[folds[i]])),
+        labels[np.concatenate([f for j, f in enumerate(folds) if j != i])], 15) for i in range(5)])
+    if scale < 10:
+        assert scaled == pytest.approx(exact, abs=2e-3)
+    else:
+        assert abs(scaled - exact) > 2e-3

@@ -5,8 +5,8 @@ from benchmark.data.splits import holdout_split
 from benchmark.errors import UserError
 from benchmark.metrics import mean_per_class, score, voc_map
 from benchmark.protocols import Features, FeatureTask, make_protocol
-from benchmark.protocols._logreg import SklearnLogReg, TorchLogReg, sklearn_objective
-from benchmark.protocols._linear_sweep import c_grid
+from benchmark.protocols._logreg import ReferenceLogReg, TorchLogReg, multinomial_loss_gradient
+from benchmark.protocols._linear_sweep import c_grid, first_strict_best
 
 
 def task_data(digits_features, metric="top1"):
@@ -30,77 +30,104 @@ def test_holdout_matches_reference_code():
     assert val.tolist() == indices[:20] and train.tolist() == indices[20:]
 
 
-def test_linear_sklearn_path_equals_the_reference_loop(digits_features):
-    """A direct transcription of the reference's LinearTester on real digits features (shorter grid)."""
+def test_reference_objective_and_gradient_equal_a_direct_computation(digits_features):
+    """scikit-learn 1.3's objective, sum of cross-entropies + ||W||^2 / (2C), and its gradient, against
+    scipy's logsumexp and central finite differences."""
+    from scipy.special import logsumexp
+
+    (x, y) = digits_features["train"]
+    x, y = x[:200].astype(np.float64), y[:200]
+    rng = np.random.default_rng(0)
+    params = rng.normal(size=(10, x.shape[1] + 1)) * 0.01
+    C = 0.5
+    loss, grad = multinomial_loss_gradient(params.ravel(order="F"), x, y, 10, 1.0 / C)
+    logits = x @ params[:, :-1].T + params[:, -1]
+    expected = (logsumexp(logits, axis=1) - logits[np.arange(len(y)), y]).sum() + np.sum(params[:, :-1] ** 2) / (2 * C)
+    assert loss == pytest.approx(expected, rel=1e-12)
+    for index in rng.choice(params.size, 5, replace=False):
+        step = np.zeros(params.size)
+        step[index] = 1e-6
+        flat = params.ravel(order="F")
+        numeric = (multinomial_loss_gradient(flat + step, x, y, 10, 1 / C)[0]
+                   - multinomial_loss_gradient(flat - step, x, y, 10, 1 / C)[0]) / 2e-6
+        assert grad[index] == pytest.approx(numeric, rel=1e-4, abs=1e-6)
+
+
+def test_reference_mode_reaches_sklearns_optimum_where_its_fits_converge(digits_features):
+    """Where 100 iterations suffice (small C), the reference mode's sweep lands where any converged
+    solver does: the installed scikit-learn run to a tight tolerance, whatever its version."""
     from sklearn.linear_model import LogisticRegression
 
     data = task_data(digits_features)
-    grid = c_grid(-6, 5, 12)
-    clf = LogisticRegression(solver="lbfgs", warm_start=True)
-    best_score, best_c = 0.0, None
-    for C in grid:
-        clf.set_params(C=C)
-        clf.fit(data.train.x, data.train.y)
-        val = 100.0 * clf.score(data.val.x, data.val.y)
-        if val > best_score:
-            best_score, best_c = val, C
-    clf.set_params(C=best_c)
-    clf.fit(data.trainval.x, data.trainval.y)
-    expected = 100.0 * clf.score(data.test.x, data.test.y)
-    result = make_protocol("linear", {"num_wd": 12}).evaluate(data)
-    assert result.chosen["C"] == pytest.approx(best_c)
-    assert result.value == pytest.approx(expected)
-    assert 85.0 < result.value < 100.0
+    result = make_protocol("linear", {"num_wd": 4, "wd_start": 2, "wd_stop": 5}).evaluate(data)
+    assert result.details["capped_fits"] == 0 and result.details["solver"] == "reference"
+    for C, val in zip(c_grid(2, 5, 4), result.details["val_curve"]):
+        clf = LogisticRegression(C=C, max_iter=10_000, tol=1e-10).fit(data.train.x.astype(np.float64), data.train.y)
+        assert val == pytest.approx(100.0 * clf.score(data.val.x, data.val.y))
 
 
-def test_torch_solver_reaches_the_sklearn_optimum(digits_features):
-    (x, y), _ = digits_features["train"], None
+def test_two_class_problems_are_a_symmetric_softmax_as_in_the_reference(digits_features):
+    """multi_class="multinomial" with two classes: rows [-w, w], which is binary logistic regression at 2C.
+    Both solvers keep that meaning; the binary fit by the installed scikit-learn is the independent check."""
+    from sklearn.linear_model import LogisticRegression
+
+    (x, y) = digits_features["train"]
+    mask = (y == 3) | (y == 8)
+    x, y = x[mask].astype(np.float64), (y[mask] == 8).astype(np.int64)
+    C = 1e-3
+    binary = LogisticRegression(C=2 * C, max_iter=10_000, tol=1e-10).fit(x, y)
+    expected = binary.decision_function(x)
+    for solver in (ReferenceLogReg("multiclass", 2), TorchLogReg("multiclass", 2, max_iter=2000, tol=1e-7)):
+        logits = solver.fit(x, y, C).decision_function(x)
+        np.testing.assert_allclose(logits[:, 1] - logits[:, 0], expected, rtol=2e-3, atol=2e-3)
+
+
+def test_torch_solver_reaches_the_reference_optimum(digits_features):
+    (x, y) = digits_features["train"]
     C = 0.01
-    reference = SklearnLogReg("multiclass", 10, max_iter=5000, tol=1e-8).fit(x, y, C)
-    fast = TorchLogReg("multiclass", 10, max_iter=2000, tol=1e-7).fit(x, y, C)
-    w_ref = reference.coefs[0][0]
-    obj_ref = sklearn_objective(reference.decision_function(x), y, w_ref, C, "multiclass")
-    obj_fast = fast.objective(x, y, C)
-    assert abs(obj_fast - obj_ref) / obj_ref < 1e-4
+    reference = ReferenceLogReg("multiclass", 10, max_iter=1000, tol=1e-6).fit(x, y, C)
+    fast = TorchLogReg("multiclass", 10, max_iter=500, tol=1e-7).fit(x, y, C)
     agreement = np.mean(fast.decision_function(x).argmax(1) == reference.decision_function(x).argmax(1))
     assert agreement > 0.995
+    np.testing.assert_allclose(fast.weight.numpy(), reference.state[:, :-1], atol=2e-3)
 
 
 @pytest.mark.parametrize("full", [True, False])
-def test_preconditioned_sweep_matches_sklearn_at_every_C(digits_features, monkeypatch, full):
+def test_preconditioned_sweep_matches_the_reference_at_every_converging_C(digits_features, monkeypatch, full):
     """The whitened coordinates (eigenbasis, or per-feature for very wide features) are an exact change
-    of variables: along a warm-started sweep the torch solution has sklearn's objective wherever the
-    optimum is well defined. (At C >= 10 these separable digits leave a flat valley in which both
-    solvers stop by the same gradient rule at different points.)"""
+    of variables: along a warm-started sweep the torch solution scores as the reference's wherever the
+    optimum is reached (C <= 0.01 on these digits)."""
     import benchmark.protocols._logreg as logreg
 
     if not full:
         monkeypatch.setattr(logreg, "FULL_PRECONDITIONER_MAX_DIM", 0)
     (x, y) = digits_features["train"]
-    reference, fast = SklearnLogReg("multiclass", 10), TorchLogReg("multiclass", 10)
-    for C in c_grid(-6, 5, 12):
-        obj_ref = sklearn_objective(reference.fit(x, y, C).decision_function(x), y, reference.coefs[0][0], C,
-                                    "multiclass")
-        obj_fast = fast.fit(x, y, C).objective(x, y, C)
-        if C <= 1:
-            assert obj_fast == pytest.approx(obj_ref, rel=1e-3)
+    reference, fast = ReferenceLogReg("multiclass", 10, 500, 1e-6), TorchLogReg("multiclass", 10, 500, 1e-7)
+    for C in c_grid(2, 4, 3):  # (at C = 1e-5 the logits are near ties: either solver's rounding decides)
+        agree = np.mean(reference.fit(x, y, C).decision_function(x).argmax(1)
+                        == fast.fit(x, y, C).decision_function(x).argmax(1))
+        assert agree > 0.995
     assert (fast._preconditioned[1].basis is not None) == full
 
 
-def test_torch_binary_problem_uses_sklearns_single_vector(digits_features):
-    (x, y) = digits_features["train"]
-    mask = y < 2
-    C = 0.05
-    reference = SklearnLogReg("multiclass", 2, max_iter=5000, tol=1e-8).fit(x[mask], y[mask], C)
-    fast = TorchLogReg("multiclass", 2, max_iter=2000, tol=1e-7).fit(x[mask], y[mask], C)
-    np.testing.assert_allclose(fast.weight.numpy()[0], reference.coefs[0][0][0], atol=2e-3)
-
-
-def test_linear_protocol_torch_and_sklearn_agree(digits_features):
+def test_linear_modes_differ_by_no_more_than_the_reference_spread(digits_features):
+    """On these digits the capped fits make the reference's result depend on row order (measured with
+    scikit-learn 1.3.2 too: C = 1e3 or 1e5, test 94.99 or 95.82 by order); the fast mode lands inside
+    the spread of the reference's outcomes."""
     data = task_data(digits_features)
-    slow = make_protocol("linear", {"num_wd": 12}).evaluate(data)
-    fast = make_protocol("linear", {"num_wd": 12, "solver": "torch"}).evaluate(data)
-    assert abs(slow.value - fast.value) <= 1.0
+    reference = make_protocol("linear", {"num_wd": 12, "permutations": 2}).evaluate(data)
+    fast = make_protocol("linear", {"num_wd": 12, "solver": "fast"}).evaluate(data)
+    scores = reference.details["permutation_scores"]
+    assert len(scores) == 2 and len(reference.details["permutation_C"]) == 2
+    assert reference.details["permutation_spread"] == pytest.approx(max(scores) - min(scores))
+    outcomes = [reference.value, *scores]
+    assert min(outcomes) - 0.5 <= fast.value <= max(outcomes) + 0.5
+
+
+def test_first_strict_best_is_the_reference_selection_rule():
+    assert first_strict_best([90.0, 95.0, 95.0, 94.0]) == 1  # a tie keeps the earlier (larger) C
+    assert first_strict_best([float("nan"), 80.0]) == 1  # NaN never wins
+    assert first_strict_best([0.0, 0.0]) == 0
 
 
 def reference_knn(train_x, train_y, test_x, k, temperature, classes):
@@ -159,7 +186,7 @@ def test_knn_mean_per_class_metric_and_multilabel(digits_features):
     multi = FeatureTask(Features(data.train.x, y(data.train)), Features(data.val.x, y(data.val)),
                      Features(data.test.x, y(data.test)), 10, "voc_map", "multilabel")
     assert make_protocol("knn").evaluate(multi).value > 90.0
-    assert make_protocol("linear", {"num_wd": 4, "solver": "torch"}).evaluate(multi).value > 90.0
+    assert make_protocol("linear", {"num_wd": 4, "solver": "fast"}).evaluate(multi).value > 90.0
 
 
 def test_metrics_on_hand_made_examples():
@@ -185,7 +212,7 @@ def test_unknown_protocol_and_parameter_suggest_fixes():
     with pytest.raises(UserError, match="Did you mean 'linear'"):
         make_protocol("linaer")
     with pytest.raises(UserError, match="Did you mean 'solver'"):
-        make_protocol("linear", {"solvr": "torch"})
+        make_protocol("linear", {"solvr": "fast"})
 
 
 def test_knn_keeps_top1_and_top5_at_every_k_as_dino_reports_them(digits_features):

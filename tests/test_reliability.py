@@ -26,7 +26,7 @@ from tests.conftest import write_suite
 
 REPO = Path(__file__).resolve().parents[1]
 DATASETS = {"lfw_faces": {}, "textures": {}, "digits": {}, "mnist5k": {}}
-PROTOCOLS = {"knn": {}, "linear": {"solver": "torch", "num_wd": 6}}
+PROTOCOLS = {"knn": {}, "linear": {"solver": "fast", "num_wd": 6}}
 MODELS = ["pixels:8", "timm:resnet18"]
 
 

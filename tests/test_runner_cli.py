@@ -8,7 +8,7 @@ from benchmark.results.table import render, results_table
 from cli import main
 from tests.conftest import write_suite
 
-PROTOCOLS = {"linear": {"solver": "torch", "num_wd": 8}, "knn": {"k": [5, 20]}}
+PROTOCOLS = {"linear": {"solver": "fast", "num_wd": 8}, "knn": {"k": [5, 20]}}
 
 
 @pytest.fixture
@@ -149,7 +149,7 @@ def test_a_data_load_that_fails_is_not_repeated_for_each_protocol(tmp_path, caps
         raise UserError("labels broken")
 
     monkeypatch.setattr(runner.Evaluator, "task_inputs", failing)
-    suite = write_suite(tmp_path / "s.yaml", {"lfw_faces": {}}, {"knn": {}, "linear": {"solver": "torch"}},
+    suite = write_suite(tmp_path / "s.yaml", {"lfw_faces": {}}, {"knn": {}, "linear": {"solver": "fast"}},
                         {"input_size": 16})
     assert run(tmp_path, suite, "pixels:4") == 1
     assert calls == ["pooled"] and capsys.readouterr().err.count("labels broken") == 2

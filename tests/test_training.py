@@ -289,7 +289,7 @@ def test_reproduce_trains_each_method_then_evaluates_them_with_a_random_init_bas
 
     suite = tmp_path / "study.yaml"
     suite.write_text(yaml.safe_dump({
-        "name": "study", "protocols": {"knn": {"k": [5]}, "linear": {"solver": "torch"}},
+        "name": "study", "protocols": {"knn": {"k": [5]}, "linear": {"solver": "fast"}},
         "datasets": {"digits": {}},
         "pretrain": {"source": "fashion_mnist", "methods": ["supervised", "rotation"], "epochs": 1,
                      "steps_per_epoch": 4, **TINY,

@@ -18,33 +18,39 @@ import numpy as np
 from benchmark.devices import fits
 from benchmark.metrics import score
 from benchmark.params import CheckedParams, Constraints, Interval, Options
-from benchmark.protocols._logreg import SklearnLogReg, TorchLogReg
-from benchmark.protocols.base import FeatureTask, check_finite
+from benchmark.protocols._logreg import ReferenceLogReg, TorchLogReg
+from benchmark.protocols.base import Features, FeatureTask, check_finite
+from benchmark.vocab import Metric
 
 log = logging.getLogger(__name__)
 
+LogReg = ReferenceLogReg | TorchLogReg
+
 
 class Solver(StrEnum):
-    SKLEARN = "sklearn"  # the reference path
-    TORCH = "torch"  # the fast one (same objective and stopping rule)
+    """Which solver runs the sweep. Both minimise the reference's objective, warm-started, and stop each
+    fit after at most 100 L-BFGS iterations, so at large C neither is converged (see README)."""
+
+    REFERENCE = "reference"  # the reference's rule: scipy's L-BFGS-B in float64 on the CPU, unscaled objective
+    FAST = "fast"  # our torch L-BFGS on the run's device, stopped on the mean-scaled objective's gradient
 
 
-SOLVERS = {Solver.SKLEARN: SklearnLogReg, Solver.TORCH: TorchLogReg}
+# (max_iter, tol) of each mode: the reference's gtol on the unscaled objective's projected gradient, and
+# the same tol on the largest gradient entry of the mean-scaled objective (scikit-learn >= 1.4's rule).
+SOLVER_STOPPING = {Solver.REFERENCE: (100, 1e-4), Solver.FAST: (100, 1e-4)}
 
 
 @dataclass(frozen=True)
 class SweepParams(CheckedParams):
     """The C sweep shared by linear and calibration."""
 
-    solver: Solver = Solver.SKLEARN
+    solver: Solver = Solver.REFERENCE
     wd_start: float = -6.0
     wd_stop: float = 5.0
     num_wd: int = 45
-    max_iter: int = 100
-    tol: float = 1e-4
     constraints: ClassVar[Constraints] = {
         "solver": Options(*Solver), "wd_start": Interval(float, -12, 12), "wd_stop": Interval(float, -12, 12),
-        "num_wd": Interval(int, 1, 1000), "max_iter": Interval(int, 1), "tol": Interval(float, 0, open_low=True)}
+        "num_wd": Interval(int, 1, 1000)}
 
     def sweep_key(self) -> tuple:
         return ("linear_sweep", *(getattr(self, f.name) for f in dataclasses.fields(SweepParams)))
@@ -54,11 +60,17 @@ class SweepParams(CheckedParams):
 class Sweep:
     """The sweep's outcome: the solver after the last fit, the grid, validation scores, best index."""
 
-    model: SklearnLogReg | TorchLogReg
+    model: LogReg
     grid: np.ndarray
     val_scores: list[float]
     best: int
-    iterations: int | None = None  # L-BFGS iterations over the whole sweep (torch solver)
+    iterations: list[int]  # L-BFGS iterations of each fit
+
+    @property
+    def capped_fits(self) -> int:
+        """Fits stopped by the iteration cap rather than by the gradient tolerance."""
+        cap = self.model.max_iter
+        return sum(n >= cap for n in self.iterations)
 
     @property
     def best_C(self) -> np.float64:
@@ -75,42 +87,53 @@ def c_grid(wd_start: float, wd_stop: float, num: int) -> np.ndarray:
     return 1.0 / weight_decays.astype(np.float64)
 
 
-def make_solver(data: FeatureTask, p: SweepParams) -> SklearnLogReg | TorchLogReg:
+def make_solver(data: FeatureTask, solver: Solver) -> LogReg:
     """The chosen solver. The torch one keeps train, val and test features resident on the run's device
     across the sweep; when they would not fit in the device's free memory, it runs on the CPU instead."""
-    if p.solver == Solver.SKLEARN:
-        return SklearnLogReg(data.task, data.num_classes, p.max_iter, p.tol)
+    max_iter, tol = SOLVER_STOPPING[solver]
+    if solver == Solver.REFERENCE:
+        return ReferenceLogReg(data.task, data.num_classes, max_iter, tol)
     resident = 4 * sum(split.x.size for split in (data.train, data.val, data.test, data.trainval))
     device = data.device if fits(resident, data.device) else "cpu"
     if device != data.device:
         log.warning("linear: %.1f GB of features do not fit on %s; the sweep runs on the CPU", resident / 1e9,
                     data.device)
-    return TorchLogReg(data.task, data.num_classes, p.max_iter, p.tol, device=device)
+    return TorchLogReg(data.task, data.num_classes, max_iter, tol, device=device)
 
 
-def run_sweep(data: FeatureTask, p: SweepParams) -> Sweep:
-    """The warm-started sweep over the C grid on train, scored on val (first strictly best C wins)."""
-    check_finite(data)
-    model = make_solver(data, p)
-    grid = c_grid(p.wd_start, p.wd_stop, p.num_wd)
-    val_scores, iterations = [], 0
+def run_sweep(model: LogReg, train: Features, val: Features, metric: Metric, grid: np.ndarray) -> Sweep:
+    """The warm-started sweep over the C grid on train, scored on val. As the reference, the first C
+    whose score is strictly above every earlier one (and above 0) wins; a NaN score never wins."""
+    val_scores, iterations = [], []
     for C in grid:
-        val_scores.append(score(data.metric, data.val.y, model.fit(data.train.x, data.train.y, C).decision_function(
-            data.val.x)))
-        iterations += getattr(model, "iterations", 0)
-    best = int(np.argmax(val_scores))  # argmax: the first of equal maxima
-    return Sweep(model, grid, val_scores, best, iterations if p.solver == Solver.TORCH else None)
+        val_scores.append(score(metric, val.y, model.fit(train.x, train.y, C).decision_function(val.x)))
+        iterations.append(model.iterations)
+    return Sweep(model, grid, val_scores, first_strict_best(val_scores), iterations)
+
+
+def first_strict_best(scores: list[float]) -> int:
+    """The reference's `if score > best_score` from best_score = 0 (index 0 when nothing beats 0)."""
+    best, best_score = 0, 0.0
+    for i, value in enumerate(scores):
+        if value > best_score:  # False for NaN
+            best, best_score = i, value
+    return best
 
 
 def linear_sweep(data: FeatureTask, p: SweepParams) -> Sweep:
     """The sweep, computed once per inputs and sweep parameters."""
-    return data.shared.get_or_compute(p.sweep_key(), lambda: run_sweep(data, p))
+    def compute() -> Sweep:
+        check_finite(data)
+        return run_sweep(make_solver(data, p.solver), data.train, data.val, data.metric,
+                         c_grid(p.wd_start, p.wd_stop, p.num_wd))
+
+    return data.shared.get_or_compute(p.sweep_key(), compute)
 
 
-def refit_model(data: FeatureTask, p: SweepParams, on: str) -> SklearnLogReg | TorchLogReg:
+def refit_model(data: FeatureTask, p: SweepParams, on: str) -> LogReg:
     """The probe refit on `on` ("trainval" or "train") at the chosen C, warm-started from the sweep's
     last fit (on a copy, so the shared sweep stays as it was); fitted once per inputs."""
-    def compute() -> SklearnLogReg | TorchLogReg:
+    def compute() -> LogReg:
         sweep = linear_sweep(data, p)
         fit_on = data.trainval if on == "trainval" else data.train
         return sweep.model.warm_copy().fit(fit_on.x, fit_on.y, sweep.best_C)
@@ -122,3 +145,20 @@ def refit_logits(data: FeatureTask, p: SweepParams, split: str, on: str) -> np.n
     """Decision values on `split` of the probe refit on `on` (see `refit_model`)."""
     return data.shared.get_or_compute((*p.sweep_key(), "refit", on, split),
                                       lambda: refit_model(data, p, on).decision_function(getattr(data, split).x))
+
+
+def reference_under_permutation(data: FeatureTask, p: SweepParams, seed: int) -> tuple[float, float]:
+    """(chosen C, test score) of the reference mode with the train and train+val rows in a random order,
+    as the reference's shuffling loaders handed them over: its fits stop after 100 iterations, so the
+    result depends on the order (the score of a converged fit does not)."""
+    rng = np.random.default_rng(seed)
+    sweep = run_sweep(make_solver(data, Solver.REFERENCE), permuted(data.train, rng), data.val, data.metric,
+                      c_grid(p.wd_start, p.wd_stop, p.num_wd))
+    trainval = permuted(data.trainval, rng)
+    model = sweep.model.warm_copy().fit(trainval.x, trainval.y, sweep.best_C)
+    return float(sweep.best_C), score(data.metric, data.test.y, model.decision_function(data.test.x))
+
+
+def permuted(split: Features, rng: np.random.Generator) -> Features:
+    order = rng.permutation(len(split))
+    return Features(split.x[order], split.y[order])

@@ -1,10 +1,15 @@
 """Two L-BFGS logistic-regression solvers with one interface and one objective.
 
-Objective (scikit-learn's, with its C): C * sum_i loss_i + 0.5 * ||W||^2, bias unpenalised; i.e.
-mean loss + ||W||^2 / (2 C n). Multi-class problems use the multinomial loss, two-class problems a
-single binary logistic vector (as sklearn does), multi-label problems one binary problem per class.
-Both keep their last solution and start the next `fit` from it (warm start), as the reference's
+Objective (the reference's, with its C): C * sum_i loss_i + 0.5 * ||W||^2, bias unpenalised; i.e.
+mean loss + ||W||^2 / (2 C n). Every problem is a softmax over its classes, as the reference's
+`multi_class="multinomial"` makes it: a two-class problem (and each class of a multi-label problem) is
+a symmetric 2-class softmax, which is binary logistic regression at 2C. Both solvers keep their last
+solution and start the next `fit` from it (warm start), as the reference's
 `LogisticRegression(warm_start=True)` does across its C sweep.
+
+- `ReferenceLogReg` reproduces the reference's iterates (scipy's L-BFGS-B, 100 iterations, float64).
+- `TorchLogReg` is the fast path: the same objective minimised in torch, on the run's device, until
+  its gradient is small (the `converged` mode).
 """
 
 from __future__ import annotations
@@ -24,44 +29,97 @@ def binary_scores(s: np.ndarray) -> np.ndarray:
     return np.stack([np.zeros_like(s), s], axis=1)
 
 
-class SklearnLogReg:
-    """The reference path: sklearn LogisticRegression(solver="lbfgs", warm_start=True)."""
+class ReferenceLogReg:
+    """Ericsson's fit as 2020-era scikit-learn ran it, whatever scikit-learn is installed.
+
+    The reference calls `LogisticRegression(solver="lbfgs", multi_class="multinomial", warm_start=True)`.
+    Up to scikit-learn 1.3 that minimised, in float64, sum_i loss_i + ||W||^2 / (2 C) (bias unpenalised)
+    with scipy's L-BFGS-B at its defaults except gtol = tol and maxiter = max_iter, over the (classes,
+    features + 1) parameters ravelled column-major; scikit-learn 1.4 rescaled the objective by 1/n and
+    tightened ftol, and 1.8 removed `multi_class`. This class transcribes the 1.3 rule on top of scipy,
+    so its iterates do not depend on the installed scikit-learn:
+    - every problem is a softmax over the classes present in y, two classes included (a symmetric
+      2-class softmax; its decision value is the positive row's, and a warm start rebuilds [-w, w]);
+    - multi-label data refits one estimator class by class, each fit warm-starting from the last,
+      as the reference's loop over VOC's 20 classes does.
+    """
 
     def __init__(self, task: str, num_classes: int, max_iter: int = 100, tol: float = 1e-4):
-        from sklearn.linear_model import LogisticRegression
+        self.task, self.num_classes, self.max_iter, self.tol = task, num_classes, max_iter, tol
+        self.state: np.ndarray | None = None  # scikit-learn's coef_ with intercept_ appended: (rows, D + 1)
+        self.fitted: list[tuple[np.ndarray, np.ndarray]] = []  # per estimator: (present classes, state)
+        self.iterations = 0
+        self._converted: tuple[np.ndarray, np.ndarray] | None = None
 
-        self.task, self.num_classes = task, num_classes
-        self.clf = LogisticRegression(solver="lbfgs", max_iter=max_iter, tol=tol, warm_start=True)
-        self.coefs: list[tuple[np.ndarray, np.ndarray]] = []
+    def warm_copy(self) -> ReferenceLogReg:
+        copied = ReferenceLogReg(self.task, self.num_classes, self.max_iter, self.tol)
+        copied.state = None if self.state is None else self.state.copy()
+        return copied
 
-    def fit(self, x: np.ndarray, y: np.ndarray, C: float) -> SklearnLogReg:
-        from sklearn.exceptions import ConvergenceWarning
+    def _float64(self, x: np.ndarray) -> np.ndarray:
+        """scikit-learn's lbfgs path converts features to C-ordered float64; done once per array."""
+        if self._converted is None or self._converted[0] is not x:
+            self._converted = (x, np.ascontiguousarray(x, dtype=np.float64))
+        return self._converted[1]
 
-        self.clf.set_params(C=C)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ConvergenceWarning)
-            if self.task == TaskType.MULTILABEL:  # the reference refits one shared estimator class by class
-                self.coefs = [self._fit_copy(x, y[:, c]) for c in range(y.shape[1])]
-            else:
-                self.coefs = [self._fit_copy(x, y)]
+    def fit(self, x: np.ndarray, y: np.ndarray, C: float) -> ReferenceLogReg:
+        features, self.iterations = self._float64(x), 0
+        targets = [y[:, c] for c in range(y.shape[1])] if self.task == TaskType.MULTILABEL else [y]
+        self.fitted = [self._fit_one(features, target, C) for target in targets]
         return self
 
-    def warm_copy(self) -> SklearnLogReg:
-        """An independent solver that starts its next fit from this one's solution."""
-        import copy
+    def _fit_one(self, x: np.ndarray, y: np.ndarray, C: float) -> tuple[np.ndarray, np.ndarray]:
+        from scipy.optimize import minimize
 
-        return copy.deepcopy(self)
-
-    def _fit_copy(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        self.clf.fit(x, y)
-        return self.clf.coef_.copy(), self.clf.intercept_.copy()
+        classes, encoded = np.unique(y, return_inverse=True)
+        rows = max(len(classes), 2)
+        start = np.zeros((rows, x.shape[1] + 1))
+        if self.state is not None and self.state.shape[1] == x.shape[1] + 1:
+            if rows == 2 and self.state.shape[0] == 1:
+                start[0], start[1] = -self.state[0], self.state[0]
+            elif self.state.shape[0] == rows:
+                start = self.state.copy()
+        result = minimize(multinomial_loss_gradient, start.ravel(order="F"), method="L-BFGS-B", jac=True,
+                          args=(x, encoded, rows, 1.0 / C), options={"gtol": self.tol, "maxiter": self.max_iter})
+        self.iterations += int(result.nit)
+        solution = result.x.reshape((rows, -1), order="F")
+        self.state = solution[1:].copy() if rows == 2 else solution.copy()
+        return classes, self.state
 
     def decision_function(self, x: np.ndarray) -> np.ndarray:
+        features = self._float64(x)
+        scores = [features @ state[:, :-1].T + state[:, -1] for _, state in self.fitted]
         if self.task == TaskType.MULTILABEL:
-            return np.stack([x @ w[0] + b[0] for w, b in self.coefs], axis=1)
-        w, b = self.coefs[0]
-        scores = x @ w.T + b
-        return binary_scores(scores[:, 0]) if scores.shape[1] == 1 else scores
+            return np.stack([s[:, 0] for s in scores], axis=1)
+        (classes, _), s = self.fitted[0], scores[0]
+        if s.shape[1] == 1:  # a symmetric 2-class softmax: logits [-s, s] (scikit-learn's predict_proba)
+            s = np.concatenate([-s, s], axis=1)
+        full = np.full((len(x), self.num_classes), -np.inf)
+        full[:, classes.astype(int)] = s  # a class absent from training is never predicted
+        return full
+
+
+def multinomial_loss_gradient(flat: np.ndarray, x: np.ndarray, y: np.ndarray, rows: int, l2: float
+                              ) -> tuple[float, np.ndarray]:
+    """scikit-learn 1.3's LinearModelLoss(HalfMultinomialLoss).loss_gradient with unit sample weights:
+    sum of cross-entropies + l2 / 2 ||W||^2, and its gradient, both over column-major parameters."""
+    params = flat.reshape((rows, -1), order="F")
+    weight, bias = params[:, :-1], params[:, -1]
+    logits = x @ weight.T + bias
+    top = logits.max(1)
+    exp = np.exp(logits - top[:, None])
+    total = exp[:, 0].copy()
+    for k in range(1, rows):  # class by class, as scikit-learn's Cython loss adds them (not pairwise)
+        total += exp[:, k]
+    picked = np.arange(len(y))
+    penalty = 0.5 * l2 * float(np.dot(weight.ravel(), weight.ravel()))
+    loss = float((np.log(total) + top - logits[picked, y]).sum()) + penalty
+    residual = exp / total[:, None]
+    residual[picked, y] -= 1.0
+    grad = np.empty((rows, x.shape[1] + 1), order="F")
+    grad[:, :-1] = residual.T @ x + l2 * weight
+    grad[:, -1] = residual.sum(0)
+    return loss, grad.ravel(order="F")
 
 
 FULL_PRECONDITIONER_MAX_DIM = 4096  # above this, eigh of the covariance costs more than it saves
@@ -159,7 +217,8 @@ class TorchLogReg:
         if self.weight is None or self.weight.shape != (outputs, features.shape[1]):
             self.weight = torch.zeros(outputs, features.shape[1], dtype=self.dtype, device=self.device)
             self.bias = torch.zeros(outputs, dtype=self.dtype, device=self.device)
-        lam = 1.0 / (C * features.shape[0])  # the mean-scaled objective's penalty: lam / 2 * ||W||^2
+        # the mean-scaled objective's penalty lam / 2 * ||W||^2; a binary vector is a 2-class softmax at 2C
+        lam = 1.0 / ((1 if softmax_rows(self.task, self.num_classes) > 1 else 2) * C * features.shape[0])
         g = pre.scales(lam, self._curvature(features))
         softmax = not (self.binary or self.task == TaskType.MULTILABEL)
 
@@ -198,14 +257,16 @@ class TorchLogReg:
             p = torch.sigmoid(logits) if self.binary or self.task == TaskType.MULTILABEL else torch.softmax(logits, 1)
             return max(float((p * (1 - p)).mean()), 1e-6)
 
-    def objective(self, x: np.ndarray, y: np.ndarray, C: float) -> float:
-        """sklearn's objective C * sum(loss) + 0.5||W||^2 at the current solution (for agreement checks)."""
-        return sklearn_objective(self.decision_function(x), y, self.weight.cpu().numpy(), C, self.task)
-
     def decision_function(self, x: np.ndarray) -> np.ndarray:
         with torch.no_grad():
             scores = torch.addmm(self.bias, self._tensor(x), self.weight.T).double().cpu().numpy()
         return binary_scores(scores[:, 0]) if self.binary else scores
+
+
+def softmax_rows(task: str, num_classes: int) -> int:
+    """Rows of TorchLogReg's weight: one per class, or one binary vector for two-class and per-class
+    (multi-label) problems."""
+    return num_classes if task == TaskType.MULTICLASS and num_classes > 2 else 1
 
 
 def minimise_lbfgs(evaluate, u: torch.Tensor, beta: torch.Tensor, max_iter: int, tol: float,
@@ -267,16 +328,3 @@ def _two_loop(grad: torch.Tensor, pairs: list[tuple[torch.Tensor, torch.Tensor, 
     for (s, y, rho), alpha in zip(pairs, reversed(alphas)):
         q.add_(s, alpha=alpha - rho * float(y @ q))
     return q
-
-
-def sklearn_objective(scores: np.ndarray, y: np.ndarray, weight: np.ndarray, C: float, task: str) -> float:
-    """C * sum of per-sample losses + 0.5 ||W||^2, computed directly in float64."""
-    scores = scores.astype(np.float64)
-    if task == TaskType.MULTILABEL or scores.shape[1] == 2 and weight.shape[0] == 1:
-        s = scores if task == TaskType.MULTILABEL else scores[:, 1:]
-        t = y if task == TaskType.MULTILABEL else y[:, None]
-        losses = np.logaddexp(0, s) - t * s
-    else:
-        shifted = scores - scores.max(1, keepdims=True)
-        losses = np.log(np.exp(shifted).sum(1)) - shifted[np.arange(len(y)), y]
-    return float(C * losses.sum() + 0.5 * np.sum(weight.astype(np.float64) ** 2))

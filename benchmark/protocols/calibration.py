@@ -4,9 +4,13 @@ temperature scaling.
 
 `mode: ericsson` (the default) reproduces the reference: the probe refit on train+val; the temperature
 fitted by 5-fold cross-validation on the test split itself (indices shuffled with np.random.seed(0);
-fit on one fold, ECE on the other four; the mean of the five). `mode: val` is the cleaner variant:
-the probe trained on train at the selected C, the temperature fitted on the validation split, ECE on
-test. Not defined for multi-label data.
+fit on one fold, ECE on the other four; the mean of the five). As there, temperature scaling is netcal
+1.1.3's: it sees float32 softmax probabilities, not logits, and works on log(clip(p, eps, 1 - eps))
+(see `netcal_log_probabilities`), so logit gaps beyond about 36 nats are flattened before scaling.
+
+`mode: val` is the cleaner variant: the probe trained on train at the selected C, the temperature
+fitted by exact maximum likelihood on the validation split's logits, ECE on test. Not defined for
+multi-label data.
 """
 
 from __future__ import annotations
@@ -55,6 +59,38 @@ def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
     return float(log_t.detach().exp())
 
 
+EPS = float(np.finfo(np.float64).eps)  # netcal's epsilon: np.finfo(np.float).eps
+
+
+def float32_probabilities(logits: np.ndarray) -> np.ndarray:
+    """The reference's softmax: torch's, on float32 decision values."""
+    return torch.softmax(torch.as_tensor(logits, dtype=torch.float32), dim=1).numpy()
+
+
+def netcal_log_probabilities(probabilities: np.ndarray) -> np.ndarray:
+    """netcal 1.1.3's `_inverse_softmax`: log(clip(p, eps, 1 - eps)). Under the NumPy 1.x the reference
+    ran, clipping a float32 array by float64 scalars stays float32, so the bounds are float32(eps) and
+    float32(1 - eps) = 1.0, and the log is taken in float32."""
+    p = np.asarray(probabilities, dtype=np.float32)
+    return np.log(np.clip(p, np.float32(EPS), np.float32(1.0 - EPS)))
+
+
+def netcal_temperature(log_probabilities: np.ndarray, labels: np.ndarray) -> float:
+    """netcal 1.1.3's TemperatureScaling.fit: the scale w (= 1 / T) minimising the mean negative
+    log-likelihood of softmax(w * inputs), each confidence clipped to [eps, 1 - eps] before the log,
+    by scipy.optimize.minimize from w = 1 at its defaults (BFGS, finite-difference gradient)."""
+    from scipy.optimize import minimize
+
+    inputs = log_probabilities.astype(np.float64)
+    picked = np.arange(len(labels))
+
+    def loss(w: np.ndarray) -> float:
+        confidences = np.clip(softmax(inputs * w), EPS, 1.0 - EPS)
+        return float(-np.log(confidences[picked, labels]).sum() / len(labels))
+
+    return 1.0 / float(minimize(loss, x0=np.array(1.0)).x[0])
+
+
 def reference_folds(n: int, folds: int = 5, seed: int = 0) -> list[np.ndarray]:
     """The reference's folds: shuffle range(n) with np.random.seed(seed), cut into chunks of n // folds,
     keep the first `folds` chunks (a remainder is left out)."""
@@ -66,13 +102,16 @@ def reference_folds(n: int, folds: int = 5, seed: int = 0) -> list[np.ndarray]:
 
 def cross_validated_scaled_ece(logits: np.ndarray, labels: np.ndarray, bins: int, folds: int
                                ) -> tuple[float, list[float]]:
+    """The reference's cross_validate_temp_scaling, with netcal's temperature scaling on each fold."""
     chunks = reference_folds(len(labels), folds)
+    inputs = netcal_log_probabilities(float32_probabilities(logits))
     eces, temperatures = [], []
     for i, fit_idx in enumerate(chunks):
         rest = np.concatenate([c for j, c in enumerate(chunks) if j != i])
-        temperature = fit_temperature(logits[fit_idx], labels[fit_idx])
+        temperature = netcal_temperature(inputs[fit_idx], labels[fit_idx])
         temperatures.append(temperature)
-        eces.append(expected_calibration_error(softmax(logits[rest], temperature), labels[rest], bins))
+        scaled = softmax(inputs[rest].astype(np.float64), temperature)
+        eces.append(expected_calibration_error(scaled, labels[rest], bins))
     return float(np.mean(eces)), temperatures
 
 
@@ -104,7 +143,7 @@ def calibrated_logits(data: FeatureTask, p: CalibrationParams) -> tuple[np.ndarr
 @PROTOCOLS.register
 class Calibration(Protocol):
     name = "calibration"
-    version = "1.0"
+    version = "2.0"  # 2.0: ericsson mode scales as netcal 1.1.3 (float32 probabilities, clipped logs)
     tasks = (TaskType.MULTICLASS,)
     Params = CalibrationParams
 
@@ -112,7 +151,7 @@ class Calibration(Protocol):
         require_test_split(data, self.name)
         p, sweep = self.params, linear_sweep(data, self.params)
         logits, scaled, temperatures = calibrated_logits(data, p)
-        probabilities = softmax(logits)
+        probabilities = float32_probabilities(logits) if p.mode == Mode.ERICSSON else softmax(logits)
         ece = expected_calibration_error(probabilities, data.test.y, p.bins)
         per_example = PerExample(test_correct=probabilities.argmax(1) == data.test.y,
                                  test_confidence=probabilities.max(1))
