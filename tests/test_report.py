@@ -187,3 +187,12 @@ def test_rank_intervals_and_pairwise_wins_from_stored_per_example_data():
     wins = pairwise_significance(rows, resamples=500)
     assert wins.loc["strong", "weak"] == "3/3" and wins.loc["weak", "strong"] == "0/3"
     assert wins.loc["near", "weak"] == "0/3"  # 2 of 500 examples: not significant
+
+
+def test_the_linear_order_spread_is_shown_beside_the_number():
+    rows = pd.DataFrame([row("A", "linear", "d1", 90.0), row("B", "linear", "d1", 91.0)])
+    rows.at[0, "details"] = {"permutation_spread": 1.25, "permutation_scores": [89.5, 90.75]}
+    text = render_report(rows)
+    assert "| 90.0 ↔1.2 " in text and "↔r: the range" in text
+    assert text.count("↔") == 2  # A's cell and the footnote; B has no measured spread
+    assert "↔" not in render_report(rows.assign(details=[{}, {}]))

@@ -49,6 +49,7 @@ class ProtocolTable:
     ci95: pd.DataFrame
     lower_is_better: bool
     is_score: bool = True  # False for label-free diagnostics: nothing is "best"
+    spread: pd.DataFrame | None = None  # the linear probe's range over row orders (NaN where not measured)
 
     def best(self) -> pd.DataFrame:
         """True where a cell holds its column's best value (all of them when tied); none for diagnostics."""
@@ -74,23 +75,34 @@ def protocol_tables(rows: pd.DataFrame, with_ci: bool = True) -> list[ProtocolTa
         ci = pd.Series([cell_ci95(row) if with_ci else None for _, row in group.iterrows()], index=cells.index,
                        dtype=float)
         ci95 = ci.unstack("dataset").reindex(index=encoders, columns=datasets)
+        spread = pd.Series([order_spread(row) for _, row in group.iterrows()], index=cells.index, dtype=float)
+        spread = spread.unstack("dataset").reindex(index=encoders, columns=datasets)
         values = values.dropna(how="all")
         tables.append(ProtocolTable(str(protocol), "/".join(dict.fromkeys(group["metric"])), values,
-                                    ci95.loc[values.index], lower_is_better(group), is_score(group)))
+                                    ci95.loc[values.index], lower_is_better(group), is_score(group),
+                                    spread.loc[values.index]))
     return tables
 
 
-def format_cell(value: float, ci95: float, best: bool, digits: int = 1) -> str:
+def order_spread(row: pd.Series) -> float:
+    """The range of the reference solver's score over shuffled row orders (linear `permutations`)."""
+    details = row.get("details")
+    return float(details.get("permutation_spread", np.nan)) if isinstance(details, dict) else np.nan
+
+
+def format_cell(value: float, ci95: float, best: bool, digits: int = 1, spread: float = np.nan) -> str:
     if np.isnan(value):
         return "--"
     text = f"{value:.{digits}f}" if np.isnan(ci95) else f"{value:.{digits}f} ± {ci95:.{digits}f}"
+    text = text if np.isnan(spread) else f"{text} ↔{spread:.{digits}f}"
     return f"**{text}**" if best else text
 
 
 def render_protocol_table(table: ProtocolTable) -> str:
     best, digits = table.best(), 1 if table.is_score else 2
-    shown = pd.DataFrame({dataset: [format_cell(v, c, b, digits) for v, c, b in
-                                    zip(table.values[dataset], table.ci95[dataset], best[dataset])]
+    spread = table.spread if table.spread is not None else table.values * np.nan
+    shown = pd.DataFrame({dataset: [format_cell(v, c, b, digits, r) for v, c, b, r in
+                                    zip(table.values[dataset], table.ci95[dataset], best[dataset], spread[dataset])]
                           for dataset in table.values.columns}, index=table.values.index)
     means = table.means()
     if len(table.values.columns) > 1 and means.notna().any():
@@ -123,6 +135,9 @@ def render_report(rows: pd.DataFrame, skips: pd.DataFrame | None = None) -> str:
     parts = [render_protocol_table(t) for t in protocol_tables(rows)]
     parts.append("Cells: value ± 95% CI (bootstrap over test examples; few-shot: over episodes); bold = best "
                  "in its column.")
+    if "details" in rows and rows.apply(order_spread, axis=1).notna().any():
+        parts.append("↔r: the range r of the linear probe's score when the reference solver re-runs with the rows "
+                     "in other orders (`permutations`): differences smaller than r are the protocol's rounding.")
     line = skipped_line(skips)
     if line:
         parts.append(line)
