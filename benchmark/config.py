@@ -3,6 +3,7 @@
     name: offline
     version: 1
     include: other.yaml            # optional; this file's keys override the included file's
+    seeds: [0, 1, 2]               # optional (default [0]; `seed: 3` means [3]): see `Suite.seeds`
     preprocessing: {input_size: 64}   # applied over every encoder's own preprocessing
     protocols: {linear: {solver: fast}, knn: {}}
     datasets: {mnist5k: {}, fashion_mnist: {train_subset: 10000, preprocessing: {input_size: 32}}}
@@ -29,7 +30,7 @@ from benchmark.errors import MissingDataError, UserError
 from benchmark.registry import unknown_name_message
 
 SUITES_DIR = Path(__file__).resolve().parent / "suites"  # the top-level suites/ (a link), shipped in the wheel
-SUITE_KEYS = ("name", "version", "description", "include", "seed", "preprocessing", "protocols", "datasets",
+SUITE_KEYS = ("name", "version", "description", "include", "seed", "seeds", "preprocessing", "protocols", "datasets",
               "overrides", "pretrain")
 OVERRIDE_KEYS = ("dataset", "protocol", "params")
 PROTOCOL_ENTRY_KEYS = ("protocol", "preprocessing")  # the rest of a protocol entry are its parameters
@@ -54,10 +55,15 @@ class Task:
 
 @dataclass(frozen=True)
 class Suite:
+    """A study's datasets x protocols. `seeds`: every seeded protocol (one with a `seed` parameter, or one
+    that selects hyperparameters on the hold-out validation split, whose shuffle takes the seed) runs once
+    per seed; a result that depends on no seed is computed once and recorded as seed 0. Seed 0 is the
+    reference's rule (its hold-out shuffle is np.random.seed(0))."""
+
     name: str
     version: int = 1
     description: str = ""
-    seed: int = 0
+    seeds: tuple[int, ...] = (0,)
     preprocessing: dict[str, Any] = field(default_factory=dict)
     protocols: dict[str, dict[str, Any]] = field(default_factory=dict)
     datasets: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -85,8 +91,9 @@ class Suite:
         return {**self.preprocessing, **(self.datasets.get(dataset, {}).get("preprocessing") or {})}
 
     def as_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "version": self.version, "seed": self.seed, "preprocessing": self.preprocessing,
-                "protocols": self.protocols, "datasets": self.datasets, "overrides": list(self.overrides)}
+        return {"name": self.name, "version": self.version, "seeds": list(self.seeds),
+                "preprocessing": self.preprocessing, "protocols": self.protocols, "datasets": self.datasets,
+                "overrides": list(self.overrides)}
 
 
 def suite_path(name_or_path: str) -> Path:
@@ -122,6 +129,8 @@ def read_yaml(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
         raise UserError(f"suite {path}: include must be a file name, got {include!r}")
     if include:
         base = read_yaml((path.parent / include).resolve(), (*seen, path.resolve()))
+        if {"seed", "seeds"} & data.keys():  # either spelling here replaces the included file's
+            base = {k: v for k, v in base.items() if k not in ("seed", "seeds")}
         data = merge(base, data)
     return data
 
@@ -155,6 +164,21 @@ def integer(where: str, value: Any) -> int:
         raise UserError(f"{where} must be an integer, got {value!r}") from None
 
 
+def seed_list(where: str, value: Any) -> tuple[int, ...]:
+    """Distinct non-negative integer seeds, in the order given."""
+    values = value if isinstance(value, (list, tuple)) else [value]
+    seeds = tuple(integer(where, v) for v in values)
+    if not seeds or min(seeds) < 0 or len(set(seeds)) < len(seeds):
+        raise UserError(f"{where} must be distinct integers >= 0, e.g. [0, 1, 2]; got {value!r}")
+    return seeds
+
+
+def suite_seeds(path: Path, data: dict[str, Any]) -> tuple[int, ...]:
+    if "seed" in data and "seeds" in data:
+        raise UserError(f"suite {path}: give `seeds: [...]` or `seed: N`, not both")
+    return seed_list(f"suite {path} seeds", data.get("seeds", data.get("seed", 0)))
+
+
 def load_suite(name_or_path: str) -> Suite:
     path = suite_path(name_or_path)
     data = read_yaml(path)
@@ -185,7 +209,7 @@ def load_suite(name_or_path: str) -> Suite:
                             f"{entry['protocol']!r}")
         mapping(f"suite {path} protocol {name!r} preprocessing", entry.get("preprocessing"))
     return Suite(name=str(data.get("name", path.stem)), version=integer(f"suite {path} version", data.get("version", 1)),
-                 description=str(data.get("description", "")), seed=integer(f"suite {path} seed", data.get("seed", 0)),
+                 description=str(data.get("description", "")), seeds=suite_seeds(path, data),
                  preprocessing=mapping(f"suite {path} preprocessing", data.get("preprocessing")),
                  protocols=protocols, datasets=datasets, overrides=overrides, source=str(path),
                  pretrain=mapping(f"suite {path} pretrain", data.get("pretrain")))

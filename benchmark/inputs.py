@@ -174,10 +174,16 @@ def check_labels(spec: DatasetSpec, splits: dict[str, Features]) -> None:
                             f"num_classes in the dataset spec or suite, or the labels in the data")
 
 
-def selection_splits(splits: dict[str, Features]) -> tuple[Features, Features, Features, ValSplit]:
+def has_holdout(spec: DatasetSpec) -> bool:
+    """Whether model selection validates on a seeded hold-out of train (no official val split)."""
+    return {"train", "test"} <= set(spec.splits) and "val" not in spec.splits
+
+
+def selection_splits(splits: dict[str, Features], holdout_seed: int = 0
+                     ) -> tuple[Features, Features, Features, ValSplit]:
     """(train, val, test, where val came from): the official val split where the dataset has one
-    (Ericsson's Aircraft, DTD, Flowers, VOC), else the reference hold-out of 20% of train
-    (np.random.seed(0) shuffle). A dataset without train and test splits is one pool (few-shot
+    (Ericsson's Aircraft, DTD, Flowers, VOC), else a hold-out of 20% of train (np.random.seed(holdout_seed)
+    shuffle; seed 0 is the reference's). A dataset without train and test splits is one pool (few-shot
     sets), returned as train with empty val and test."""
     if "train" not in splits or "test" not in splits:
         pool = concat(list(splits.values()))
@@ -186,27 +192,30 @@ def selection_splits(splits: dict[str, Features]) -> tuple[Features, Features, F
     train, test = splits["train"], splits["test"]
     if "val" in splits:
         return train, splits["val"], test, ValSplit.OFFICIAL
-    train_idx, val_idx = holdout_split(len(train), HOLDOUT_FRACTION, seed=0)
+    train_idx, val_idx = holdout_split(len(train), HOLDOUT_FRACTION, seed=holdout_seed)
     return (Features(train.x[train_idx], train.y[train_idx]), Features(train.x[val_idx], train.y[val_idx]), test,
             ValSplit.HOLDOUT)
 
 
-def task_fields(spec: DatasetSpec, splits: dict[str, Features], device: str) -> tuple[dict[str, Any], ValSplit]:
-    train, val, test, val_split = selection_splits(splits)
+def task_fields(spec: DatasetSpec, splits: dict[str, Features], device: str, holdout_seed: int = 0
+                ) -> tuple[dict[str, Any], ValSplit]:
+    train, val, test, val_split = selection_splits(splits, holdout_seed)
     if val_split is not ValSplit.NONE:
         check_labels(spec, {"train": train, "val": val, "test": test})
     return {"train": train, "val": val, "test": test, "num_classes": spec.num_classes, "metric": spec.metric,
             "task": spec.task, "dataset": spec.name, "device": device}, val_split
 
 
-def feature_task(splits: dict[str, Features], pairing: Pairing, device: str = "cpu") -> tuple[FeatureTask, ValSplit]:
+def feature_task(splits: dict[str, Features], pairing: Pairing, device: str = "cpu", holdout_seed: int = 0
+                 ) -> tuple[FeatureTask, ValSplit]:
     spec, encoder = pairing.dataset.spec, pairing.encoder
-    fields, val_split = task_fields(spec, splits, device)
+    fields, val_split = task_fields(spec, splits, device, holdout_seed)
     text = encoder if FeatureKind.TEXT in encoder.capabilities else None
-    return FeatureTask(**fields, class_names=spec.class_names, text=text), val_split
+    texts = spec.texts(pairing.dataset.root) if spec.texts else ()  # the captions an image-text set's labels index
+    return FeatureTask(**fields, class_names=spec.class_names, text=text, texts=texts), val_split
 
 
-def model_task(pairing: Pairing, device: str = "cpu") -> tuple[ModelTask, ValSplit]:
+def model_task(pairing: Pairing, device: str = "cpu", holdout_seed: int = 0) -> tuple[ModelTask, ValSplit]:
     """Every split's images in one pool; per split, the pool indices (as `x`) with their labels."""
     plan = pairing.dataset
     loaded = {split: load_split(plan.spec, split, plan.root, plan.train_subset, plan.test_subset)
@@ -214,7 +223,7 @@ def model_task(pairing: Pairing, device: str = "cpu") -> tuple[ModelTask, ValSpl
     offsets = np.cumsum([0] + [len(s) for s in loaded.values()])
     splits = {split: Features(np.arange(offsets[i], offsets[i + 1]), data.labels)
               for i, (split, data) in enumerate(loaded.items())}
-    fields, val_split = task_fields(plan.spec, splits, device)
+    fields, val_split = task_fields(plan.spec, splits, device, holdout_seed)
     return ModelTask(**fields, images=concat_images(list(loaded.values())), encoder=pairing.encoder,
                      preprocessing=pairing.preprocessing), val_split
 
@@ -230,4 +239,4 @@ def concat_images(parts: list[ImageSplit]) -> ImageSplit:
 
 
 __all__ = ["DatasetPlan", "ExtractOptions", "Pairing", "TaskInputs", "cached_features", "feature_key", "feature_task",
-           "model_task", "pair", "plan_dataset"]
+           "has_holdout", "model_task", "pair", "plan_dataset"]

@@ -19,7 +19,7 @@ from benchmark.data import dataset_spec
 from benchmark.encoders import Encoder
 from benchmark.errors import UserError
 from benchmark.devices import Precision
-from benchmark.inputs import Pairing, feature_keys, pair, pairing_key, plan_dataset
+from benchmark.inputs import Pairing, feature_keys, has_holdout, pair, pairing_key, plan_dataset
 from benchmark.protocols import PROTOCOLS, Protocol, make_protocol
 from benchmark.protocols.base import skip_reason
 from benchmark.results import ResultRow, ResultsStore
@@ -44,6 +44,7 @@ class Cell:
     state: CellState
     reason: str = ""  # why it is skipped
     stored: ResultRow | None = None  # the stored result of a DONE cell
+    seed: int = 0  # the run seed it depends on (0 for a result that depends on none)
 
     @property
     def kind(self) -> FeatureKind:
@@ -51,7 +52,13 @@ class Cell:
 
     @property
     def label(self) -> str:
-        return f"{self.pairing.encoder.label} / {self.task.dataset} / {self.task.protocol}"
+        seed = f" / seed {self.seed}" if self.seed else ""
+        return f"{self.pairing.encoder.label} / {self.task.dataset} / {self.task.protocol}{seed}"
+
+    @property
+    def holdout_seed(self) -> int:
+        """The seed of the hold-out shuffle its inputs need (0, the reference's, unless it validates)."""
+        return self.seed if self.protocol.selects_on_val else 0
 
 
 @dataclass(frozen=True)
@@ -85,6 +92,18 @@ def validate_suite(suite: Suite, only: tuple[str, ...] = ()) -> None:
         dataset_spec(name, options)  # a misspelt dataset fails here, with close matches
         for task in suite.tasks(name, only):
             make_protocol(task.kind, task.params)
+            if len(suite.seeds) > 1 and "seed" in task.params:
+                raise UserError(f"suite {suite.name}: {task.protocol} on {name} fixes `seed: {task.params['seed']}` "
+                                f"but the run has seeds {list(suite.seeds)}; remove `seed:` from its protocol entry "
+                                f"or override (each run seed sets it)")
+
+
+def run_seeds(suite: Suite, task: Task, pairing: Pairing) -> tuple[int, ...]:
+    """The seeds a task's result depends on: every run seed for a protocol with a `seed` parameter (unless
+    the suite fixes it) or one validating on a seeded hold-out; else (0,), one result for all seeds."""
+    protocol = PROTOCOLS.get(task.kind)
+    takes = protocol.takes_seed() and "seed" not in task.params
+    return suite.seeds if takes or (protocol.selects_on_val and has_holdout(pairing.dataset.spec)) else (0,)
 
 
 def plan_cells(suite: Suite, encoder: Encoder, spec_text: str, store: ResultsStore, data_root: Path | None,
@@ -102,17 +121,19 @@ def plan_cells(suite: Suite, encoder: Encoder, spec_text: str, store: ResultsSto
                 if repr(pairing.preprocessing) not in pairings:  # cell keys of the pairing's protocols read these
                     pairings[repr(pairing.preprocessing)] = pairing, feature_keys(pairing)
                 pairing, keys = pairings[repr(pairing.preprocessing)]
-                cells.append(plan_cell(suite, pairing, keys, task, store, recompute))
+                cells += [plan_cell(pairing, keys, task, seed, store, recompute)
+                          for seed in run_seeds(suite, task, pairing)]
         except UserError as err:
             failures.append(f"{encoder.label} / {name}: {err}")
     return cells, failures
 
 
-def plan_cell(suite: Suite, pairing: Pairing, keys: dict[str, str], task: Task, store: ResultsStore,
+def plan_cell(pairing: Pairing, keys: dict[str, str], task: Task, seed: int, store: ResultsStore,
               recompute: bool) -> Cell:
-    protocol = make_protocol(task.kind, task.params)
-    key = cell_key(task, protocol.version, vars(protocol.params), keys, suite.seed)
-    cell = Cell(pairing, task, protocol, keys, key, CellState.PENDING)
+    seeded = {"seed": seed} if PROTOCOLS.get(task.kind).takes_seed() and "seed" not in task.params else {}
+    protocol = make_protocol(task.kind, task.params | seeded)
+    key = cell_key(task, protocol.version, vars(protocol.params), keys, seed)
+    cell = Cell(pairing, task, protocol, keys, key, CellState.PENDING, seed=seed)
     stored = None if recompute else store.find(key)
     if stored is not None:
         return replace(cell, state=CellState.DONE, stored=stored)

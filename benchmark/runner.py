@@ -41,6 +41,7 @@ class RunOptions:
     protocols: tuple[str, ...] = ()
     recompute: bool = False  # rerun protocols even when the store already holds the cell's result
     precision: Precision = Precision.FP32  # of feature extraction (part of the cache key and of every row)
+    seeds: tuple[int, ...] = ()  # run every seeded protocol once per seed (empty: the suite's `seeds`)
 
     @property
     def extraction(self) -> ExtractOptions:
@@ -95,7 +96,7 @@ def result_row(suite: Suite, cell: Cell, result: ProtocolResult, data: TaskInput
         params=vars(cell.protocol.params) | {"val_split": val_split}, chosen=result.chosen,
         details=result.details | dataset_revision(cell),
         per_example=result.per_example.to_json(), preprocessing=cell.pairing.preprocessing.as_dict(),
-        split_sizes=data.split_sizes, cache_keys=cell.feature_keys, seed=suite.seed, seconds=seconds,
+        split_sizes=data.split_sizes, cache_keys=cell.feature_keys, seed=cell.seed, seconds=seconds,
         cell_key=cell.key, code_revision=code_revision(), precision=cell.pairing.precision, device=data.device)
 
 
@@ -103,6 +104,7 @@ class Evaluator:
     """Runs one suite for many encoders; owns the cache, the store and the run's counters."""
 
     def __init__(self, suite: Suite, options: RunOptions, echo: Callable[[str], None] = print):
+        suite = dataclasses.replace(suite, seeds=options.seeds) if options.seeds else suite
         validate_suite(suite, options.protocols)  # unknown names or bad parameters fail before any work
         check_device(distributed.rank_device(options.device))
         self.suite, self.options = suite, dataclasses.replace(options, device=distributed.rank_device(options.device))
@@ -168,7 +170,7 @@ class Evaluator:
             self.echo(f"[{cells[0].pairing.encoder.label}] {cells[0].task.dataset}: every cell already done or "
                       f"skipped (--recompute reruns them)")
             return
-        inputs: dict[FeatureKind, Any] = {}
+        inputs: dict[Any, Any] = {}
         for cell in pending:
             self.guarded(cell.label, self.run_cell, cell, inputs)
 
@@ -183,18 +185,17 @@ class Evaluator:
             self.report.skipped.append(f"{cell.label}: {cell.reason}")
             self.echo(f"[{label}] {cell.task.dataset} {cell.task.protocol}: skipped ({cell.reason})")
 
-    def run_cell(self, cell: Cell, inputs: dict[FeatureKind, Any]) -> None:
-        if cell.kind not in inputs:
-            try:
-                inputs[cell.kind] = self.task_inputs(cell.pairing, cell.kind)
-            except Exception as err:
-                inputs[cell.kind] = err
-                raise
-        if isinstance(inputs[cell.kind], Exception):
-            raise inputs[cell.kind]
+    def run_cell(self, cell: Cell, inputs: dict[Any, Any]) -> None:
+        """The group's inputs are assembled once: features per kind, then task inputs per (kind, hold-out seed)."""
+        def task() -> tuple[TaskInputs, ValSplit]:
+            if cell.kind == FeatureKind.MODEL:
+                return model_task(cell.pairing, self.options.device, cell.holdout_seed)
+            splits = once(inputs, cell.kind, lambda: self.features(cell.pairing, cell.kind)[0])
+            return feature_task(splits, cell.pairing, self.options.device, cell.holdout_seed)
+
+        data, val_split = once(inputs, (cell.kind, cell.holdout_seed), task)
         if not self.dist.is_main and cell.kind != FeatureKind.MODEL:
             return  # this rank helped extract; rank 0 runs the feature protocols
-        data, val_split = inputs[cell.kind]
         start = time.perf_counter()
         result = cell.protocol.evaluate(data)  # under torchrun, every rank takes part (fine-tuning runs DDP)
         if self.dist.is_main:
@@ -203,13 +204,9 @@ class Evaluator:
     def store_row(self, row: ResultRow) -> None:
         self.store.add(row)
         self.report.rows.append(row)
-        self.echo(f"[{row.encoder}] {row.dataset} {row.protocol}: {row.value:.2f} ({row.metric}, {row.seconds:.1f}s)")
-
-    def task_inputs(self, pairing: Pairing, kind: FeatureKind) -> tuple[TaskInputs, ValSplit]:
-        if kind == FeatureKind.MODEL:
-            return model_task(pairing, self.options.device)
-        splits, _ = self.features(pairing, kind)
-        return feature_task(splits, pairing, self.options.device)
+        seed = f", seed {row.seed}" if len(self.suite.seeds) > 1 else ""
+        self.echo(f"[{row.encoder}] {row.dataset} {row.protocol}: {row.value:.2f} ({row.metric}{seed}, "
+                  f"{row.seconds:.1f}s)")
 
     def features(self, pairing: Pairing, kind: FeatureKind = FeatureKind.POOLED
                  ) -> tuple[dict[str, Features], dict[str, str]]:
@@ -234,6 +231,18 @@ class Evaluator:
     def fail(self, message: str) -> None:
         self.report.failures.append(message)
         self.echo(f"FAILED {message}")
+
+
+def once(memo: dict[Any, Any], key: Any, compute: Callable[[], Any]) -> Any:
+    """`compute()` the first time `key` is asked for; its result, or the error it raised, every time."""
+    if key not in memo:
+        try:
+            memo[key] = compute()
+        except Exception as err:
+            memo[key] = err
+    if isinstance(memo[key], Exception):
+        raise memo[key]
+    return memo[key]
 
 
 def evaluate(model_specs: list[str], suite: Suite, options: RunOptions = RunOptions(),

@@ -25,6 +25,7 @@ class TaskType(StrEnum):
     MULTILABEL = "multilabel"  # a multi-hot row per image
     SEGMENTATION = "segmentation"  # a mask per image, 255 = void
     INSTANCE = "instance_retrieval"  # train = database (labels: own index), test = queries (labels: relevance rows)
+    IMAGE_TEXT = "image_text"  # images with captions: each image's label is its row of caption indices (-1 pads)
 
 
 class Metric(StrEnum):
@@ -38,6 +39,7 @@ class Metric(StrEnum):
     ECE = "ece"  # calibration error: lower is better
     RECALL_AT_1 = "recall@1"  # class-based retrieval
     REVISITED_MAP = "revisited_map"  # instance retrieval, revisited Oxford/Paris (Medium protocol)
+    MEAN_RECALL = "mean_recall"  # image-text retrieval: recall@1/5/10 both ways, averaged (RSUM / 6)
     RANKME = "rankme"  # label-free quality (benchmark.protocols.quality): diagnostics, not scores
     ALPHA_REQ = "alpha_req"
     TWONN = "twonn"
@@ -57,7 +59,7 @@ class ValSplit(StrEnum):
     """Where model selection's validation data came from (recorded in every row)."""
 
     OFFICIAL = "official"  # the dataset's own val split
-    HOLDOUT = "holdout20_seed0"  # 20% of train, shuffled with np.random.seed(0) (the reference's rule)
+    HOLDOUT = "holdout20"  # 20% of train, shuffled with np.random.seed(row's seed); seed 0 is the reference's
     NONE = "none"  # a single pool (few-shot) or no selection
 
 

@@ -142,15 +142,15 @@ def test_a_data_load_that_fails_is_not_repeated_for_each_protocol(tmp_path, caps
     from benchmark import runner
 
     calls = []
-    original = runner.Evaluator.task_inputs
+    original = runner.Evaluator.features
 
     def failing(self, *args):
         calls.append(args[1])
         raise UserError("labels broken")
 
-    monkeypatch.setattr(runner.Evaluator, "task_inputs", failing)
+    monkeypatch.setattr(runner.Evaluator, "features", failing)
     suite = write_suite(tmp_path / "s.yaml", {"lfw_faces": {}}, {"knn": {}, "linear": {"solver": "fast"}},
                         {"input_size": 16})
     assert run(tmp_path, suite, "pixels:4") == 1
     assert calls == ["pooled"] and capsys.readouterr().err.count("labels broken") == 2
-    monkeypatch.setattr(runner.Evaluator, "task_inputs", original)
+    monkeypatch.setattr(runner.Evaluator, "features", original)

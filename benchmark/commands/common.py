@@ -48,6 +48,10 @@ def protocols() -> argparse.ArgumentParser:
                        help="only this suite column (or every column of this protocol); repeatable")
     flags.add_argument("--recompute", action="store_true",
                        help="rerun protocols whose results are already stored (features still come from cache)")
+    flags.add_argument("--seeds", type=non_negative_int, nargs="+", default=None, metavar="SEED",
+                       help="run every seeded protocol (few-shot episodes, fine-tuning, the dense probe, and those "
+                            "validating on the hold-out split) once per seed; tables show mean ± std over seeds "
+                            "(default: the suite's `seeds:`, else 0)")
     return flags
 
 
@@ -91,7 +95,14 @@ def run_options(args: argparse.Namespace):
                       workers=args.workers, device=rank_device(args.device),
                       results_path=getattr(args, "results", DEFAULT_RESULTS),
                       protocols=tuple(getattr(args, "protocol", ()) or ()),
-                      recompute=getattr(args, "recompute", False), precision=Precision(args.precision))
+                      recompute=getattr(args, "recompute", False), precision=Precision(args.precision),
+                      seeds=distinct_seeds(getattr(args, "seeds", None) or ()))
+
+
+def distinct_seeds(seeds: list[int] | tuple[int, ...]) -> tuple[int, ...]:
+    if len(set(seeds)) < len(seeds):
+        raise UserError(f"--seeds must be distinct, got {' '.join(map(str, seeds))}")
+    return tuple(seeds)
 
 
 def existing_results(path: Path) -> Path:

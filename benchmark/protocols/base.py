@@ -11,7 +11,7 @@ Inputs come in two shapes, by what a protocol needs:
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar, Protocol as Interface, TypeVar
 
 import numpy as np
@@ -104,10 +104,12 @@ class TaskInputs:
 
 @dataclass(frozen=True)
 class FeatureTask(TaskInputs):
-    """Cached features (`x`) and labels of each split. Zero-shot also gets class names and a text tower."""
+    """Cached features (`x`) and labels of each split. Zero-shot also gets class names and a text tower;
+    image-text retrieval the captions (`texts`) that an image-text dataset's labels index."""
 
     class_names: tuple[str, ...] = ()
     text: TextTower | None = None
+    texts: tuple[str, ...] = ()
     shared: SharedWork = field(default_factory=SharedWork, compare=False, repr=False)
 
 
@@ -138,6 +140,7 @@ class Protocol:
     version: ClassVar[str]
     requires: ClassVar[tuple[FeatureKind, ...]] = (FeatureKind.POOLED,)  # encoder capabilities
     tasks: ClassVar[tuple[TaskType, ...]] = (TaskType.MULTICLASS, TaskType.MULTILABEL)  # label types it scores
+    selects_on_val: ClassVar[bool] = False  # reads `val` (so a hold-out split's seed changes its result)
 
     @dataclass(frozen=True)
     class Params(CheckedParams):
@@ -153,6 +156,11 @@ class Protocol:
             if kind in cls.requires:
                 return kind
         return FeatureKind.POOLED
+
+    @classmethod
+    def takes_seed(cls) -> bool:
+        """Whether a `seed` parameter drives its randomness (episodes, initialisation, subsampling)."""
+        return any(f.name == "seed" for f in fields(cls.Params))
 
     def evaluate(self, data: Any) -> ProtocolResult:
         raise NotImplementedError

@@ -146,6 +146,7 @@ class Calibration(Protocol):
     version = "2.0"  # 2.0: ericsson mode scales as netcal 1.1.3 (float32 probabilities, clipped logs)
     tasks = (TaskType.MULTICLASS,)
     Params = CalibrationParams
+    selects_on_val = True
 
     def evaluate(self, data: FeatureTask) -> ProtocolResult:
         require_test_split(data, self.name)

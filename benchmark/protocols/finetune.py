@@ -64,6 +64,7 @@ class FineTune(Protocol):
     name = "finetune"
     version = "1.0"
     requires = (FeatureKind.MODEL,)
+    selects_on_val = True
 
     @dataclass(frozen=True)
     class Params(CheckedParams):

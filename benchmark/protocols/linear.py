@@ -38,6 +38,7 @@ class LinearProbe(Protocol):
     name = "linear"
     version = "2.0"  # 2.0: the reference solver; two-class problems as a 2-class softmax (as the reference)
     Params = LinearParams
+    selects_on_val = True
 
     def evaluate(self, data: FeatureTask) -> ProtocolResult:
         require_test_split(data, self.name)

@@ -194,11 +194,43 @@ class ResultsStore:
         return frame
 
     def latest(self, suite: str | None = None) -> pd.DataFrame:
-        """The newest row of every (encoder, dataset, protocol) cell."""
+        """The newest result of every (encoder, dataset, protocol) cell, its seeds combined (`over_seeds`)."""
         frame = self.frame()
-        return latest_per_cell(frame[frame["suite"] == suite] if suite else frame)
+        return over_seeds(frame[frame["suite"] == suite] if suite else frame)
 
 
 def latest_per_cell(rows: pd.DataFrame) -> pd.DataFrame:
     """The newest row of every (encoder, dataset, protocol) cell (rows in the order they were written)."""
     return rows.drop_duplicates(CELL, keep="last")
+
+
+SEED_PARAMS = ("seed", "val_split")  # parameters that differ between the seeds of one run
+
+
+def run_identity(row: pd.Series) -> str:
+    """What rows of one cell share when they are the same study at different seeds: the protocol, its
+    version, its parameters other than the seed, and the features it read."""
+    params = {k: v for k, v in row["params"].items() if k not in SEED_PARAMS}
+    return json.dumps([row.get("protocol_kind", ""), row["protocol_version"], params, row["cache_keys"]],
+                      sort_keys=True, default=str)
+
+
+def over_seeds(rows: pd.DataFrame) -> pd.DataFrame:
+    """One row per cell: its newest result, and the newest result of every other seed of the same study
+    (`run_identity`). `value` is their mean, `seed_std` their standard deviation (NaN with one seed) and
+    `seed_values` {seed: value}; the other columns come from the lowest seed's row, so confidence
+    intervals and paired tests describe that one run (within-run uncertainty)."""
+    if rows.empty:
+        return rows.assign(seed_std=pd.Series(dtype=float), seed_values=pd.Series(dtype=object))
+    rows = rows.assign(run=rows.apply(run_identity, axis=1))
+    newest = latest_per_cell(rows)
+    same_study = rows.reset_index(drop=True).merge(newest[CELL + ["run"]], on=CELL + ["run"])
+    per_seed = same_study.drop_duplicates(CELL + ["seed"], keep="last").sort_values("seed", kind="stable")
+    grouped = per_seed.groupby(CELL, sort=False)["value"]
+    combined = per_seed.drop_duplicates(CELL).set_index(CELL)
+    combined["value"] = grouped.mean()
+    combined["seed_std"] = grouped.std(ddof=1)
+    combined["seed_values"] = pd.Series({cell: dict(zip(group["seed"].astype(int), group["value"]))
+                                         for cell, group in per_seed.groupby(CELL, sort=False)})
+    order = pd.MultiIndex.from_frame(newest[CELL])
+    return combined.loc[order].reset_index().drop(columns="run")

@@ -74,10 +74,17 @@ def provenance(rows: pd.DataFrame, suite_version: int | None) -> pd.DataFrame:
         return pd.Series({"suite": ",".join(sorted(set(group["suite"]))), "suite_version": suite_version,
                           "package_version": ",".join(sorted(set(group["package_version"]))),
                           "code_revision": ",".join(sorted(set(group["code_revision"]))),
-                          "seed": ",".join(str(s) for s in sorted(set(group["seed"]))),
+                          "seed": ",".join(str(s) for s in sorted(set(group["seed"]) | run_seeds(group))),
                           "cache_keys": f"{len(keys)} keys, sha256 {hashlib.sha256(''.join(keys).encode()).hexdigest()[:12]}"})
 
     return pd.DataFrame({name: record(group) for name, group in rows.groupby("encoder", sort=False)}).T
+
+
+def run_seeds(rows: pd.DataFrame) -> set[int]:
+    """Every seed behind the rows' values (cells combined over seeds list theirs in `seed_values`)."""
+    if "seed_values" not in rows.columns:
+        return set()
+    return {int(s) for values in rows["seed_values"] if isinstance(values, dict) for s in values}
 
 
 def leaderboard(rows: pd.DataFrame, suite_version: int | None = None) -> pd.DataFrame:
@@ -132,6 +139,13 @@ def ci_table(rows: pd.DataFrame) -> pd.DataFrame:
     return flat(results_table(with_ci))
 
 
+def seed_std_table(rows: pd.DataFrame) -> pd.DataFrame:
+    """Standard deviations over seeds (`results.over_seeds`; NaN for one seed) laid out like `ci_table`."""
+    if "seed_std" not in rows.columns:
+        return flat(results_table(rows)) * np.nan
+    return flat(results_table(rows.assign(value=rows["seed_std"].astype(float))))
+
+
 def write_leaderboard(rows: pd.DataFrame, out_dir: Path, title: str, reference: str | None = None,
                       suite_version: int | None = None) -> list[Path]:
     """Everything into `out_dir`: leaderboard_long.csv, leaderboard_wide.csv, leaderboard.md,
@@ -153,7 +167,7 @@ def write_leaderboard(rows: pd.DataFrame, out_dir: Path, title: str, reference: 
                    "" if pairwise is None else "\n## Significant wins (row over column; paired tests, Holm-corrected "
                    "over the pair's cells, p < 0.05)\n\n" + pairwise.to_markdown() + "\n"),
                "leaderboard.html": html_page(board, ci_table(rows), lower_is_better_protocols(rows), title, plots,
-                                             diagnostic_protocols(rows))}
+                                             diagnostic_protocols(rows), seed_std_table(rows))}
     if pairwise is not None:
         written["pairwise_significance.csv"] = pairwise.to_csv()
     paths = []
@@ -200,22 +214,27 @@ details dt{font-weight:600}details dd{margin:0 0 2px 8px;word-break:break-all}
 
 
 def html_page(board: pd.DataFrame, ci95: pd.DataFrame, lower_is_better: set[str], title: str,
-              plots: list[Path] = (), diagnostics: set[str] = frozenset()) -> str:
+              plots: list[Path] = (), diagnostics: set[str] = frozenset(), seed_std: pd.DataFrame | None = None
+              ) -> str:
     """A self-contained page: one row per encoder, header and first column sticky, click a header to sort
-    (best first, in the metric's direction), `value ± CI`, each column's best highlighted, the encoder's
-    provenance one click away, plots embedded."""
+    (best first, in the metric's direction), `value ± CI` (and `σ` over seeds), each column's best
+    highlighted, the encoder's provenance one click away, plots embedded."""
+    seed_std = ci95 * np.nan if seed_std is None else seed_std
     scores = [c for c in board.columns if c == "average_rank" or "·" in c]
     facts = [c for c in board.columns if c not in scores and not c.startswith("rank_ci")]
     lower = {c for c in scores if c == "average_rank" or column_protocol(c) in lower_is_better}
     undirected = {c for c in scores if column_protocol(c) in diagnostics}
     best = {c: None if c in undirected else board[c].min() if c in lower else board[c].max() for c in scores}
     header = "<th>encoder</th>" + "".join(header_cell(c, c in lower, c in undirected) for c in scores)
-    body = [table_row(encoder, row, scores, facts, ci95, lower, best) for encoder, row in board.iterrows()]
+    body = [table_row(encoder, row, scores, facts, ci95, lower, best, seed_std) for encoder, row in board.iterrows()]
+    seeds_legend = (" σ: standard deviation over seeds (the value is their mean; ± the lowest seed's CI)."
+                    if seed_std.notna().any().any() else "")
     images = "".join(f'<img alt="{html.escape(p.name)}" src="data:image/png;base64,'
                      f'{base64.b64encode(p.read_bytes()).decode()}">' for p in plots)
     return (f"<!DOCTYPE html>\n<html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
             f"<style>{STYLE}</style></head><body><h1>{html.escape(title)}</h1>"
-            "<p class='legend'>Cells: value ± 95% CI (bootstrap over test examples; few-shot: over episodes). "
+            "<p class='legend'>Cells: value ± 95% CI (bootstrap over test examples; few-shot: over episodes)."
+            f"{seeds_legend} "
             "▲ higher is better, ▼ lower is better (label-free diagnostics have neither); the best of each column "
             "is highlighted. Average rank: [95% interval with test examples redrawn | with datasets resampled]. "
             "Click a header to "
@@ -243,7 +262,7 @@ def header_cell(column: str, lower: bool, undirected: bool = False) -> str:
 
 
 def table_row(encoder: str, row: pd.Series, scores: list[str], facts: list[str], ci95: pd.DataFrame,
-              lower: set[str], best: dict[str, float]) -> str:
+              lower: set[str], best: dict[str, float], seed_std: pd.DataFrame) -> str:
     details = "".join(f"<dt>{html.escape(str(k))}</dt><dd>{html.escape(str(row[k]))}</dd>" for k in facts)
     cells = [f"<td data-value='{html.escape(str(encoder))}'><details><summary>{html.escape(str(encoder))}"
              f"</summary><dl>{details}</dl></details></td>"]
@@ -256,6 +275,9 @@ def table_row(encoder: str, row: pd.Series, scores: list[str], facts: list[str],
         shown = f"{value:.2f}" if column == "average_rank" else f"{value:.1f}"
         if not pd.isna(ci):
             shown += f" <span class='ci'>± {ci:.1f}</span>"
+        sd = seed_std.at[encoder, column] if column in seed_std.columns and encoder in seed_std.index else np.nan
+        if not pd.isna(sd):
+            shown += f" <span class='ci' title='standard deviation over seeds'>σ {sd:.1f}</span>"
         if column == "average_rank" and "rank_ci_examples" in row.index:
             shown += (f" <span class='ci' title='95% intervals: test examples redrawn; datasets resampled'>"
                       f"[{row['rank_ci_examples']} | {row['rank_ci_datasets']}]</span>")

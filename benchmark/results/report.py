@@ -8,6 +8,7 @@ Confidence intervals come from what the rows already store (`benchmark.outputs.P
 - top-1 (linear, k-NN, fine-tune) and ECE (calibration): half the width of the 95% percentile interval
   of a bootstrap over test examples (1,000 resamples, seed 0);
 - other metrics (mean per class, VOC mAP, mIoU): none, shown without ±.
+A cell run at several seeds shows their mean and `σ` their standard deviation (`results.over_seeds`).
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ class ProtocolTable:
     lower_is_better: bool
     is_score: bool = True  # False for label-free diagnostics: nothing is "best"
     spread: pd.DataFrame | None = None  # the linear probe's range over row orders (NaN where not measured)
+    seed_std: pd.DataFrame | None = None  # standard deviation over the run's seeds (NaN with one seed)
 
     def best(self) -> pd.DataFrame:
         """True where a cell holds its column's best value (all of them when tied); none for diagnostics."""
@@ -70,17 +72,19 @@ def protocol_tables(rows: pd.DataFrame, with_ci: bool = True) -> list[ProtocolTa
     tables = []
     for protocol, group in rows.groupby("protocol", sort=False):
         datasets = list(dict.fromkeys(group["dataset"]))
-        cells = group.set_index(["encoder", "dataset"])
-        values = cells["value"].unstack("dataset").reindex(index=encoders, columns=datasets)
-        ci = pd.Series([cell_ci95(row) if with_ci else None for _, row in group.iterrows()], index=cells.index,
-                       dtype=float)
-        ci95 = ci.unstack("dataset").reindex(index=encoders, columns=datasets)
-        spread = pd.Series([order_spread(row) for _, row in group.iterrows()], index=cells.index, dtype=float)
-        spread = spread.unstack("dataset").reindex(index=encoders, columns=datasets)
-        values = values.dropna(how="all")
+        index = pd.MultiIndex.from_frame(group[["encoder", "dataset"]])
+
+        def grid(numbers: list[float]) -> pd.DataFrame:
+            cells = pd.Series(numbers, index=index, dtype=float)
+            return cells.unstack("dataset").reindex(index=encoders, columns=datasets)
+
+        values = grid(list(group["value"])).dropna(how="all")
+        ci95 = grid([cell_ci95(row) if with_ci else None for _, row in group.iterrows()])
+        spread = grid([order_spread(row) for _, row in group.iterrows()])
+        seed_std = grid(list(group["seed_std"]) if "seed_std" in group else [np.nan] * len(group))
         tables.append(ProtocolTable(str(protocol), "/".join(dict.fromkeys(group["metric"])), values,
                                     ci95.loc[values.index], lower_is_better(group), is_score(group),
-                                    spread.loc[values.index]))
+                                    spread.loc[values.index], seed_std.loc[values.index]))
     return tables
 
 
@@ -90,19 +94,23 @@ def order_spread(row: pd.Series) -> float:
     return float(details.get("permutation_spread", np.nan)) if isinstance(details, dict) else np.nan
 
 
-def format_cell(value: float, ci95: float, best: bool, digits: int = 1, spread: float = np.nan) -> str:
+def format_cell(value: float, ci95: float, best: bool, digits: int = 1, spread: float = np.nan,
+                seed_std: float = np.nan) -> str:
     if np.isnan(value):
         return "--"
     text = f"{value:.{digits}f}" if np.isnan(ci95) else f"{value:.{digits}f} ± {ci95:.{digits}f}"
     text = text if np.isnan(spread) else f"{text} ↔{spread:.{digits}f}"
+    text = text if np.isnan(seed_std) else f"{text} σ{seed_std:.{digits}f}"
     return f"**{text}**" if best else text
 
 
 def render_protocol_table(table: ProtocolTable) -> str:
-    best, digits = table.best(), 1 if table.is_score else 2
-    spread = table.spread if table.spread is not None else table.values * np.nan
-    shown = pd.DataFrame({dataset: [format_cell(v, c, b, digits, r) for v, c, b, r in
-                                    zip(table.values[dataset], table.ci95[dataset], best[dataset], spread[dataset])]
+    best, digits, nothing = table.best(), 1 if table.is_score else 2, table.values * np.nan
+    spread = table.spread if table.spread is not None else nothing
+    seed_std = table.seed_std if table.seed_std is not None else nothing
+    shown = pd.DataFrame({dataset: [format_cell(v, c, b, digits, r, sd) for v, c, b, r, sd in
+                                    zip(table.values[dataset], table.ci95[dataset], best[dataset], spread[dataset],
+                                        seed_std[dataset])]
                           for dataset in table.values.columns}, index=table.values.index)
     means = table.means()
     if len(table.values.columns) > 1 and means.notna().any():
@@ -138,6 +146,9 @@ def render_report(rows: pd.DataFrame, skips: pd.DataFrame | None = None) -> str:
     if "details" in rows and rows.apply(order_spread, axis=1).notna().any():
         parts.append("↔r: the range r of the linear probe's score when the reference solver re-runs with the rows "
                      "in other orders (`permutations`): differences smaller than r are the protocol's rounding.")
+    if "seed_values" in rows and rows["seed_values"].map(lambda v: isinstance(v, dict) and len(v) > 1).any():
+        parts.append(f"σ: standard deviation over the run's seeds ({seeds_line(rows)}); such a cell's value is "
+                     f"the mean over its seeds, and its ± the 95% CI of its lowest seed's run.")
     line = skipped_line(skips)
     if line:
         parts.append(line)
@@ -145,6 +156,14 @@ def render_report(rows: pd.DataFrame, skips: pd.DataFrame | None = None) -> str:
     if summary:
         parts.append("## Summary\n\n" + "\n".join(f"- {line}" for line in summary))
     return "\n\n".join(parts)
+
+
+def seeds_line(rows: pd.DataFrame) -> str:
+    """Which seeds the multi-seed cells ran, e.g. 'seeds 0, 1, 2 in 18 cells'."""
+    runs = rows["seed_values"].map(lambda v: tuple(sorted(v)) if isinstance(v, dict) and len(v) > 1 else None)
+    counts = runs.dropna().value_counts(sort=False)
+    return "; ".join(f"seeds {', '.join(map(str, seeds))} in {n} cell{'s' if n > 1 else ''}"
+                     for seeds, n in counts.items())
 
 
 def is_baseline(row: pd.Series) -> bool:
