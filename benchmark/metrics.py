@@ -102,8 +102,31 @@ def miou(masks: np.ndarray, predicted: np.ndarray) -> float:
 
 
 # name -> score(labels, outputs) in percent; a dataset's metric is resolved through this table
+RECALL_KS = (1, 5, 10)
+
+
+def image_text_recalls(caption_rows: np.ndarray, similarity: np.ndarray, ks: tuple[int, ...] = RECALL_KS
+                       ) -> dict[str, float]:
+    """Cross-modal recall@k as CLIP_benchmark's zero-shot retrieval counts it, from `similarity` (images x
+    captions) and each image's row of caption indices (-1 pads rows of fewer captions):
+    - image_to_text_recall@k: percent of images with one of their captions among their k most similar;
+    - text_to_image_recall@k: percent of captions whose image is among their k most similar.
+    A query's rank is the number of candidates scored strictly above its best positive (ties favour it)."""
+    rows, scores = np.asarray(caption_rows), np.asarray(similarity, dtype=np.float32)
+    positive = np.zeros(scores.shape, dtype=bool)
+    images, slots = np.nonzero(rows >= 0)
+    positive[images, rows[images, slots]] = True
+    recalls = {}
+    for direction, s, p in (("image_to_text", scores, positive), ("text_to_image", scores.T, positive.T)):
+        best = np.where(p, s, -np.inf).max(1)
+        rank = (s > best[:, None]).sum(1)
+        recalls |= {f"{direction}_recall@{k}": 100.0 * float(np.mean(rank < k)) for k in ks}
+    return recalls
+
+
 SCORERS = {
     Metric.REVISITED_MAP: lambda labels, outputs: revisited_map(labels, outputs, "medium"),
+    Metric.MEAN_RECALL: lambda labels, outputs: float(np.mean(list(image_text_recalls(labels, outputs).values()))),
     Metric.TOP1: lambda labels, outputs: top1(labels, as_predictions(outputs)),
     Metric.MEAN_PER_CLASS: lambda labels, outputs: mean_per_class(labels, as_predictions(outputs)),
     Metric.VOC_MAP: voc_map,

@@ -424,3 +424,35 @@ def write_revisitop(root: Path, name: str = "roxford5k", seed: int = 0) -> Path:
         save(imlist[-1], (128, 128, 128))
     pickle_dump(root / f"gnd_{name}.pkl", {"imlist": imlist, "qimlist": queries, "gnd": gnd})
     return root
+
+
+def write_karpathy(root: Path, dataset: str = "flickr30k", seed: int = 0) -> Path:
+    """Karpathy's caption file and the images in the official layout: ROOT/dataset_flickr30k.json with
+    ROOT/flickr30k-images/, or ROOT/dataset_coco.json with each entry's `filepath` folder (val2014, and
+    train2014 for a train image). Three colours; the test images say in their captions which colour they
+    are; one test image has six captions (COCO has such), a train and a val image must not be loaded."""
+    import json
+
+    rng = np.random.default_rng(seed)
+    coco = dataset == "coco"
+    colours = {"red": (200, 30, 30), "green": (30, 200, 30), "blue": (30, 30, 200)}
+    entries, sentence_id = [], 0
+    plan = [("train", "red", 5), ("test", "red", 5), ("test", "green", 6), ("val", "blue", 5), ("test", "blue", 5),
+            ("test", "green", 5)]
+    for image_id, (split, colour, captions) in enumerate(plan):
+        folder = ("train2014" if split == "train" else "val2014") if coco else "flickr30k-images"
+        filename = f"COCO_{folder}_{image_id:012d}.jpg" if coco else f"{1000092795 + image_id}.jpg"
+        (root / folder).mkdir(parents=True, exist_ok=True)
+        pixels = np.clip(np.array(colours[colour]) + rng.integers(-8, 9, (32, 40, 3)), 0, 255).astype(np.uint8)
+        Image.fromarray(pixels).save(root / folder / filename, quality=95)
+        sentences = [{"raw": f"A {colour} picture number {image_id} take {c}.", "tokens": [colour],
+                      "imgid": image_id, "sentid": sentence_id + c} for c in range(captions)]
+        entry = {"filename": filename, "imgid": image_id, "split": split, "sentences": sentences,
+                 "sentids": [s["sentid"] for s in sentences]}
+        if coco:
+            entry |= {"filepath": folder, "cocoid": 391895 + image_id}
+        entries.append(entry)
+        sentence_id += captions
+    name = "dataset_coco.json" if coco else "dataset_flickr30k.json"
+    (root / name).write_text(json.dumps({"images": entries, "dataset": "coco" if coco else "flickr30k"}))
+    return root

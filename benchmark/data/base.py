@@ -76,6 +76,29 @@ class ResizedFiles(LazyImages):
         return ResizedFiles(self.paths + other.paths, self.size)
 
 
+@dataclass(frozen=True)
+class ImageFiles(LazyImages):
+    """Image files, each decoded (and cropped to its box, where one is given) when read."""
+
+    paths: tuple[Path, ...]
+    boxes: tuple[tuple[float, float, float, float] | None, ...]
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: Any) -> Any:
+        if isinstance(index, (slice, np.ndarray, list)):
+            chosen = np.arange(len(self.paths))[index]
+            return ImageFiles(tuple(self.paths[i] for i in chosen), tuple(self.boxes[i] for i in chosen))
+        with Image.open(self.paths[int(index)]) as opened:
+            image = opened.convert("RGB")
+        box = self.boxes[int(index)]
+        return image.crop(tuple(int(round(v)) for v in box)) if box is not None else image
+
+    def __add__(self, other: Any) -> ImageFiles:
+        return ImageFiles(self.paths + other.paths, self.boxes + other.boxes)
+
+
 def to_uint8_chw(image: Any) -> torch.Tensor:
     if isinstance(image, (str, Path)):
         with Image.open(image) as opened:
@@ -94,6 +117,7 @@ def to_uint8_chw(image: Any) -> torch.Tensor:
 
 
 SplitLoader = Callable[[str, "Path | None"], ImageSplit]
+TextLoader = Callable[["Path | None"], tuple[str, ...]]
 
 
 @dataclass(frozen=True)
@@ -118,6 +142,7 @@ class DatasetSpec:
     official_sizes: dict[str, int] = field(default_factory=dict, compare=False)  # images per split, for check-data
     download: str = ""  # the official archive(s) and where to extract them, for check-data
     revision: str = ""  # the data's revision where a hub gives one (recorded in cache keys and rows)
+    texts: TextLoader | None = field(default=None, repr=False, compare=False)  # image-text: captions(root)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "metric", parse(Metric, self.metric, f"metric of dataset {self.name!r}"))

@@ -11,41 +11,16 @@ does, labelled with a row of `metrics.Relevance` codes over the database. Images
 from __future__ import annotations
 
 import pickle
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image
 
 from benchmark.data import register_dataset
-from benchmark.data.base import DatasetSpec, ImageSplit, LazyImages
+from benchmark.data.base import DatasetSpec, ImageFiles, ImageSplit
 from benchmark.errors import MissingDataError
 from benchmark.metrics import Relevance
 from benchmark.vocab import Metric, TaskType
-
-
-@dataclass(frozen=True)
-class ImageFiles(LazyImages):
-    """Image files, each decoded (and cropped to its box, where one is given) when read."""
-
-    paths: tuple[Path, ...]
-    boxes: tuple[tuple[float, float, float, float] | None, ...]
-
-    def __len__(self) -> int:
-        return len(self.paths)
-
-    def __getitem__(self, index: Any) -> Any:
-        if isinstance(index, (slice, np.ndarray, list)):
-            chosen = np.arange(len(self.paths))[index]
-            return ImageFiles(tuple(self.paths[i] for i in chosen), tuple(self.boxes[i] for i in chosen))
-        with Image.open(self.paths[int(index)]) as opened:
-            image = opened.convert("RGB")
-        box = self.boxes[int(index)]
-        return image.crop(tuple(int(round(v)) for v in box)) if box is not None else image
-
-    def __add__(self, other: Any) -> ImageFiles:
-        return ImageFiles(self.paths + other.paths, self.boxes + other.boxes)
 
 
 def read_ground_truth(root: Path, name: str) -> dict[str, Any]:
