@@ -44,7 +44,7 @@ class Cell:
     state: CellState
     reason: str = ""  # why it is skipped
     stored: ResultRow | None = None  # the stored result of a DONE cell
-    seed: int = 0  # the run seed it depends on (0 for a result that depends on none)
+    seed: int | None = None  # the run seed it depends on; None: it depends on none (stored as seed 0)
 
     @property
     def kind(self) -> FeatureKind:
@@ -52,13 +52,13 @@ class Cell:
 
     @property
     def label(self) -> str:
-        seed = f" / seed {self.seed}" if self.seed else ""
+        seed = "" if self.seed is None else f" / seed {self.seed}"
         return f"{self.pairing.encoder.label} / {self.task.dataset} / {self.task.protocol}{seed}"
 
     @property
     def holdout_seed(self) -> int:
         """The seed of the hold-out shuffle its inputs need (0, the reference's, unless it validates)."""
-        return self.seed if self.protocol.selects_on_val else 0
+        return self.seed if self.seed is not None and self.protocol.selects_on_val else 0
 
 
 @dataclass(frozen=True)
@@ -98,12 +98,12 @@ def validate_suite(suite: Suite, only: tuple[str, ...] = ()) -> None:
                                 f"or override (each run seed sets it)")
 
 
-def run_seeds(suite: Suite, task: Task, pairing: Pairing) -> tuple[int, ...]:
+def run_seeds(suite: Suite, task: Task, pairing: Pairing) -> tuple[int | None, ...]:
     """The seeds a task's result depends on: every run seed for a protocol with a `seed` parameter (unless
-    the suite fixes it) or one validating on a seeded hold-out; else (0,), one result for all seeds."""
+    the suite fixes it) or one validating on a seeded hold-out; else (None,), one result for all seeds."""
     protocol = PROTOCOLS.get(task.kind)
     takes = protocol.takes_seed() and "seed" not in task.params
-    return suite.seeds if takes or (protocol.selects_on_val and has_holdout(pairing.dataset.spec)) else (0,)
+    return suite.seeds if takes or (protocol.selects_on_val and has_holdout(pairing.dataset.spec)) else (None,)
 
 
 def plan_cells(suite: Suite, encoder: Encoder, spec_text: str, store: ResultsStore, data_root: Path | None,
@@ -128,11 +128,11 @@ def plan_cells(suite: Suite, encoder: Encoder, spec_text: str, store: ResultsSto
     return cells, failures
 
 
-def plan_cell(pairing: Pairing, keys: dict[str, str], task: Task, seed: int, store: ResultsStore,
+def plan_cell(pairing: Pairing, keys: dict[str, str], task: Task, seed: int | None, store: ResultsStore,
               recompute: bool) -> Cell:
-    seeded = {"seed": seed} if PROTOCOLS.get(task.kind).takes_seed() and "seed" not in task.params else {}
+    seeded = {"seed": seed} if seed is not None and PROTOCOLS.get(task.kind).takes_seed() else {}
     protocol = make_protocol(task.kind, task.params | seeded)
-    key = cell_key(task, protocol.version, vars(protocol.params), keys, seed)
+    key = cell_key(task, protocol.version, vars(protocol.params), keys, seed or 0)
     cell = Cell(pairing, task, protocol, keys, key, CellState.PENDING, seed=seed)
     stored = None if recompute else store.find(key)
     if stored is not None:

@@ -96,8 +96,13 @@ def result_row(suite: Suite, cell: Cell, result: ProtocolResult, data: TaskInput
         params=vars(cell.protocol.params) | {"val_split": val_split}, chosen=result.chosen,
         details=result.details | dataset_revision(cell),
         per_example=result.per_example.to_json(), preprocessing=cell.pairing.preprocessing.as_dict(),
-        split_sizes=data.split_sizes, cache_keys=cell.feature_keys, seed=cell.seed, seconds=seconds,
+        split_sizes=data.split_sizes, cache_keys=cell.feature_keys, seed=cell.seed or 0, seconds=seconds,
         cell_key=cell.key, code_revision=code_revision(), precision=cell.pairing.precision, device=data.device)
+
+
+def planned_what(cell: Cell, suite: Suite) -> str:
+    """A result cell in `plan`: its protocol column, and its seed when the run has several."""
+    return cell.task.protocol + (f" seed {cell.seed}" if cell.seed is not None and len(suite.seeds) > 1 else "")
 
 
 class Evaluator:
@@ -142,8 +147,8 @@ class Evaluator:
                 tasks += [PlannedTask("extract", e.pairing.encoder.label, e.pairing.dataset.spec.name,
                                       f"{e.split} {e.kind}", e.key.digest, e.done)
                           for e in needed_extractions(group, self.cache)]
-                tasks += [PlannedTask("evaluate", c.pairing.encoder.label, c.task.dataset, c.task.protocol, c.key,
-                                      c.state == CellState.DONE) for c in group if c.state != CellState.SKIPPED]
+                tasks += [PlannedTask("evaluate", c.pairing.encoder.label, c.task.dataset, planned_what(c, self.suite),
+                                      c.key, c.state == CellState.DONE) for c in group if c.state != CellState.SKIPPED]
         return tasks
 
     def planned(self, text: str) -> list[Cell]:
@@ -199,12 +204,13 @@ class Evaluator:
         start = time.perf_counter()
         result = cell.protocol.evaluate(data)  # under torchrun, every rank takes part (fine-tuning runs DDP)
         if self.dist.is_main:
-            self.store_row(result_row(self.suite, cell, result, data, val_split, time.perf_counter() - start))
+            self.store_row(result_row(self.suite, cell, result, data, val_split, time.perf_counter() - start),
+                           cell.seed)
 
-    def store_row(self, row: ResultRow) -> None:
+    def store_row(self, row: ResultRow, seed: int | None = None) -> None:
         self.store.add(row)
         self.report.rows.append(row)
-        seed = f", seed {row.seed}" if len(self.suite.seeds) > 1 else ""
+        seed = f", seed {seed}" if seed is not None and len(self.suite.seeds) > 1 else ""
         self.echo(f"[{row.encoder}] {row.dataset} {row.protocol}: {row.value:.2f} ({row.metric}{seed}, "
                   f"{row.seconds:.1f}s)")
 

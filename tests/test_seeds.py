@@ -70,6 +70,10 @@ def test_a_default_run_then_three_seeds_reuses_seed_zero(tmp_path, suite, capsys
     first = stored(tmp_path)
     assert set(first["seed"]) == {0} and len(first) == 3
     capsys.readouterr()
+    assert main(["plan", "--suite", str(suite), "--cache-dir", str(tmp_path / "cache"), "--results",
+                 str(tmp_path / "runs.sqlite"), "--model", "pixels:8", "--seeds", "0", "1", "2"]) == 0
+    plan = capsys.readouterr().out
+    assert "evaluate: 4 pending, 3 done" in plan and "linear seed 2" in plan and "knn seed" not in plan
     assert evaluate(tmp_path, suite, "--seeds", "0", "1", "2") == 0
     assert "4 computed, 3 reused" in capsys.readouterr().out  # seeds 1 and 2 of linear and few-shot
 
