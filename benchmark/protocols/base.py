@@ -166,6 +166,12 @@ class Protocol:
         raise NotImplementedError
 
 
+def unit_rows(x: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit L2 norm in float32 (cosine similarity becomes a dot product)."""
+    x = np.asarray(x, dtype=np.float32)
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+
 def check_finite(data: TaskInputs) -> None:
     for split in ("train", "val", "test"):
         x = getattr(data, split).x

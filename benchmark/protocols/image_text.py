@@ -19,13 +19,8 @@ from benchmark.errors import UserError
 from benchmark.metrics import image_text_recalls
 from benchmark.params import CheckedParams, Constraints, Each, Interval
 from benchmark.protocols import PROTOCOLS
-from benchmark.protocols.base import FeatureTask, Protocol, ProtocolResult, TextTower, check_finite
+from benchmark.protocols.base import FeatureTask, Protocol, ProtocolResult, TextTower, check_finite, unit_rows
 from benchmark.vocab import FeatureKind, Metric, TaskType
-
-
-def unit_rows(x: np.ndarray) -> np.ndarray:
-    x = np.asarray(x, dtype=np.float32)
-    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
 
 def embed_texts(tower: TextTower, texts: tuple[str, ...], batch_size: int) -> np.ndarray:

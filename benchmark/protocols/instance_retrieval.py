@@ -12,13 +12,9 @@ import numpy as np
 
 from benchmark.metrics import REVISITED_PROTOCOLS, revisited_map
 from benchmark.protocols import PROTOCOLS
-from benchmark.protocols.base import FeatureTask, Protocol, ProtocolResult, check_finite, require_test_split
+from benchmark.protocols.base import (FeatureTask, Protocol, ProtocolResult, check_finite, require_test_split,
+                                     unit_rows)
 from benchmark.vocab import Metric, TaskType
-
-
-def unit(x: np.ndarray) -> np.ndarray:
-    x = np.asarray(x, dtype=np.float32)
-    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
 
 @PROTOCOLS.register
@@ -32,7 +28,7 @@ class InstanceRetrieval(Protocol):
         require_test_split(data, self.name)
         database = data.trainval
         order = np.argsort(np.asarray(database.y))  # labels are database indices: undo the hold-out shuffle
-        similarity = unit(data.test.x) @ unit(np.asarray(database.x)[order]).T
+        similarity = unit_rows(data.test.x) @ unit_rows(np.asarray(database.x)[order]).T
         relevance = np.asarray(data.test.y)
         scores = {protocol: revisited_map(relevance, similarity, protocol) for protocol in REVISITED_PROTOCOLS}
         return ProtocolResult(value=scores["medium"], metric=Metric.REVISITED_MAP,

@@ -74,13 +74,13 @@ def provenance(rows: pd.DataFrame, suite_version: int | None) -> pd.DataFrame:
         return pd.Series({"suite": ",".join(sorted(set(group["suite"]))), "suite_version": suite_version,
                           "package_version": ",".join(sorted(set(group["package_version"]))),
                           "code_revision": ",".join(sorted(set(group["code_revision"]))),
-                          "seed": ",".join(str(s) for s in sorted(set(group["seed"]) | run_seeds(group))),
+                          "seed": ",".join(str(s) for s in sorted(set(group["seed"]) | seeds_behind(group))),
                           "cache_keys": f"{len(keys)} keys, sha256 {hashlib.sha256(''.join(keys).encode()).hexdigest()[:12]}"})
 
     return pd.DataFrame({name: record(group) for name, group in rows.groupby("encoder", sort=False)}).T
 
 
-def run_seeds(rows: pd.DataFrame) -> set[int]:
+def seeds_behind(rows: pd.DataFrame) -> set[int]:
     """Every seed behind the rows' values (cells combined over seeds list theirs in `seed_values`)."""
     if "seed_values" not in rows.columns:
         return set()
