@@ -44,7 +44,7 @@ def test_calibration_equals_a_direct_sklearn_computation(digits_features):
     from sklearn.linear_model import LogisticRegression
 
     data = digits_task(digits_features)
-    result = make_protocol("calibration", {"num_wd": 8}).evaluate(data)
+    result = make_protocol("calibration", {"num_wd": 8, "solver": "reference"}).evaluate(data)
     clf = LogisticRegression(C=result.chosen["C"], max_iter=100)
     clf.fit(data.trainval.x, data.trainval.y)
     direct = expected_calibration_error(clf.predict_proba(data.test.x), data.test.y, 15)

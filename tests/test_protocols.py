@@ -5,7 +5,8 @@ from benchmark.data.splits import holdout_split
 from benchmark.errors import UserError
 from benchmark.metrics import mean_per_class, score, voc_map
 from benchmark.protocols import Features, FeatureTask, make_protocol
-from benchmark.protocols._logreg import ReferenceLogReg, TorchLogReg, multinomial_loss_gradient
+from benchmark.protocols._logreg import (ConvergedLogReg, ReferenceLogReg, TorchLogReg, multinomial_hessian_vector,
+                                        multinomial_loss_gradient, multinomial_probabilities)
 from benchmark.protocols._linear_sweep import c_grid, first_strict_best
 
 
@@ -53,13 +54,57 @@ def test_reference_objective_and_gradient_equal_a_direct_computation(digits_feat
         assert grad[index] == pytest.approx(numeric, rel=1e-4, abs=1e-6)
 
 
+def test_hessian_vector_product_is_the_derivative_of_the_gradient(digits_features):
+    x, y = digits_features["train"][0][:300].astype(np.float64), digits_features["train"][1][:300]
+    rng = np.random.default_rng(1)
+    flat, direction, l2 = rng.normal(size=10 * (x.shape[1] + 1)) * 0.01, rng.normal(size=10 * (x.shape[1] + 1)), 0.3
+    product = multinomial_hessian_vector(direction, multinomial_probabilities(flat, x, 10), x, 10, l2)
+    step = 1e-5
+    numeric = (multinomial_loss_gradient(flat + step * direction, x, y, 10, l2)[1]
+               - multinomial_loss_gradient(flat - step * direction, x, y, 10, l2)[1]) / (2 * step)
+    np.testing.assert_allclose(product, numeric, rtol=1e-4, atol=1e-4 * np.abs(numeric).max())
+
+
+def test_converged_mode_runs_every_fit_to_the_optimum(digits_features):
+    """Each fit ends where the gradient of the mean loss is below 1e-6, at large C too (where the
+    reference's 100 iterations stop short), and lands where scikit-learn run to a tight tolerance does."""
+    from sklearn.linear_model import LogisticRegression
+
+    data = task_data(digits_features)
+    x, y = data.train.x.astype(np.float64), data.train.y
+    model = ConvergedLogReg("multiclass", 10, max_iter=1000, tol=1e-6)
+    for C in (1e4, 1e2, 1.0, 1e-2):
+        model.fit(data.train.x, y, C)
+        _, gradient = multinomial_loss_gradient(model.state.ravel(order="F"), x, y, 10, 1.0 / C)
+        assert np.linalg.norm(gradient) / len(y) < 1e-6 and model.iterations < 1000
+        if C <= 1e2:
+            clf = LogisticRegression(C=C, max_iter=10_000, tol=1e-10).fit(x, y)
+            assert np.mean(model.decision_function(data.val.x).argmax(1) == clf.predict(data.val.x)) > 0.99
+
+
+def test_converged_mode_is_a_property_of_the_features_not_of_row_order_or_rounding(digits_features):
+    """The default solver: the same chosen C and test score with the train rows in another order, and with
+    features that differ from these by float32 rounding."""
+    data = task_data(digits_features)
+    base = make_protocol("linear", {"num_wd": 12}).evaluate(data)
+    assert base.details["solver"] == "converged" and base.details["capped_fits"] == 0
+    order = np.random.default_rng(0).permutation(len(data.train))
+    noise = 1 + np.random.default_rng(1).uniform(-6e-8, 6e-8, size=data.train.x.shape)
+    for train in (Features(data.train.x[order], data.train.y[order]),
+                  Features(data.train.x.astype(np.float64) * noise, data.train.y)):
+        other = make_protocol("linear", {"num_wd": 12}).evaluate(
+            FeatureTask(train, data.val, data.test, 10, "top1"))
+        assert other.chosen["C"] == base.chosen["C"] and other.value == base.value
+        np.testing.assert_allclose(other.details["val_curve"], base.details["val_curve"], atol=0.3)
+
+
 def test_reference_mode_reaches_sklearns_optimum_where_its_fits_converge(digits_features):
     """Where 100 iterations suffice (small C), the reference mode's sweep lands where any converged
     solver does: the installed scikit-learn run to a tight tolerance, whatever its version."""
     from sklearn.linear_model import LogisticRegression
 
     data = task_data(digits_features)
-    result = make_protocol("linear", {"num_wd": 4, "wd_start": 2, "wd_stop": 5}).evaluate(data)
+    result = make_protocol("linear", {"num_wd": 4, "wd_start": 2, "wd_stop": 5, "solver": "reference"}).evaluate(data)
     assert result.details["capped_fits"] == 0 and result.details["solver"] == "reference"
     for C, val in zip(c_grid(2, 5, 4), result.details["val_curve"]):
         clf = LogisticRegression(C=C, max_iter=10_000, tol=1e-10).fit(data.train.x.astype(np.float64), data.train.y)
@@ -115,7 +160,7 @@ def test_linear_modes_differ_by_no_more_than_the_reference_spread(digits_feature
     scikit-learn 1.3.2 too: C = 1e3 or 1e5, test 94.99 or 95.82 by order); the fast mode lands inside
     the spread of the reference's outcomes."""
     data = task_data(digits_features)
-    reference = make_protocol("linear", {"num_wd": 12, "permutations": 2}).evaluate(data)
+    reference = make_protocol("linear", {"num_wd": 12, "permutations": 2, "solver": "reference"}).evaluate(data)
     fast = make_protocol("linear", {"num_wd": 12, "solver": "fast"}).evaluate(data)
     scores = reference.details["permutation_scores"]
     assert len(scores) == 2 and len(reference.details["permutation_C"]) == 2

@@ -4,11 +4,14 @@ Sweep weight decay wd over logspace(-6, 5, 45) with C = 1/wd (C from 1e6 down to
 starting each fit from the previous one; keep the first C with the strictly best validation score;
 refit on train+val with it and score the test split with the dataset's metric.
 
-`solver: reference` (the default) runs the reference's rule with scipy's L-BFGS-B whatever scikit-learn is
-installed; `solver: fast` runs our torch solver on the same objective. Both stop every fit after 100
-iterations, as the reference, so at large C the result depends on row order and rounding.
-`permutations: P` re-runs the reference mode with P random row orders and records the range of its
-score: the protocol's own instability, to read beside any difference between encoders.
+`solver: converged` (the default) runs every fit of the sweep to convergence (trust-region Newton on the
+reference's float64 objective), so the chosen C and the score are a property of the features, not of row
+order or rounding. `solver: reference` runs the reference's rule with scipy's L-BFGS-B whatever
+scikit-learn is installed (the Ericsson suite's choice, to compare with the paper); `solver: fast` runs
+our torch L-BFGS on the same objective. Those two stop every fit after 100 iterations, as the reference,
+so at large C their result depends on row order and rounding. `permutations: P` re-runs the reference
+mode with P random row orders and records the range of its score: the protocol's own instability, to
+read beside any difference between encoders.
 
 The sweep and the refit live in `_linear_sweep` and are shared through `FeatureTask.shared`:
 calibration, which probes the same features with the same sweep, reuses them.
