@@ -8,6 +8,9 @@ fit on one fold, ECE on the other four; the mean of the five). As there, tempera
 1.1.3's: it sees float32 softmax probabilities, not logits, and works on log(clip(p, eps, 1 - eps))
 (see `netcal_log_probabilities`), so logit gaps beyond about 36 nats are flattened before scaling.
 
+The probe comes from the linear protocol's sweep with the same `solver` (default `converged`; set
+`solver: reference` as well for the reference's own probe).
+
 `mode: val` is the cleaner variant: the probe trained on train at the selected C, the temperature
 fitted by exact maximum likelihood on the validation split's logits, ECE on test. Not defined for
 multi-label data.
