@@ -15,7 +15,7 @@ SMALL = {"linear": {"num_wd": 4, "solver": "fast"}, "calibration": {"num_wd": 4,
          "fewshot": {"episodes": 20, "ways": 4, "shots": 5, "queries": 5}, "knn": {"k": [5]},
          "finetune": {"steps": 2, "batch_size": 8, "lrs": [0.01], "regularisation": [0.0]},
          "segmentation": {"epochs": 2}, "zeroshot": {}, "quality": {"max_samples": 100}, "retrieval": {},
-         "instance_retrieval": {}}
+         "instance_retrieval": {}, "image_text": {"ks": [1, 2]}}
 
 
 class HandMadeTextTower:
@@ -53,6 +53,16 @@ def instance(rng, device):
                        Features(queries, relevance), 1, "revisited_map", "instance_retrieval", device=device)
 
 
+def captions(rng, device):
+    """Six images, two captions each, in one pool (a caption set's single split)."""
+    x = rng.normal(size=(6, 4)).astype(np.float32)
+    rows = np.arange(12).reshape(6, 2)
+    empty = Features(x[:0], rows[:0])
+    texts = tuple(f"{'o' * i} caption {j}" for i in range(6) for j in range(2))
+    return FeatureTask(Features(x, rows), empty, empty, 1, "mean_recall", "image_text", texts=texts,
+                       text=HandMadeTextTower(), device=device)
+
+
 def model_task(device):
     from benchmark.data.base import ImageSplit
     from benchmark.encoders import load_encoder
@@ -79,8 +89,9 @@ def holds_no_tensor(value) -> bool:
 @pytest.mark.parametrize("name", PROTOCOLS.names())
 def test_every_protocol_takes_the_device_and_hands_back_cpu_values(name, rng):
     protocol = make_protocol(name, SMALL[name])
+    by_name = {"instance_retrieval": lambda: instance(rng, "cpu"), "image_text": lambda: captions(rng, "cpu")}
     inputs = {"model": lambda: model_task("cpu"), "dense": lambda: dense(rng, "cpu")}.get(
-        protocol.input_kind(), lambda: instance(rng, "cpu") if name == "instance_retrieval" else pooled(rng, "cpu"))()
+        protocol.input_kind(), by_name.get(name, lambda: pooled(rng, "cpu")))()
     result = protocol.evaluate(inputs)
     assert isinstance(result.value, float) and np.isfinite(result.value)
     assert holds_no_tensor(result.details) and holds_no_tensor(result.chosen)
