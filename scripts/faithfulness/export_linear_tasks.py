@@ -9,7 +9,6 @@ reference code in another environment (see `reference_linear.py`).
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +26,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     suite, encoder = load_suite(args.suite), load_encoder(args.model)
-    cache = FeatureCache(Path(os.environ.get("TRANSFERBENCH_CACHE", Path.home() / ".cache" / "transferbench")))
+    cache = FeatureCache()  # the CLI's own rule: $TRANSFERBENCH_CACHE, else ~/.cache/transferbench
     args.out.mkdir(parents=True, exist_ok=True)
     for name, options in suite.datasets.items():
         if "linear" not in options.get("protocols", suite.protocols):
