@@ -73,9 +73,17 @@ def test_karpathy_loaders_read_the_test_split_of_the_official_layout(tmp_path, l
     assert split.image_tensor(1).shape == (3, 32, 40)
 
 
-def test_a_missing_caption_file_names_the_download(tmp_path):
+def test_a_missing_or_malformed_caption_file_names_the_download(tmp_path):
     with pytest.raises(UserError, match="caption_datasets.zip"):
         load_split(dataset_spec("flickr30k"), "test", tmp_path)
+    (tmp_path / "dataset_coco.json").write_text('{"images": [{"split": "test", "filename": "a.jpg", '
+                                                '"sentences": [{"raw": "a cat"}]}]}')  # COCO needs `filepath`
+    with pytest.raises(UserError, match="lacks filepath"):
+        load_split(dataset_spec("mscoco_captions"), "test", tmp_path)
+    (tmp_path / "dataset_flickr30k.json").write_text('{"images": [{"split": "test", "filename": "a.jpg", '
+                                                     '"sentences": [{"tokens": ["cat"]}]}]}')
+    with pytest.raises(UserError, match="lacks a sentence's raw"):
+        dataset_spec("flickr30k").texts(tmp_path)
 
 
 def test_image_text_retrieval_with_a_real_open_clip_text_tower(tmp_path):

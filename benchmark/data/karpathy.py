@@ -31,16 +31,25 @@ CAPTIONS_URL = "https://cs.stanford.edu/people/karpathy/deepimagesent/caption_da
 
 
 @functools.lru_cache(maxsize=4)
-def test_entries(annotations: Path) -> tuple[dict[str, Any], ...]:
-    """The test split's entries of a Karpathy JSON file, in file order (read once per process)."""
+def test_entries(annotations: Path, needs_filepath: bool) -> tuple[dict[str, Any], ...]:
+    """The test split's entries of a Karpathy JSON file, in file order (read and checked once per process)."""
     if not annotations.is_file():
         raise MissingDataError(f"no {annotations}; it is in Karpathy's {CAPTIONS_URL} (unzip it into "
                                f"{annotations.parent})")
+    keys = ("filename", "sentences", "filepath") if needs_filepath else ("filename", "sentences")
     try:
-        entries = json.loads(annotations.read_text())["images"]
-    except (json.JSONDecodeError, KeyError, TypeError) as err:
-        raise UserError(f"{annotations} is not Karpathy's caption file (a JSON object with `images`): {err}") from None
-    return tuple(entry for entry in entries if entry.get("split") == "test")
+        entries = tuple(e for e in json.loads(annotations.read_text())["images"] if e.get("split") == "test")
+        for entry in entries:
+            missing = [key for key in keys if key not in entry]
+            if not missing and not all("raw" in sentence for sentence in entry["sentences"]):
+                missing = ["a sentence's raw"]
+            if missing:
+                raise ValueError(f"a test entry lacks {', '.join(missing)}: {str(entry)[:120]}")
+    except (json.JSONDecodeError, KeyError, TypeError, AttributeError, ValueError) as err:
+        raise UserError(f"{annotations} is not Karpathy's caption file (`images`: entries with "
+                        f"{', '.join(keys)} and a `raw` text per sentence); download it again from "
+                        f"{CAPTIONS_URL} ({err})") from None
+    return entries
 
 
 def caption_rows(entries: tuple[dict[str, Any], ...]) -> np.ndarray:
@@ -60,7 +69,7 @@ def karpathy(name: str, annotations: str, image_dir: str | None) -> tuple:
         if root is None:
             raise MissingDataError(f"{name} needs a root (--data-root DIR holding {name}/{annotations} and its "
                                    f"images)")
-        return test_entries((root / annotations).resolve())
+        return test_entries((root / annotations).resolve(), needs_filepath=image_dir is None)
 
     def load(split: str, root: Path | None) -> ImageSplit:
         found = entries(root)
