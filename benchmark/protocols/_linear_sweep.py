@@ -41,6 +41,7 @@ class Solver(StrEnum):
 # same tol on the largest gradient entry of the mean-scaled objective (scikit-learn >= 1.4's rule); and
 # for `converged` a bound on the norm of the mean-scaled gradient, with a cap no fit measured came near.
 SOLVER_STOPPING = {Solver.REFERENCE: (100, 1e-4), Solver.FAST: (100, 1e-4), Solver.CONVERGED: (1000, 1e-6)}
+CPU_SOLVERS = {Solver.REFERENCE: ReferenceLogReg, Solver.CONVERGED: ConvergedLogReg}  # float64 scipy, on the CPU
 
 
 @dataclass(frozen=True)
@@ -94,9 +95,8 @@ def make_solver(data: FeatureTask, solver: Solver) -> LogReg:
     """The chosen solver. The torch one keeps train, val and test features resident on the run's device
     across the sweep; when they would not fit in the device's free memory, it runs on the CPU instead."""
     max_iter, tol = SOLVER_STOPPING[solver]
-    if solver in (Solver.REFERENCE, Solver.CONVERGED):
-        model = ReferenceLogReg if solver == Solver.REFERENCE else ConvergedLogReg
-        return model(data.task, data.num_classes, max_iter, tol)
+    if solver in CPU_SOLVERS:
+        return CPU_SOLVERS[solver](data.task, data.num_classes, max_iter, tol)
     resident = 4 * sum(split.x.size for split in (data.train, data.val, data.test, data.trainval))
     device = data.device if fits(resident, data.device) else "cpu"
     if device != data.device:

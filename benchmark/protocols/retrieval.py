@@ -19,7 +19,8 @@ import numpy as np
 from benchmark.outputs import PerExample
 from benchmark.params import CheckedParams, Constraints, Each, Interval
 from benchmark.protocols import PROTOCOLS
-from benchmark.protocols.base import FeatureTask, Protocol, ProtocolResult, check_finite, require_test_split
+from benchmark.protocols.base import (FeatureTask, Protocol, ProtocolResult, check_finite, require_test_split,
+                                     unit_rows)
 from benchmark.vocab import Metric, TaskType
 
 
@@ -27,8 +28,7 @@ def ranked_neighbours(features: np.ndarray, k: int) -> np.ndarray:
     """Indices (n, k) of each row's k most similar other rows, best first (the row itself removed)."""
     import faiss
 
-    x = np.array(features, dtype=np.float32, order="C")
-    x /= np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    x = np.ascontiguousarray(unit_rows(features))
     index = faiss.IndexFlatIP(x.shape[1])
     index.add(x)
     _, found = index.search(x, min(k + 1, len(x)))
