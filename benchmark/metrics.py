@@ -16,7 +16,9 @@ def top1(labels: np.ndarray, predictions: np.ndarray) -> float:
 
 def mean_per_class(labels: np.ndarray, predictions: np.ndarray) -> float:
     """Mean over the classes present in `labels` of per-class recall (the confusion-matrix diagonal
-    over its row sums)."""
+    over its row sums). The reference's confusion matrix also has a row for a class that is predicted
+    but has no test example; that row is 0/0 and makes its mean NaN. Whenever the reference's value is
+    a number, it is this one."""
     recalls = [np.mean(predictions[labels == cls] == cls) for cls in np.unique(labels)]
     return 100.0 * float(np.mean(recalls))
 

@@ -3,9 +3,11 @@ independent transcription of the reference computation, run on the same arrays, 
 
 Here: ssl-transfer's few-shot ProtoNet and DINO's `knn_classifier`, written in the references' own
 structure (torch, their tensor shapes and calls). Elsewhere, one test per remaining protocol:
-- linear: the reference objective and gradient (`test_protocols::test_reference_objective...`), the
-  2-class softmax, and the installed scikit-learn's optimum where fits converge; scikit-learn 1.3.2 itself
+- linear: scikit-learn 1.3.2's Cython loss and gradient transcribed scalar by scalar, equal to the last
+  bit, and a capped L-BFGS-B fit on it equal to ours (`test_protocols::test_reference_loss_is_scikit...`);
+  the 2-class softmax; the installed scikit-learn's optimum where fits converge. scikit-learn 1.3.2 itself
   runs ssl-transfer's LinearTester in `scripts/faithfulness/` (a side environment: tests install nothing);
+- mean per-class accuracy: ssl-transfer's confusion-matrix rule (`test_protocols::test_mean_per_class...`);
 - calibration: netcal 1.1.3's temperature scaling (`test_more_protocols::test_scaled_ece_is_netcal...`)
   and the reference's folds;
 - VOC mAP: ssl-transfer's `voc_eval_cls` (`test_protocols::test_voc_ap_edge_cases_are_the_reference_s`);

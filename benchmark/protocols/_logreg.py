@@ -15,6 +15,7 @@ solution and start the next `fit` from it (warm start), as the reference's
 
 from __future__ import annotations
 
+import math
 import warnings
 from dataclasses import dataclass
 
@@ -42,7 +43,10 @@ class ReferenceLogReg:
     - every problem is a softmax over the classes present in y, two classes included (a symmetric
       2-class softmax; its decision value is the positive row's, and a warm start rebuilds [-w, w]);
     - multi-label data refits one estimator class by class, each fit warm-starting from the last,
-      as the reference's loop over VOC's 20 classes does.
+      as the reference's loop over VOC's 20 classes does;
+    - the loss and gradient are scikit-learn 1.3.2's to the last bit (`libm_exp`), and scipy's L-BFGS-B
+      is its Fortran (scipy < 1.15), so a capped fit stops where scikit-learn 1.3.2's stops on the same
+      rows in the same order with the same BLAS.
     """
 
     def __init__(self, task: str, num_classes: int, max_iter: int = 100, tol: float = 1e-4):
@@ -90,7 +94,8 @@ class ReferenceLogReg:
         from scipy.optimize import minimize
 
         result = minimize(multinomial_loss_gradient, start, method="L-BFGS-B", jac=True,
-                          args=(x, y, rows, 1.0 / C), options={"gtol": self.tol, "maxiter": self.max_iter})
+                          args=(x, y, rows, 1.0 / C, libm_exp, libm_log),
+                          options={"gtol": self.tol, "maxiter": self.max_iter})
         return result.x, int(result.nit)
 
     def decision_function(self, x: np.ndarray) -> np.ndarray:
@@ -152,22 +157,37 @@ def multinomial_hessian_vector(vector: np.ndarray, probabilities: np.ndarray, x:
     return product.ravel(order="F")
 
 
-def multinomial_loss_gradient(flat: np.ndarray, x: np.ndarray, y: np.ndarray, rows: int, l2: float
-                              ) -> tuple[float, np.ndarray]:
+def libm_exp(a: np.ndarray) -> np.ndarray:
+    """C's exp element by element, as scikit-learn's compiled loss calls it. numpy's vectorised exp
+    rounds differently in the last bit (on digits features, a fifth of the entries; and differently in
+    each numpy release), and a fit stopped at 100 iterations carries that into its chosen C."""
+    return np.fromiter(map(math.exp, a.ravel().tolist()), np.float64, a.size).reshape(a.shape)
+
+
+def libm_log(a: np.ndarray) -> np.ndarray:
+    """C's log element by element (see `libm_exp`)."""
+    return np.fromiter(map(math.log, a.ravel().tolist()), np.float64, a.size).reshape(a.shape)
+
+
+def multinomial_loss_gradient(flat: np.ndarray, x: np.ndarray, y: np.ndarray, rows: int, l2: float,
+                              exp=np.exp, log=np.log) -> tuple[float, np.ndarray]:
     """scikit-learn 1.3's LinearModelLoss(HalfMultinomialLoss).loss_gradient with unit sample weights:
-    sum of cross-entropies + l2 / 2 ||W||^2, and its gradient, both over column-major parameters."""
+    sum of cross-entropies + l2 / 2 ||W||^2, and its gradient, both over column-major parameters.
+    With `exp=libm_exp, log=libm_log` it is bit for bit scikit-learn 1.3.2's (its Cython loss adds the
+    classes one by one and calls C's exp and log; its penalty ravels the weights in memory order)."""
     params = flat.reshape((rows, -1), order="F")
     weight, bias = params[:, :-1], params[:, -1]
     logits = x @ weight.T + bias
     top = logits.max(1)
-    exp = np.exp(logits - top[:, None])
-    total = exp[:, 0].copy()
+    exps = exp(logits - top[:, None])
+    total = exps[:, 0].copy()
     for k in range(1, rows):  # class by class, as scikit-learn's Cython loss adds them (not pairwise)
-        total += exp[:, k]
+        total += exps[:, k]
     picked = np.arange(len(y))
-    penalty = 0.5 * l2 * float(np.dot(weight.ravel(), weight.ravel()))
-    loss = float((np.log(total) + top - logits[picked, y]).sum()) + penalty
-    residual = exp / total[:, None]
+    ravelled = np.ravel(weight, order="K")
+    penalty = 0.5 * l2 * float(np.dot(ravelled, ravelled))
+    loss = float((log(total) + top - logits[picked, y]).sum()) + penalty
+    residual = exps / total[:, None]
     residual[picked, y] -= 1.0
     grad = np.empty((rows, x.shape[1] + 1), order="F")
     grad[:, :-1] = residual.T @ x + l2 * weight

@@ -7,7 +7,8 @@ refit on train+val with it and score the test split with the dataset's metric.
 `solver: converged` (the default) runs every fit of the sweep to convergence (trust-region Newton on the
 reference's float64 objective), so the chosen C and the score are a property of the features, not of row
 order or rounding. `solver: reference` runs the reference's rule with scipy's L-BFGS-B whatever
-scikit-learn is installed (the Ericsson suite's choice, to compare with the paper); `solver: fast` runs
+scikit-learn is installed, scikit-learn 1.3.2's iterates bit for bit (the Ericsson suite's choice, to
+compare with the paper); `solver: fast` runs
 our torch L-BFGS on the same objective. Those two stop every fit after 100 iterations, as the reference,
 so at large C their result depends on row order and rounding. `permutations: P` re-runs the reference
 mode with P random row orders and records the range of its score: the protocol's own instability, to
@@ -39,7 +40,9 @@ class LinearParams(SweepParams):
 @PROTOCOLS.register
 class LinearProbe(Protocol):
     name = "linear"
-    version = "2.0"  # 2.0: the reference solver; two-class problems as a 2-class softmax (as the reference)
+    # 2.0: the reference solver; two-class problems as a 2-class softmax (as the reference)
+    # 2.1: the reference solver's loss calls C's exp and log: scikit-learn 1.3.2's iterates bit for bit
+    version = "2.1"
     Params = LinearParams
     selects_on_val = True
 
