@@ -146,7 +146,9 @@ def calibrated_logits(data: FeatureTask, p: CalibrationParams) -> tuple[np.ndarr
 @PROTOCOLS.register
 class Calibration(Protocol):
     name = "calibration"
-    version = "2.0"  # 2.0: ericsson mode scales as netcal 1.1.3 (float32 probabilities, clipped logs)
+    # 2.0: ericsson mode scales as netcal 1.1.3 (float32 probabilities, clipped logs)
+    # 2.1: its reference sweep is linear 2.1's (C's exp and log)
+    version = "2.1"
     tasks = (TaskType.MULTICLASS,)
     Params = CalibrationParams
     selects_on_val = True
