@@ -100,9 +100,14 @@ def result_row(suite: Suite, cell: Cell, result: ProtocolResult, data: TaskInput
         cell_key=cell.key, code_revision=code_revision(), precision=cell.pairing.precision, device=data.device)
 
 
+def seed_label(seed: int | None, suite: Suite) -> str:
+    """"seed N" when the run has several seeds and the cell depends on one, else ""."""
+    return f"seed {seed}" if seed is not None and len(suite.seeds) > 1 else ""
+
+
 def planned_what(cell: Cell, suite: Suite) -> str:
     """A result cell in `plan`: its protocol column, and its seed when the run has several."""
-    return cell.task.protocol + (f" seed {cell.seed}" if cell.seed is not None and len(suite.seeds) > 1 else "")
+    return " ".join(filter(None, (cell.task.protocol, seed_label(cell.seed, suite))))
 
 
 class Evaluator:
@@ -210,9 +215,8 @@ class Evaluator:
     def store_row(self, row: ResultRow, seed: int | None = None) -> None:
         self.store.add(row)
         self.report.rows.append(row)
-        seed = f", seed {seed}" if seed is not None and len(self.suite.seeds) > 1 else ""
-        self.echo(f"[{row.encoder}] {row.dataset} {row.protocol}: {row.value:.2f} ({row.metric}{seed}, "
-                  f"{row.seconds:.1f}s)")
+        what = ", ".join(filter(None, (row.metric, seed_label(seed, self.suite), f"{row.seconds:.1f}s")))
+        self.echo(f"[{row.encoder}] {row.dataset} {row.protocol}: {row.value:.2f} ({what})")
 
     def features(self, pairing: Pairing, kind: FeatureKind = FeatureKind.POOLED
                  ) -> tuple[dict[str, Features], dict[str, str]]:

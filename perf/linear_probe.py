@@ -31,7 +31,7 @@ def warm_up() -> None:
     """Initialise torch's and sklearn's solvers and thread pools outside the timing."""
     small = synthetic_task(400, 100, 16, seed=1)
     for mode in ("reference", "fast"):
-        make_protocol("linear", {"mode": mode, "num_wd": 3}).evaluate(small)
+        make_protocol("linear", {"solver": mode, "num_wd": 3}).evaluate(small)
 
 
 def compare(n: int, d: int, num_wd: int) -> dict:

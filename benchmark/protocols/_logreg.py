@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
+from benchmark.protocols.base import softmax
 from benchmark.vocab import TaskType
 
 
@@ -138,9 +139,7 @@ class ConvergedLogReg(ReferenceLogReg):
 def multinomial_probabilities(flat: np.ndarray, x: np.ndarray, rows: int) -> np.ndarray:
     """Softmax of the logits of column-major parameters (rows, D + 1), bias last."""
     params = flat.reshape((rows, -1), order="F")
-    logits = x @ params[:, :-1].T + params[:, -1]
-    exp = np.exp(logits - logits.max(1, keepdims=True))
-    return exp / exp.sum(1, keepdims=True)
+    return softmax(x @ params[:, :-1].T + params[:, -1])
 
 
 def multinomial_hessian_vector(vector: np.ndarray, probabilities: np.ndarray, x: np.ndarray, rows: int, l2: float

@@ -29,16 +29,9 @@ from benchmark.metrics import binned_ece
 from benchmark.outputs import PerExample
 from benchmark.params import Constraints, Interval, Options
 from benchmark.protocols import PROTOCOLS
-from benchmark.protocols.base import FeatureTask, Protocol, ProtocolResult, require_test_split
+from benchmark.protocols.base import FeatureTask, Protocol, ProtocolResult, require_test_split, softmax
 from benchmark.protocols._linear_sweep import SweepParams, linear_sweep, refit_logits
 from benchmark.vocab import Metric, TaskType
-
-def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
-    z = logits / temperature
-    z = z - z.max(1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(1, keepdims=True)
-
 
 def expected_calibration_error(probabilities: np.ndarray, labels: np.ndarray, bins: int = 15) -> float:
     """sum over equal-width confidence bins of |bin| / n * |accuracy(bin) - mean confidence(bin)|."""
