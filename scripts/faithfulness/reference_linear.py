@@ -5,6 +5,8 @@ Meant for a side environment holding the scikit-learn the reference ran (<= 1.3;
 in 1.8), e.g.
     python3 -m venv /tmp/skl13 && /tmp/skl13/bin/pip install scikit-learn==1.3.2 "numpy<2" scipy==1.11.4
     /tmp/skl13/bin/python scripts/faithfulness/reference_linear.py /tmp/linear-tasks/*.npz --permutation 0
+or the 2020 stack the reference ran (its loss was numpy code; Python 3.8):
+    python3.8 -m venv /tmp/skl24 && /tmp/skl24/bin/pip install scikit-learn==0.24.2 scipy==1.5.4 numpy==1.19.5
 Prints one JSON line per task: the chosen C and the test score. `--permutation SEED` first shuffles the
 train rows and the train+val rows as `reference_under_permutation` in benchmark/protocols/_linear_sweep.py.
 """
