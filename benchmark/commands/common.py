@@ -87,6 +87,7 @@ def non_negative_int(text: str) -> int:
 
 def run_options(args: argparse.Namespace):
     """The library's RunOptions from parsed flags (parsed once; the Namespace goes no further)."""
+    from benchmark.config import seed_list
     from benchmark.devices import Precision
     from benchmark.distributed import rank_device
     from benchmark.runner import RunOptions
@@ -96,13 +97,7 @@ def run_options(args: argparse.Namespace):
                       results_path=getattr(args, "results", DEFAULT_RESULTS),
                       protocols=tuple(getattr(args, "protocol", ()) or ()),
                       recompute=getattr(args, "recompute", False), precision=Precision(args.precision),
-                      seeds=distinct_seeds(getattr(args, "seeds", None) or ()))
-
-
-def distinct_seeds(seeds: list[int] | tuple[int, ...]) -> tuple[int, ...]:
-    if len(set(seeds)) < len(seeds):
-        raise UserError(f"--seeds must be distinct, got {' '.join(map(str, seeds))}")
-    return tuple(seeds)
+                      seeds=seed_list("--seeds", args.seeds) if getattr(args, "seeds", None) else ())
 
 
 def existing_results(path: Path) -> Path:
