@@ -1,4 +1,4 @@
-"""transferbench command line: a thin layer over the library (`benchmark.runner.evaluate` & co).
+"""transferbench command line: a thin layer over the library (`benchmark.pipeline.runner.evaluate` & co).
 
 Each subcommand is one module of `benchmark.commands`. Precedence: command-line options > suite YAML >
 built-in defaults.

@@ -19,7 +19,7 @@ from pathlib import Path
 from benchmark.config import Suite
 from benchmark.errors import UserError
 from benchmark.registry import unknown_name_message
-from benchmark.runner import RunOptions, RunReport, evaluate
+from benchmark.pipeline.runner import RunOptions, RunReport, evaluate
 from benchmark.training import METHODS
 from benchmark.training.loop import RANDOM_INIT, PretrainConfig, pretrain, save_untrained
 

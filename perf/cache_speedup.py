@@ -19,7 +19,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmark.config import load_suite  # noqa: E402
-from benchmark.runner import RunOptions, evaluate  # noqa: E402
+from benchmark.pipeline.runner import RunOptions, evaluate  # noqa: E402
 from perf._machine import describe  # noqa: E402
 
 DEFAULT_MODELS = ["bundled:efficientnet_lite0", "timm:tf_efficientnet_lite0", "pixels:32"]

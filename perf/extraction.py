@@ -18,7 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from perf._machine import describe  # noqa: E402
 from benchmark.data import DATASETS, load_split  # noqa: E402
 from benchmark.encoders import load_encoder  # noqa: E402
-from benchmark.extraction import PreprocessedImages, extract_features  # noqa: E402
+from benchmark.pipeline.extraction import PreprocessedImages, extract_features  # noqa: E402
 
 
 def compare(model: str, images: int, size: int, batch_size: int = 64, workers: int = 0) -> dict:

@@ -46,7 +46,7 @@ def decode_only(split, preprocessing, workers: int, batch: int) -> float:
     """Images/s of decoding + preprocessing + batching alone (no model): the data-loading ceiling."""
     from torch.utils.data import DataLoader
 
-    from benchmark.extraction import PreprocessedImages, collate
+    from benchmark.pipeline.extraction import PreprocessedImages, collate
 
     loader = DataLoader(PreprocessedImages(split, preprocessing), batch_size=batch, num_workers=workers,
                         collate_fn=collate, prefetch_factor=4 if workers else None)
@@ -74,7 +74,7 @@ def bare_forward(encoder, split, preprocessing, device: str, batch: int, precisi
 def extraction_rows(device: str, quick: bool) -> list[tuple[str, float, float, str]]:
     from benchmark.devices import Precision
     from benchmark.encoders import load_encoder
-    from benchmark.extraction import extract_features
+    from benchmark.pipeline.extraction import extract_features
 
     encoder = load_encoder("timm:resnet18").to(device)
     split, batch = image_split(256 if quick else 2048, 64), 64
@@ -125,7 +125,7 @@ def sweep_floor(data, iterations: int) -> float:
 
 def finetune_rows(device: str, quick: bool) -> list[tuple[str, float, float, str]]:
     from benchmark.encoders import load_encoder
-    from benchmark.inputs import concat_images
+    from benchmark.pipeline.inputs import concat_images
     from benchmark.protocols import Features, ModelTask, make_protocol
 
     encoder, steps, batch = load_encoder("timm:resnet18"), (4 if quick else 20), 32

@@ -52,8 +52,8 @@ def real_task(model: str, dataset: str, suite_name: str, cache_dir: Path):
     protocol's own train/val/test split."""
     from benchmark.config import load_suite
     from benchmark.encoders import load_encoder
-    from benchmark.inputs import pair
-    from benchmark.runner import Evaluator, RunOptions
+    from benchmark.pipeline.inputs import pair
+    from benchmark.pipeline.runner import Evaluator, RunOptions
     from benchmark.vocab import FeatureKind
 
     suite = load_suite(suite_name)

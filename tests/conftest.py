@@ -4,7 +4,7 @@ import torch
 
 from benchmark.data import DATASETS, load_split
 from benchmark.encoders import load_encoder
-from benchmark.extraction import extract_features
+from benchmark.pipeline.extraction import extract_features
 
 torch.set_num_threads(2)
 

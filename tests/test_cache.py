@@ -6,7 +6,7 @@ import pytest
 from benchmark.cache import CACHE_FORMAT_VERSION, CacheKey, FeatureCache
 from benchmark.data import DATASETS
 from benchmark.encoders import load_encoder
-from benchmark.inputs import DatasetPlan, feature_key
+from benchmark.pipeline.inputs import DatasetPlan, feature_key
 
 
 def arrays(seed=0):

@@ -10,11 +10,11 @@ PACKAGE = Path(__file__).resolve().parents[1] / "benchmark"
 MAX_FUNCTION_LINES, MAX_CLASS_LINES = 40, 150
 # what each layer must never import (module prefixes)
 FORBIDDEN = {
-    "protocols": ("benchmark.encoders", "benchmark.data", "benchmark.training", "benchmark.runner",
-                  "benchmark.results", "benchmark.cache", "benchmark.inputs", "benchmark.planner"),
-    "training": ("benchmark.protocols", "benchmark.runner", "benchmark.planner"),
-    "results": ("benchmark.protocols", "benchmark.encoders", "benchmark.data", "benchmark.extraction",
-                "benchmark.runner", "benchmark.inputs", "benchmark.planner", "benchmark.training"),
+    "protocols": ("benchmark.encoders", "benchmark.data", "benchmark.training", "benchmark.pipeline",
+                  "benchmark.results", "benchmark.cache"),
+    "training": ("benchmark.protocols", "benchmark.pipeline"),
+    "results": ("benchmark.protocols", "benchmark.encoders", "benchmark.data", "benchmark.pipeline",
+                "benchmark.training"),
 }
 
 

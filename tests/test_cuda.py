@@ -9,7 +9,7 @@ pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a C
 
 def test_offline_suite_on_cuda_matches_the_cpu_run(tmp_path):
     from benchmark.config import load_suite
-    from benchmark.runner import RunOptions, evaluate
+    from benchmark.pipeline.runner import RunOptions, evaluate
 
     suite = load_suite("offline")
     values = {}

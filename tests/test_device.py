@@ -113,7 +113,7 @@ def test_bf16_extraction_is_close_to_fp32_and_cached_apart(tmp_path):
     from benchmark.cache import FeatureCache
     from benchmark.config import Suite
     from benchmark.encoders import load_encoder
-    from benchmark.inputs import ExtractOptions, cached_features, pair
+    from benchmark.pipeline.inputs import ExtractOptions, cached_features, pair
 
     suite = Suite(name="t", preprocessing={"input_size": 32}, datasets={"lfw_faces": {}})
     encoder, cache = load_encoder("timm:resnet18"), FeatureCache(tmp_path)

@@ -9,9 +9,9 @@ import pytest
 
 from benchmark.cache import CacheKey, FeatureCache, read_entry
 from benchmark.config import load_suite
-from benchmark.executor import ExecutorOptions, run_as_jobs
+from benchmark.pipeline.executor import ExecutorOptions, run_as_jobs
 from benchmark.results import ResultsStore
-from benchmark.runner import Evaluator, RunOptions, evaluate
+from benchmark.pipeline.runner import Evaluator, RunOptions, evaluate
 from tests.conftest import write_suite
 
 REPO = Path(__file__).resolve().parents[1]

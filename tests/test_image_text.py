@@ -92,7 +92,7 @@ def test_image_text_retrieval_with_a_real_open_clip_text_tower(tmp_path):
     import open_clip
 
     from benchmark.config import load_suite
-    from benchmark.runner import Evaluator, RunOptions
+    from benchmark.pipeline.runner import Evaluator, RunOptions
     from cli import main
     from tests.conftest import write_suite
 

@@ -50,7 +50,7 @@ def test_revisitop_layout_loads_and_the_protocol_ranks_the_database_in_its_order
     from benchmark.config import load_suite
     from benchmark.data import DATASETS, load_split
     from benchmark.results import ResultsStore
-    from benchmark.runner import RunOptions, evaluate
+    from benchmark.pipeline.runner import RunOptions, evaluate
     from tests.conftest import write_suite
 
     root = write_revisitop(tmp_path / "data" / "roxford5k")

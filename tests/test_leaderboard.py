@@ -92,7 +92,7 @@ def test_leaderboard_of_our_runs_writes_csvs_markdown_html_and_plots(tmp_path):
     from benchmark.config import load_suite
     from benchmark.results import ResultsStore
     from benchmark.results.leaderboard import write_leaderboard
-    from benchmark.runner import RunOptions, evaluate
+    from benchmark.pipeline.runner import RunOptions, evaluate
 
     suite = load_suite(str(write_suite(tmp_path / "s.yaml", {"digits": {}, "lfw_faces": {}},
                                        {"linear": {"solver": "fast"}, "knn": {"k": [5]}})))

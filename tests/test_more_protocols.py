@@ -108,7 +108,7 @@ def test_dense_probe_learns_features_that_encode_the_class(rng):
 
 def test_finetune_trains_a_copy_and_leaves_the_users_model_alone():
     from benchmark.data import DATASETS, load_split
-    from benchmark.inputs import concat_images
+    from benchmark.pipeline.inputs import concat_images
 
     encoder = load_encoder("timm:resnet18")
     before = {k: v.clone() for k, v in encoder.model.state_dict().items()}

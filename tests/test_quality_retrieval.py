@@ -80,7 +80,7 @@ def test_class_retrieval_matches_a_direct_transcription():
 def test_quality_and_retrieval_columns_run_in_a_suite(tmp_path):
     from benchmark.config import load_suite
     from benchmark.results import ResultsStore
-    from benchmark.runner import RunOptions, evaluate
+    from benchmark.pipeline.runner import RunOptions, evaluate
     from tests.conftest import write_suite
 
     suite = load_suite(str(write_suite(tmp_path / "s.yaml", {"digits": {}}, {
@@ -102,7 +102,7 @@ def test_quality_and_retrieval_columns_run_in_a_suite(tmp_path):
 
 def test_a_subset_of_data_without_classes_is_refused_with_the_fix(tmp_path):
     from benchmark.errors import UserError
-    from benchmark.inputs import plan_dataset
+    from benchmark.pipeline.inputs import plan_dataset
 
     with pytest.raises(UserError, match="remove test_subset from its suite entry"):
         plan_dataset("fmnist_mosaic", {"test_subset": 100}, None)

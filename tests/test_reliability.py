@@ -19,7 +19,7 @@ from benchmark.config import load_suite
 from benchmark.data.base import ImageSplit
 from benchmark.encoders import ModelSpec, load_encoder
 from benchmark.errors import UserError
-from benchmark.extraction import extract_features
+from benchmark.pipeline.extraction import extract_features
 from benchmark.results import ResultsStore
 from benchmark.results.table import results_table
 from tests.conftest import write_suite

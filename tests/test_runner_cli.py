@@ -139,7 +139,7 @@ def test_a_store_from_before_resumable_results_is_migrated(tmp_path):
 
 
 def test_a_data_load_that_fails_is_not_repeated_for_each_protocol(tmp_path, capsys, monkeypatch):
-    from benchmark import runner
+    from benchmark.pipeline import runner
 
     calls = []
     original = runner.Evaluator.features

@@ -10,7 +10,7 @@ from benchmark.data.splits import holdout_split
 from benchmark.errors import UserError
 from benchmark.protocols import FeatureTask, Features, make_protocol
 from benchmark.results import ResultsStore, over_seeds
-from benchmark.runner import Evaluator, RunOptions
+from benchmark.pipeline.runner import Evaluator, RunOptions
 from benchmark.vocab import Metric
 from cli import main
 from tests.conftest import write_suite

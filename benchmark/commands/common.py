@@ -90,7 +90,7 @@ def run_options(args: argparse.Namespace):
     from benchmark.config import seed_list
     from benchmark.devices import Precision
     from benchmark.distributed import rank_device
-    from benchmark.runner import RunOptions
+    from benchmark.pipeline.runner import RunOptions
 
     return RunOptions(cache_dir=args.cache_dir, data_root=args.data_root, batch_size=args.batch_size,
                       workers=args.workers, device=rank_device(args.device),

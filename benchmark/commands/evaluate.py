@@ -47,7 +47,7 @@ def model_specs(args: argparse.Namespace) -> list[str]:
 def run(args: argparse.Namespace) -> int:
     from benchmark import distributed
     from benchmark.config import load_suite
-    from benchmark.runner import evaluate
+    from benchmark.pipeline.runner import evaluate
 
     suite, specs = load_suite(args.suite), model_specs(args)
     if args.executor:
@@ -68,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def run_as_jobs(args: argparse.Namespace, specs: list[str], suite):
-    from benchmark.executor import ExecutorOptions, run_as_jobs as submit
+    from benchmark.pipeline.executor import ExecutorOptions, run_as_jobs as submit
 
     jobs = ExecutorOptions(kind=args.executor, folder=args.jobs_dir, timeout_min=args.timeout_min,
                            cpus_per_task=args.cpus_per_task, gpus_per_node=args.gpus_per_node,

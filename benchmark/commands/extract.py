@@ -25,7 +25,7 @@ def run(args: argparse.Namespace) -> int:
     from benchmark.cache import FeatureCache
     from benchmark.config import Suite, load_suite
     from benchmark.encoders import load_encoder
-    from benchmark.inputs import cached_features, pair
+    from benchmark.pipeline.inputs import cached_features, pair
 
     suite = load_suite(args.suite) if args.suite else Suite(name="extract")
     if args.dataset not in suite.datasets:  # a dataset outside the suite: its defaults

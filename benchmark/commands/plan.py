@@ -17,7 +17,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from benchmark.config import load_suite
-    from benchmark.runner import Evaluator
+    from benchmark.pipeline.runner import Evaluator
 
     tasks = Evaluator(load_suite(args.suite), common.run_options(args)).plan(args.model)
     for stage in ("extract", "evaluate"):

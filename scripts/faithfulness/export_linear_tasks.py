@@ -16,7 +16,7 @@ import numpy as np
 from benchmark.cache import FeatureCache
 from benchmark.config import load_suite
 from benchmark.encoders import load_encoder
-from benchmark.inputs import ExtractOptions, cached_features, feature_task, pair
+from benchmark.pipeline.inputs import ExtractOptions, cached_features, feature_task, pair
 
 
 def main() -> None:

@@ -19,7 +19,7 @@ from benchmark.data import dataset_spec
 from benchmark.encoders import Encoder
 from benchmark.errors import UserError
 from benchmark.devices import Precision
-from benchmark.inputs import Pairing, feature_keys, has_holdout, pair, pairing_key, plan_dataset
+from benchmark.pipeline.inputs import Pairing, feature_keys, has_holdout, pair, pairing_key, plan_dataset
 from benchmark.protocols import PROTOCOLS, Protocol, make_protocol
 from benchmark.protocols.base import skip_reason
 from benchmark.results import ResultRow, ResultsStore

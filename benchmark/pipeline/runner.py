@@ -1,4 +1,4 @@
-"""The evaluation loop: plan the cells (`benchmark.planner`), then run the pending ones.
+"""The evaluation loop: plan the cells (`benchmark.pipeline.planner`), then run the pending ones.
 
 Each finished (encoder, dataset, protocol) cell is written to the results store at once, and a
 user-fixable error in one cell is reported and skipped, so a failure never costs finished work.
@@ -21,8 +21,8 @@ from benchmark.config import Suite
 from benchmark.devices import Precision, check_device
 from benchmark.encoders import ModelSpec, load_encoder
 from benchmark.errors import UserError
-from benchmark.inputs import ExtractOptions, Pairing, TaskInputs, cached_features, feature_task, model_task
-from benchmark.planner import Cell, CellState, group_by_pairing, needed_extractions, plan_cells, validate_suite
+from benchmark.pipeline.inputs import ExtractOptions, Pairing, TaskInputs, cached_features, feature_task, model_task
+from benchmark.pipeline.planner import Cell, CellState, group_by_pairing, needed_extractions, plan_cells, validate_suite
 from benchmark.protocols import Features, ProtocolResult
 from benchmark.results import DEFAULT_RESULTS, ResultRow, ResultsStore, code_revision
 from benchmark.vocab import FeatureKind, ValSplit

@@ -17,7 +17,7 @@ from typing import Any
 
 from benchmark.config import Suite
 from benchmark.errors import UserError
-from benchmark.runner import Evaluator, RunOptions, RunReport
+from benchmark.pipeline.runner import Evaluator, RunOptions, RunReport
 
 EXECUTORS = ("local", "slurm")
 

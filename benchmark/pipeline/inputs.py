@@ -24,7 +24,7 @@ from benchmark.data.base import LazyImages
 from benchmark.encoders import Encoder
 from benchmark.devices import Precision
 from benchmark.errors import UserError
-from benchmark.extraction import extract_features
+from benchmark.pipeline.extraction import extract_features
 from benchmark.preprocessing import Preprocessing
 from benchmark.protocols import FeatureTask, Features, ModelTask
 from benchmark.protocols.base import TaskInputs, concat
