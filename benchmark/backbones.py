@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from benchmark.errors import UserError
+from benchmark.identity import Component
 from benchmark.preprocessing import Preprocessing
 from benchmark.registry import unknown_name_message
 
@@ -84,6 +85,10 @@ def dense_stage(model: nn.Module) -> int | None:
     if reductions[-1] <= DENSE_STRIDE:
         return None
     return max(i for i, reduction in enumerate(reductions) if reduction <= DENSE_STRIDE)
+
+
+# dense feature maps: 2 = a CNN's stride-16 stage (timm_dense); bump when the map a model gives changes
+DENSE_MAPS = Component("dense_maps", "2")
 
 
 def timm_dense(model: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:

@@ -20,37 +20,21 @@ import os
 import shutil
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from benchmark.atomic import write_atomically
+from benchmark.identity import FeatureKey
 
 log = logging.getLogger(__name__)
-CACHE_FORMAT_VERSION = 1
+CACHE_FORMAT_VERSION = 1  # how an entry is laid out on disk (the key's own schema is identity.KEY_SCHEMA)
 CACHE_ENV = "TRANSFERBENCH_CACHE"
 
 
 def default_cache_dir() -> Path:
     return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "transferbench").expanduser()
-
-
-def canonical_json(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
-
-
-@dataclass(frozen=True)
-class CacheKey:
-    """Everything that changes the features. Two keys share an entry only if every field is equal."""
-
-    fields: dict[str, Any]
-
-    @property
-    def digest(self) -> str:
-        payload = canonical_json({"cache_format": CACHE_FORMAT_VERSION, **self.fields})
-        return hashlib.sha256(payload.encode()).hexdigest()
 
 
 def array_checksum(array: np.ndarray) -> str:
@@ -65,13 +49,13 @@ class FeatureCache:
     def __init__(self, root: str | Path | None = None):
         self.root = Path(root).expanduser() if root else default_cache_dir()
 
-    def entry_dir(self, key: CacheKey) -> Path:
+    def entry_dir(self, key: FeatureKey) -> Path:
         return self.root / "features" / key.digest[:2] / key.digest
 
-    def shards_dir(self, key: CacheKey) -> Path:
+    def shards_dir(self, key: FeatureKey) -> Path:
         return self.entry_dir(key).with_name(key.digest + ".shards")
 
-    def load(self, key: CacheKey) -> dict[str, np.ndarray] | None:
+    def load(self, key: FeatureKey) -> dict[str, np.ndarray] | None:
         """The cached arrays (memory-mapped, or joined from a complete set of rank shards), or None
         when absent; a bad entry is removed."""
         entry = self.entry_dir(key)
@@ -81,10 +65,10 @@ class FeatureCache:
             return read_entry(entry, key)
         except CorruptEntry as err:
             log.warning("feature cache entry %s is invalid (%s); removing it and recomputing", entry, err)
-            shutil.rmtree(entry, ignore_errors=True)
+            remove_entry(entry)
             return None
 
-    def contains(self, key: CacheKey) -> bool:
+    def contains(self, key: FeatureKey) -> bool:
         """Whether an entry (or a complete shard set) exists, without reading it (for planning)."""
         if (self.entry_dir(key) / "manifest.json").exists():
             return True
@@ -92,17 +76,17 @@ class FeatureCache:
         return any(all((shards / shard_name(r, w) / "manifest.json").exists() for r in range(w))
                    for w in shard_world_sizes(shards))
 
-    def save(self, key: CacheKey, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def save(self, key: FeatureKey, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         self.write_atomically(self.entry_dir(key), key, arrays)
         return read_entry(self.entry_dir(key), key)
 
-    def save_shard(self, key: CacheKey, rank: int, world_size: int, arrays: dict[str, np.ndarray]) -> None:
+    def save_shard(self, key: FeatureKey, rank: int, world_size: int, arrays: dict[str, np.ndarray]) -> None:
         """One rank's part of an entry; `arrays["index"]` gives the dataset position of each row."""
         if "index" not in arrays:
             raise ValueError("a cache shard needs an 'index' array of dataset positions")
         self.write_atomically(self.shards_dir(key) / shard_name(rank, world_size), key, arrays)
 
-    def load_shards(self, key: CacheKey) -> dict[str, np.ndarray] | None:
+    def load_shards(self, key: FeatureKey) -> dict[str, np.ndarray] | None:
         """The rank shards of an entry joined in dataset order (padding duplicates dropped), or None
         unless every shard of one world size is present and valid."""
         for world_size in shard_world_sizes(self.shards_dir(key)):
@@ -116,10 +100,10 @@ class FeatureCache:
             return {name: np.concatenate([p[name] for p in parts])[first] for name in names}
         return None
 
-    def write_atomically(self, entry: Path, key: CacheKey, arrays: dict[str, np.ndarray]) -> None:
+    def write_atomically(self, entry: Path, key: FeatureKey, arrays: dict[str, np.ndarray]) -> None:
         write_atomically(entry, lambda tmp: write_entry(tmp, key, arrays), directory=True)
 
-    def get_or_compute(self, key: CacheKey, compute: Callable[[], dict[str, np.ndarray]]
+    def get_or_compute(self, key: FeatureKey, compute: Callable[[], dict[str, np.ndarray]]
                        ) -> tuple[dict[str, np.ndarray], bool]:
         """(arrays, hit): the cached arrays, or compute, store and return them. Writers of the same
         entry hold a file lock, so concurrent runs compute each entry once."""
@@ -133,7 +117,7 @@ class FeatureCache:
             return self.save(key, compute()), False
 
     @contextmanager
-    def lock(self, key: CacheKey) -> Iterator[None]:
+    def lock(self, key: FeatureKey) -> Iterator[None]:
         path = self.root / "locks" / f"{key.digest}.lock"
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(path, "w") as handle:
@@ -154,8 +138,8 @@ def shard_world_sizes(directory: Path) -> list[int]:
     return sorted({int(p.name.split("-of-")[1]) for p in directory.iterdir() if "-of-" in p.name}, reverse=True)
 
 
-def write_entry(directory: Path, key: CacheKey, arrays: dict[str, np.ndarray]) -> None:
-    manifest = {"cache_format": CACHE_FORMAT_VERSION, "digest": key.digest, "key": key.fields, "arrays": {}}
+def write_entry(directory: Path, key: FeatureKey, arrays: dict[str, np.ndarray]) -> None:
+    manifest = {"cache_format": CACHE_FORMAT_VERSION, "digest": key.digest, "key": key.fields(), "arrays": {}}
     for name, array in arrays.items():
         array = np.ascontiguousarray(array)
         np.save(directory / f"{name}.npy", array)
@@ -164,11 +148,23 @@ def write_entry(directory: Path, key: CacheKey, arrays: dict[str, np.ndarray]) -
     (directory / "manifest.json").write_text(json.dumps(manifest, indent=1, default=str))
 
 
-def read_entry(directory: Path, key: CacheKey) -> dict[str, np.ndarray]:
+def remove_entry(entry: Path) -> None:
+    """Remove a damaged entry, whether a directory or (replaced by accident) a file."""
+    if entry.is_dir() and not entry.is_symlink():
+        shutil.rmtree(entry, ignore_errors=True)
+    else:
+        entry.unlink(missing_ok=True)
+
+
+def read_entry(directory: Path, key: FeatureKey) -> dict[str, np.ndarray]:
+    if not directory.is_dir():
+        raise CorruptEntry("the entry is not a directory")
     try:
         manifest = json.loads((directory / "manifest.json").read_text())
     except (OSError, ValueError) as err:
         raise CorruptEntry(f"unreadable manifest: {err}") from None
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("arrays"), dict):
+        raise CorruptEntry("the manifest is not a transferbench cache manifest")
     if manifest.get("cache_format") != CACHE_FORMAT_VERSION:
         raise CorruptEntry(f"cache format {manifest.get('cache_format')} != current {CACHE_FORMAT_VERSION}")
     if manifest.get("digest") != key.digest:
@@ -181,8 +177,8 @@ def read_array(path: Path, meta: dict[str, Any]) -> np.ndarray:
         array = np.load(path, mmap_mode="r")
     except (OSError, ValueError) as err:
         raise CorruptEntry(f"{path.name}: {err}") from None
-    if list(array.shape) != meta["shape"] or str(array.dtype) != meta["dtype"]:
+    if not isinstance(meta, dict) or list(array.shape) != meta.get("shape") or str(array.dtype) != meta.get("dtype"):
         raise CorruptEntry(f"{path.name}: shape/dtype {array.shape}/{array.dtype} != manifest")
-    if array_checksum(array) != meta["sha256"]:
+    if array_checksum(array) != meta.get("sha256"):
         raise CorruptEntry(f"{path.name}: checksum mismatch")
     return array

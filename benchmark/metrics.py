@@ -5,8 +5,10 @@ from __future__ import annotations
 import numpy as np
 
 from benchmark.errors import UserError
+from benchmark.identity import Component
 from benchmark.vocab import Metric, parse
 
+SCORING = Component("scoring", "1")  # the scoring functions below: bump when a headline number's rule changes
 VOID = 255  # the ignored label of segmentation masks
 
 

@@ -37,3 +37,15 @@ def write_suite(path, datasets, protocols, preprocessing=None, name="tiny"):
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)
+
+
+def test_key(name):
+    """A feature key that differs from every real one (for cache tests that need no encoder)."""
+    from benchmark.devices import Precision
+    from benchmark.identity import FeatureKey
+    from benchmark.vocab import FeatureKind
+
+    return FeatureKey({"test": name}, {}, {}, "train", FeatureKind.POOLED, Precision.FP32)
+
+
+test_key.__test__ = False  # a helper, not a test

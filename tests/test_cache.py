@@ -3,7 +3,8 @@ import json
 import numpy as np
 import pytest
 
-from benchmark.cache import CACHE_FORMAT_VERSION, CacheKey, FeatureCache
+from benchmark.cache import CACHE_FORMAT_VERSION, FeatureCache
+from tests.conftest import test_key
 from benchmark.data import DATASETS
 from benchmark.encoders import load_encoder
 from benchmark.pipeline.inputs import DatasetPlan, feature_key
@@ -47,7 +48,7 @@ def test_weights_file_change_makes_a_new_entry(tmp_path):
 
 
 def test_round_trip_is_memory_mapped_and_hits(cache_dir):
-    cache, key = FeatureCache(cache_dir), CacheKey({"x": 1})
+    cache, key = FeatureCache(cache_dir), test_key(1)
     calls = []
     first, hit1 = cache.get_or_compute(key, lambda: calls.append(1) or arrays())
     second, hit2 = cache.get_or_compute(key, lambda: calls.append(1) or arrays())
@@ -55,12 +56,12 @@ def test_round_trip_is_memory_mapped_and_hits(cache_dir):
     assert isinstance(second["features"], np.memmap)
     np.testing.assert_array_equal(second["features"], arrays()["features"])
     manifest = json.loads((cache.entry_dir(key) / "manifest.json").read_text())
-    assert manifest["key"] == {"x": 1} and manifest["arrays"]["features"]["shape"] == [50, 16]
+    assert manifest["key"] == key.fields() and manifest["arrays"]["features"]["shape"] == [50, 16]
 
 
 @pytest.mark.parametrize("damage", ["bitflip", "truncate", "old_format", "other_key"])
 def test_damaged_entries_are_detected_removed_and_rebuilt(cache_dir, damage, caplog):
-    cache, key = FeatureCache(cache_dir), CacheKey({"x": 2})
+    cache, key = FeatureCache(cache_dir), test_key(2)
     cache.save(key, arrays())
     entry = cache.entry_dir(key)
     features = entry / "features.npy"
@@ -83,7 +84,7 @@ def test_damaged_entries_are_detected_removed_and_rebuilt(cache_dir, damage, cap
 
 
 def test_a_crash_while_writing_leaves_no_entry(cache_dir, monkeypatch):
-    cache, key = FeatureCache(cache_dir), CacheKey({"x": 3})
+    cache, key = FeatureCache(cache_dir), test_key(3)
     original_save = np.save
     calls = []
 

@@ -7,7 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from benchmark.cache import CacheKey, FeatureCache, read_entry
+from benchmark.cache import FeatureCache, read_entry
+from benchmark.identity import FeatureKey
+from tests.conftest import test_key
 from benchmark.config import load_suite
 from benchmark.pipeline.executor import ExecutorOptions, run_as_jobs
 from benchmark.results import ResultsStore
@@ -18,7 +20,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def test_shards_are_read_back_as_one_array_in_dataset_order(tmp_path):
-    cache, key = FeatureCache(tmp_path), CacheKey({"what": "sharded"})
+    cache, key = FeatureCache(tmp_path), test_key("sharded")
     x = np.arange(10, dtype=np.float32)[:, None] * [1.0, -1.0]
     # DistributedSampler order for 10 items on 4 ranks: rank r holds r, r+4, r+8, padded with the first items
     shards = [np.array([0, 4, 8]), np.array([1, 5, 9]), np.array([2, 6, 0]), np.array([3, 7, 1])]
@@ -49,11 +51,11 @@ def entries(cache_dir: Path) -> dict[str, dict[str, np.ndarray]]:
 
     cache, found = FeatureCache(cache_dir), {}
     for manifest in (cache_dir / "features").glob("*/*/manifest.json"):
-        key = CacheKey(json.loads(manifest.read_text())["key"])
+        key = FeatureKey.from_fields(json.loads(manifest.read_text())["key"])
         found[key.digest] = read_entry(manifest.parent, key)
     for shards in (cache_dir / "features").glob("*/*.shards"):
         manifest = next(shards.glob("*/manifest.json"))
-        key = CacheKey(json.loads(manifest.read_text())["key"])
+        key = FeatureKey.from_fields(json.loads(manifest.read_text())["key"])
         found[key.digest] = cache.load(key)
     return found
 

@@ -139,7 +139,7 @@ def test_feature_choice_reads_the_tokens_dinov2_and_mae_evaluate_and_clip_before
     dinov2 = torch.cat([hidden[0][:, 0], hidden[1][:, 0], hidden[1][:, 1:].mean(1)], dim=1)  # cls x2 + mean patch
     encoder = load_encoder(f"hf:{vit_dir}#pool=cls+mean,blocks=2")
     assert np.allclose(ours(encoder, pixels), dinov2.numpy(), atol=1e-5)
-    assert encoder.identity["features"] == {"pool": "cls+mean", "blocks": 2} and encoder.name.endswith("blocks=2")
+    assert encoder.identity["features"] == {"pool": "cls+mean", "blocks": 2, "proj": "default"} and encoder.name.endswith("blocks=2")
     mean = ours(load_encoder(f"hf:{vit_dir}#pool=mean"), pixels)
     assert mean.shape == (3, 32) and np.allclose(mean, hidden[1][:, 1:].mean(1).numpy(), atol=1e-5)
 

@@ -145,7 +145,7 @@ def test_open_clip_hub_names_and_tags_load_through_open_clips_cache(clip_home):
         with torch.no_grad():
             projected = (pre.encode(images).clone() @ direct.visual.proj).numpy()
         np.testing.assert_allclose(projected, expected, rtol=1e-4, atol=1e-5)
-        assert pre.text_fn is None and pre.identity["features"] == {{"proj": "pre"}}
+        assert pre.text_fn is None and pre.identity["features"] == {{"pool": "default", "blocks": 1, "proj": "pre"}}
         """)
     assert done.returncode == 0, done.stderr[-3000:]
 

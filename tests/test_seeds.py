@@ -37,7 +37,7 @@ def test_seeded_protocols_run_once_per_seed_and_the_rest_once(tmp_path, suite, c
     assert evaluate(tmp_path, suite, "--seeds", "0", "1", "2") == 0
     rows = stored(tmp_path)
     seeds = rows.groupby("protocol")["seed"].apply(sorted).to_dict()
-    assert seeds == {"fewshot": [0, 1, 2], "knn": [0], "linear": [0, 1, 2]}  # k-NN depends on no seed
+    assert seeds == {"fewshot": [0, 1, 2], "knn": [None], "linear": [0, 1, 2]}  # k-NN depends on no seed
     fewshot = rows[rows["protocol"] == "fewshot"]
     assert [p["seed"] for p in fewshot["params"]] == [0, 1, 2]  # the run seed draws the episodes
     assert fewshot["value"].nunique() == 3
@@ -62,13 +62,13 @@ def test_a_seed_reshuffles_the_hold_out_that_selects_the_linear_probe(tmp_path, 
         expected = make_protocol("linear", PROTOCOLS["linear"]).evaluate(task)
         assert rows.loc[seed, "value"] == pytest.approx(expected.value)
         assert rows.loc[seed, "chosen"]["C"] == pytest.approx(expected.chosen["C"])
-    assert rows.loc[0, "params"]["val_split"] == "holdout20" and rows.loc[0, "split_sizes"]["val"] == len(train) // 5
+    assert rows.loc[0, "details"]["val_split"] == "holdout20" and rows.loc[0, "split_sizes"]["val"] == len(train) // 5
 
 
 def test_a_default_run_then_three_seeds_reuses_seed_zero(tmp_path, suite, capsys):
     assert evaluate(tmp_path, suite) == 0
     first = stored(tmp_path)
-    assert set(first["seed"]) == {0} and len(first) == 3
+    assert set(first["seed"]) == {0, None} and len(first) == 3
     capsys.readouterr()
     assert main(["plan", "--suite", str(suite), "--cache-dir", str(tmp_path / "cache"), "--results",
                  str(tmp_path / "runs.sqlite"), "--model", "pixels:8", "--seeds", "0", "1", "2"]) == 0
@@ -99,7 +99,7 @@ def test_tables_show_the_mean_and_std_over_seeds(tmp_path, suite):
 def row(protocol_version="1.0", seed=0, value=50.0, lr=0.1):
     return {"encoder": "e", "dataset": "d", "protocol": "fewshot", "protocol_kind": "fewshot",
             "protocol_version": protocol_version, "params": {"seed": seed, "lr": lr}, "cache_keys": {"train": "k"},
-            "seed": seed, "value": value}
+            "seed": seed, "value": value, "study_key": f"{protocol_version} {lr}"}
 
 
 def test_only_the_newest_study_seeds_are_combined():

@@ -69,10 +69,7 @@ def load_encoder(spec: str | ModelSpec) -> Encoder:
                    if "features" in inspect.signature(ENCODER_SOURCES.get(name)).parameters]
         raise UserError(f"{spec.source}: models of this source give one kind of features; feature options "
                         f"({spec.features.suffix()}) work with {', '.join(readers)}")
-    encoder = builder(spec.name, spec.weights, features=spec.features)
-    encoder.name += spec.features.suffix()  # rows and tables say which features they hold
-    encoder.identity = {**encoder.identity, "features": spec.features.chosen()}  # and so does the cache key
-    return encoder
+    return builder(spec.name, spec.weights, features=spec.features)  # its name and identity say which features
 
 
 __all__ = ["ENCODER_SOURCES", "Encoder", "ModelSpec", "load_encoder"]

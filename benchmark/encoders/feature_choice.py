@@ -69,6 +69,16 @@ class FeatureChoice(CheckedParams):
         return {f.name: str(getattr(self, f.name)) if f.name != "blocks" else self.blocks for f in fields(self)
                 if f.name != "constraints" and getattr(self, f.name) != f.default}
 
+    def as_identity(self) -> dict[str, str | int]:
+        """Every option, defaults included: what a source adds to its encoder's identity."""
+        return {f.name: str(getattr(self, f.name)) if f.name != "blocks" else self.blocks for f in fields(self)
+                if f.name != "constraints"}
+
+    def apply_to_name(self, name: str, identity: dict) -> tuple[str, dict]:
+        """The encoder's name and identity with this choice: rows and tables say which features they hold,
+        and so does the cache key."""
+        return name + self.suffix(), {**identity, "features": self.as_identity()}
+
     @property
     def is_default(self) -> bool:
         return not self.chosen()

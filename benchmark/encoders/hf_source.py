@@ -161,7 +161,8 @@ def build(name: str, weights: Path | None, features: FeatureChoice = FeatureChoi
                 "config_sha256": hashlib.sha256(model.config.to_json_string().encode()).hexdigest()}
     image_text = model.config.model_type in IMAGE_TEXT
     text_space = image_text and features.proj != Projection.PRE  # zero-shot compares in the projected space
-    return Encoder(f"hf:{name}", PooledImages(model, features), processor_preprocessing(processor), identity,
+    label, identity = features.apply_to_name(f"hf:{name}", identity)
+    return Encoder(label, PooledImages(model, features), processor_preprocessing(processor), identity,
                    load_report=[f"transformers {model.config.model_type} weights from {path}"],
                    dense_fn=None if image_text else dense_features(model),
                    text_fn=text_tower(source, revision or None, model) if text_space else None,

@@ -104,6 +104,7 @@ def with_feature_choice(encoder: Encoder, name: str, features: FeatureChoice) ->
             raise UserError(f"open_clip:{name}: this image tower has no separate projection to read before")
         visual.proj = None  # the tower now returns its pooled, normalised token: the pre-projection embedding
         encoder.text_fn = encoder.logit_scale = None  # text lives in the projected space only
+    encoder.name, encoder.identity = features.apply_to_name(encoder.name, encoder.identity)
     return encoder
 
 

@@ -106,6 +106,7 @@ def with_feature_choice(encoder: Encoder, name: str, features: FeatureChoice) ->
         if not hasattr(encoder.model, "get_intermediate_layers") or not hasattr(encoder.model, "num_prefix_tokens"):
             raise UserError(f"timm:{name}: pool/blocks read a ViT's tokens; this architecture has none")
         encoder.model = PooledTokens(encoder.model, features)
+    encoder.name, encoder.identity = features.apply_to_name(encoder.name, encoder.identity)
     return encoder
 
 

@@ -19,10 +19,12 @@ from benchmark.data.base import ImageSplit
 from benchmark.devices import Precision, to_numpy
 from benchmark.encoders.base import Encoder
 from benchmark.errors import UserError
+from benchmark.identity import Component
 from benchmark.preprocessing import Preprocessing
 from benchmark.vocab import FeatureKind
 
 log = logging.getLogger(__name__)
+EXTRACTION = Component("extraction", "1")  # bump when extraction changes the features it writes
 DECODE_ERRORS = (OSError, UnidentifiedImageError, ValueError, SyntaxError)
 
 

@@ -16,23 +16,29 @@ import numpy as np
 import torch
 
 from benchmark import distributed
-from benchmark.cache import CacheKey, FeatureCache
+from benchmark.backbones import DENSE_MAPS
+from benchmark.cache import FeatureCache
 from benchmark.config import Suite
 from benchmark.data import SUITE_OPTIONS, DatasetSpec, ImageSplit, dataset_spec, load_split, resolve_root
+from benchmark.data.fingerprint import content_digest
 from benchmark.data.splits import holdout_split
 from benchmark.data.base import LazyImages
 from benchmark.encoders import Encoder
 from benchmark.devices import Precision
 from benchmark.errors import UserError
-from benchmark.pipeline.extraction import extract_features
+from benchmark.identity import Component, FeatureKey, component_versions
+from benchmark.pipeline.extraction import EXTRACTION, extract_features
 from benchmark.preprocessing import Preprocessing
 from benchmark.protocols import FeatureTask, Features, ModelTask
 from benchmark.protocols.base import TaskInputs, concat
 from benchmark.vocab import FeatureKind, TaskType, ValSplit
 
-DENSE_VERSION = 2  # dense feature maps: 2 = a CNN's stride-16 stage (backbones.timm_dense)
-EXTRACTION_VERSION = 1  # bump when extraction changes the features it writes
 HOLDOUT_FRACTION = 0.2
+HOLDOUT_RULE = Component("holdout_split", "1")  # 20% of train, np.random.seed(seed) shuffle (data.splits)
+# the code behind each kind of input: its versions are part of the feature key
+EXTRACTION_COMPONENTS: dict[FeatureKind, tuple[Component, ...]] = {
+    FeatureKind.POOLED: (EXTRACTION,), FeatureKind.DENSE: (EXTRACTION, DENSE_MAPS), FeatureKind.MODEL: (),
+    FeatureKind.TEXT: (EXTRACTION,)}
 
 
 @dataclass(frozen=True)
@@ -54,14 +60,17 @@ def plan_dataset(name: str, options: dict[str, Any], data_root: Path | None) -> 
         raise UserError(f"dataset {name!r}: {named} take a class-stratified subset, but {name} is {spec.task} data "
                         f"without classes to stratify; remove {named} from its suite entry")
     root = resolve_root(spec, options.get("root"), data_root)
-    identity = {"name": name, "version": spec.version, "root": str(root.resolve()) if root else None,
-                "train_subset": options.get("train_subset"),
-                "source": {k: v for k, v in options.items() if k not in SUITE_OPTIONS}}
-    if spec.revision:  # hub datasets: the commit the data came from
-        identity["revision"] = spec.revision
-    if options.get("test_subset"):  # only when set, so keys written before the option existed stay valid
-        identity["test_subset"] = options["test_subset"]
-    return DatasetPlan(spec, root, options.get("train_subset"), identity, options.get("test_subset"))
+    return DatasetPlan(spec, root, options.get("train_subset"), dataset_identity(spec, root, options),
+                       options.get("test_subset"))
+
+
+def dataset_identity(spec: DatasetSpec, root: Path | None, options: dict[str, Any]) -> dict[str, Any]:
+    """What the data are: the loader's name and version, the suite's options, the hub revision, and for
+    a local root its content (`data.fingerprint`), not its path: moved data keep their features."""
+    return {"name": spec.name, "version": spec.version, "revision": spec.revision,
+            "train_subset": options.get("train_subset"), "test_subset": options.get("test_subset"),
+            "source": {k: v for k, v in options.items() if k not in SUITE_OPTIONS and k != "root"},
+            "content": content_digest(root) if root is not None and root.exists() else None}
 
 
 @dataclass(frozen=True)
@@ -93,17 +102,12 @@ class ExtractOptions:
 
 
 def feature_key(encoder: Encoder, preprocessing: Preprocessing, plan: DatasetPlan, split: str,
-                kind: FeatureKind = FeatureKind.POOLED, precision: Precision = Precision.FP32) -> CacheKey:
-    """Everything that changes the features. Precision joins the key when it is not float32, so float32
-    entries written before precision was an option stay valid."""
-    fields = {"encoder": encoder.identity, "preprocessing": preprocessing.as_dict(), "dataset": plan.identity,
-              "split": split, "kind": kind, "extraction_version": EXTRACTION_VERSION}
-    if kind == FeatureKind.DENSE:  # dense maps of CNNs moved from the last stage to stride 16 in version 2
-        fields["dense_version"] = DENSE_VERSION
-    return CacheKey(fields if precision == Precision.FP32 else fields | {"precision": precision})
+                kind: FeatureKind = FeatureKind.POOLED, precision: Precision = Precision.FP32) -> FeatureKey:
+    return FeatureKey(encoder.identity, preprocessing.as_dict(), plan.identity, split, kind, precision,
+                      component_versions(EXTRACTION_COMPONENTS[kind]))
 
 
-def pairing_key(pairing: Pairing, split: str, kind: FeatureKind = FeatureKind.POOLED) -> CacheKey:
+def pairing_key(pairing: Pairing, split: str, kind: FeatureKind = FeatureKind.POOLED) -> FeatureKey:
     return feature_key(pairing.encoder, pairing.preprocessing, pairing.dataset, split, kind, pairing.precision)
 
 
@@ -128,7 +132,7 @@ def cached_features(cache: FeatureCache, pairing: Pairing, options: ExtractOptio
     return splits, keys, hits
 
 
-def sharded_get_or_compute(cache: FeatureCache, key: CacheKey, compute: Callable[..., dict[str, np.ndarray]]
+def sharded_get_or_compute(cache: FeatureCache, key: FeatureKey, compute: Callable[..., dict[str, np.ndarray]]
                            ) -> tuple[dict[str, np.ndarray], bool]:
     """Under torchrun: each rank extracts and writes its own shard, then every rank reads the joined
     shards. Rank 0 decides whether the entry exists, so all ranks reach the same barriers."""

@@ -13,13 +13,16 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from benchmark.cache import CacheKey, FeatureCache
+from benchmark.cache import FeatureCache
 from benchmark.config import Suite, Task
 from benchmark.data import dataset_spec
 from benchmark.encoders import Encoder
 from benchmark.errors import UserError
+from benchmark.identity import CellKey, FeatureKey, component_versions
 from benchmark.devices import Precision
-from benchmark.pipeline.inputs import Pairing, feature_keys, has_holdout, pair, pairing_key, plan_dataset
+from benchmark.pipeline.inputs import (HOLDOUT_RULE, Pairing, feature_keys, has_holdout, pair, pairing_key,
+                                      plan_dataset)
+from benchmark.preprocessing import Preprocessing
 from benchmark.protocols import PROTOCOLS, Protocol, make_protocol
 from benchmark.protocols.base import skip_reason
 from benchmark.results import ResultRow, ResultsStore
@@ -39,12 +42,19 @@ class Cell:
     pairing: Pairing
     task: Task
     protocol: Protocol
-    feature_keys: dict[str, str]
-    key: str
+    identity: CellKey
     state: CellState
     reason: str = ""  # why it is skipped
     stored: ResultRow | None = None  # the stored result of a DONE cell
     seed: int | None = None  # the run seed it depends on; None: it depends on none (stored as seed 0)
+
+    @property
+    def key(self) -> str:
+        return self.identity.digest
+
+    @property
+    def feature_keys(self) -> dict[str, str]:
+        return dict(self.identity.features)
 
     @property
     def kind(self) -> FeatureKind:
@@ -68,19 +78,19 @@ class Extraction:
     pairing: Pairing
     split: str
     kind: FeatureKind
-    key: CacheKey
+    key: FeatureKey
     done: bool
 
 
-def cell_key(task: Task, protocol_version: str, params: dict[str, Any], feature_keys: dict[str, str],
-             seed: int) -> str:
-    """Identity of one result: the features it reads (their cache keys cover encoder, weights,
-    preprocessing, dataset and split), the protocol, its version and resolved parameters, the seed."""
-    fields = {"protocol": task.protocol, "version": protocol_version, "params": params, "features": feature_keys,
-              "seed": seed}
-    if task.kind != task.protocol:  # a named column of a registered protocol (keys of plain columns unchanged)
-        fields["kind"] = task.kind
-    return CacheKey(fields).digest
+def cell_key(task: Task, protocol: Protocol, pairing: Pairing, seed: int | None) -> CellKey:
+    """The identity of one result (`benchmark.identity.CellKey`). A seed that the run injected into the
+    protocol's parameters is the key's `seed` field, not a parameter, so the study key ignores it."""
+    params = dict(vars(protocol.params))
+    if seed is not None and protocol.takes_seed():
+        params.pop("seed")
+    holdout = protocol.selects_on_val and has_holdout(pairing.dataset.spec)
+    code = protocol.code_versions() | (component_versions([HOLDOUT_RULE]) if holdout else {})
+    return CellKey(task.protocol, task.kind, params, code, feature_keys(pairing, protocol.input_kind()), seed)
 
 
 def validate_suite(suite: Suite, only: tuple[str, ...] = ()) -> None:
@@ -113,28 +123,22 @@ def plan_cells(suite: Suite, encoder: Encoder, spec_text: str, store: ResultsSto
     line per dataset that cannot be found (its cells are left out, the others still run)."""
     cells, failures = [], []
     for name in suite.datasets:
-        pairings: dict[str, tuple[Pairing, dict[str, str]]] = {}  # one per distinct preprocessing
         try:
             dataset = plan_dataset(name, suite.datasets[name], data_root)  # resolved once for all its columns
             for task in suite.tasks(name, only):
                 pairing = pair(encoder, spec_text, suite, name, data_root, precision, task.preprocessing, dataset)
-                if repr(pairing.preprocessing) not in pairings:  # cell keys of the pairing's protocols read these
-                    pairings[repr(pairing.preprocessing)] = pairing, feature_keys(pairing)
-                pairing, keys = pairings[repr(pairing.preprocessing)]
-                cells += [plan_cell(pairing, keys, task, seed, store, recompute)
-                          for seed in run_seeds(suite, task, pairing)]
+                cells += [plan_cell(pairing, task, seed, store, recompute) for seed in run_seeds(suite, task, pairing)]
         except UserError as err:
             failures.append(f"{encoder.label} / {name}: {err}")
     return cells, failures
 
 
-def plan_cell(pairing: Pairing, keys: dict[str, str], task: Task, seed: int | None, store: ResultsStore,
-              recompute: bool) -> Cell:
+def plan_cell(pairing: Pairing, task: Task, seed: int | None, store: ResultsStore, recompute: bool) -> Cell:
     seeded = {"seed": seed} if seed is not None and PROTOCOLS.get(task.kind).takes_seed() else {}
     protocol = make_protocol(task.kind, task.params | seeded)
-    key = cell_key(task, protocol.version, vars(protocol.params), keys, seed or 0)
-    cell = Cell(pairing, task, protocol, keys, key, CellState.PENDING, seed=seed)
-    stored = None if recompute else store.find(key)
+    identity = cell_key(task, protocol, pairing, seed)
+    cell = Cell(pairing, task, protocol, identity, CellState.PENDING, seed=seed)
+    stored = None if recompute else store.find(identity.digest)
     if stored is not None:
         return replace(cell, state=CellState.DONE, stored=stored)
     spec = pairing.dataset.spec
@@ -156,8 +160,7 @@ def needed_extractions(cells: list[Cell], cache: FeatureCache) -> list[Extractio
 
 def group_by_pairing(cells: list[Cell]) -> list[list[Cell]]:
     """Cells grouped by (encoder, dataset, preprocessing), in order: each group shares its loaded inputs."""
-    groups: dict[tuple[str, str, str], list[Cell]] = {}
+    groups: dict[tuple[str, str, Preprocessing], list[Cell]] = {}
     for cell in cells:
-        groups.setdefault((cell.pairing.encoder.label, cell.task.dataset, repr(cell.pairing.preprocessing)),
-                          []).append(cell)
+        groups.setdefault((cell.pairing.encoder.label, cell.task.dataset, cell.pairing.preprocessing), []).append(cell)
     return list(groups.values())

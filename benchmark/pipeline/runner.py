@@ -18,6 +18,7 @@ from typing import Any
 from benchmark import distributed
 from benchmark.cache import FeatureCache
 from benchmark.config import Suite
+from benchmark.data import fingerprint
 from benchmark.devices import Precision, check_device
 from benchmark.encoders import ModelSpec, load_encoder
 from benchmark.errors import UserError
@@ -93,11 +94,11 @@ def result_row(suite: Suite, cell: Cell, result: ProtocolResult, data: TaskInput
         encoder_identity=encoder.identity, encoder_facts=encoder.facts, random_init=encoder.random_init, dataset=cell.task.dataset,
         protocol=cell.task.protocol, protocol_kind=cell.task.kind, protocol_version=cell.protocol.version,
         metric=result.metric, value=result.value,
-        params=vars(cell.protocol.params) | {"val_split": val_split}, chosen=result.chosen,
-        details=result.details | dataset_revision(cell),
+        params=vars(cell.protocol.params), chosen=result.chosen,
+        details=result.details | dataset_revision(cell) | {"val_split": val_split},
         per_example=result.per_example.to_json(), preprocessing=cell.pairing.preprocessing.as_dict(),
-        split_sizes=data.split_sizes, cache_keys=cell.feature_keys, seed=cell.seed or 0, seconds=seconds,
-        cell_key=cell.key, code_revision=code_revision(), precision=cell.pairing.precision, device=data.device)
+        split_sizes=data.split_sizes, cache_keys=cell.feature_keys, seed=cell.seed, seconds=seconds,
+        cell_key=cell.key, study_key=cell.identity.study, key_fields=cell.identity.fields(), code_revision=code_revision(), precision=cell.pairing.precision, device=data.device)
 
 
 def seed_label(seed: int | None, suite: Suite) -> str:
@@ -115,6 +116,7 @@ class Evaluator:
 
     def __init__(self, suite: Suite, options: RunOptions, echo: Callable[[str], None] = print):
         suite = dataclasses.replace(suite, seeds=options.seeds) if options.seeds else suite
+        fingerprint.forget()  # a run sees the data as they are now (each local root is walked once)
         validate_suite(suite, options.protocols)  # unknown names or bad parameters fail before any work
         check_device(distributed.rank_device(options.device))
         self.suite, self.options = suite, dataclasses.replace(options, device=distributed.rank_device(options.device))
@@ -134,7 +136,7 @@ class Evaluator:
 
     def extract(self, model_spec: str) -> RunReport:
         """Only the feature extractions that the suite's pending cells need (a cluster job's first stage)."""
-        needed = {(repr(e.pairing.preprocessing), e.pairing.dataset.spec.name, e.kind): e.pairing
+        needed = {(e.pairing.preprocessing, e.pairing.dataset.spec.name, e.kind): e.pairing
                   for e in needed_extractions(self.planned(model_spec), self.cache)}
         for (_, name, kind), pairing in needed.items():
             self.guarded(f"{pairing.encoder.label} / {name}", self.features, pairing, kind)

@@ -16,15 +16,18 @@ from typing import ClassVar
 import numpy as np
 
 from benchmark.devices import fits
-from benchmark.metrics import score
+from benchmark.identity import Component
+from benchmark.metrics import SCORING, score
 from benchmark.params import CheckedParams, Constraints, Interval, Options
-from benchmark.protocols._logreg import ConvergedLogReg, ReferenceLogReg, TorchLogReg
+from benchmark.protocols._logreg import SOLVERS, ConvergedLogReg, ReferenceLogReg, TorchLogReg
 from benchmark.protocols.base import Features, FeatureTask, check_finite
 from benchmark.vocab import Metric
 
 log = logging.getLogger(__name__)
 
 LogReg = ReferenceLogReg | TorchLogReg
+# the C grid, warm starts, selection rule and train+val refit (linear and calibration both declare it)
+SWEEP = Component("linear_sweep", "1", uses=(SOLVERS, SCORING))
 
 
 class Solver(StrEnum):

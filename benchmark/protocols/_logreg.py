@@ -22,8 +22,13 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
+from benchmark.identity import Component
 from benchmark.protocols.base import softmax
 from benchmark.vocab import TaskType
+
+
+# every solver below (reference, converged, fast): bump when any of them can land elsewhere
+SOLVERS = Component("logreg_solvers", "1")
 
 
 def binary_scores(s: np.ndarray) -> np.ndarray:

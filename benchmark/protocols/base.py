@@ -19,6 +19,8 @@ import torch
 from torch import nn
 
 from benchmark.errors import UserError
+from benchmark.identity import Component, component_versions
+from benchmark.metrics import SCORING
 from benchmark.outputs import PerExample
 from benchmark.params import CheckedParams, build_params
 from benchmark.preprocessing import Preprocessing
@@ -141,6 +143,7 @@ class Protocol:
     requires: ClassVar[tuple[FeatureKind, ...]] = (FeatureKind.POOLED,)  # encoder capabilities
     tasks: ClassVar[tuple[TaskType, ...]] = (TaskType.MULTICLASS, TaskType.MULTILABEL)  # label types it scores
     selects_on_val: ClassVar[bool] = False  # reads `val` (so a hold-out split's seed changes its result)
+    components: ClassVar[tuple[Component, ...]] = (SCORING,)  # shared code it runs (part of every cell key)
 
     @dataclass(frozen=True)
     class Params(CheckedParams):
@@ -156,6 +159,11 @@ class Protocol:
             if kind in cls.requires:
                 return kind
         return FeatureKind.POOLED
+
+    @classmethod
+    def code_versions(cls) -> dict[str, str]:
+        """Its own version and those of every shared component it runs: a cell key holds them all."""
+        return {cls.name: cls.version, **component_versions(cls.components)}
 
     @classmethod
     def takes_seed(cls) -> bool:

@@ -25,12 +25,12 @@ from typing import ClassVar
 import numpy as np
 import torch
 
-from benchmark.metrics import binned_ece
+from benchmark.metrics import SCORING, binned_ece
 from benchmark.outputs import PerExample
 from benchmark.params import Constraints, Interval, Options
 from benchmark.protocols import PROTOCOLS
 from benchmark.protocols.base import FeatureTask, Protocol, ProtocolResult, require_test_split, softmax
-from benchmark.protocols._linear_sweep import SweepParams, linear_sweep, refit_logits
+from benchmark.protocols._linear_sweep import SWEEP, SweepParams, linear_sweep, refit_logits
 from benchmark.vocab import Metric, TaskType
 
 def expected_calibration_error(probabilities: np.ndarray, labels: np.ndarray, bins: int = 15) -> float:
@@ -145,6 +145,7 @@ class Calibration(Protocol):
     tasks = (TaskType.MULTICLASS,)
     Params = CalibrationParams
     selects_on_val = True
+    components = (SWEEP, SCORING)
 
     def evaluate(self, data: FeatureTask) -> ProtocolResult:
         require_test_split(data, self.name)

@@ -26,7 +26,7 @@ from benchmark.metrics import correct_per_example, score
 from benchmark.outputs import PerExample
 from benchmark.params import Constraints, Interval
 from benchmark.protocols import PROTOCOLS
-from benchmark.protocols._linear_sweep import SweepParams, linear_sweep, reference_under_permutation, refit_logits
+from benchmark.protocols._linear_sweep import SWEEP, SweepParams, linear_sweep, reference_under_permutation, refit_logits
 from benchmark.protocols.base import FeatureTask, Protocol, ProtocolResult, require_test_split
 
 
@@ -44,6 +44,7 @@ class LinearProbe(Protocol):
     version = "2.1"
     Params = LinearParams
     selects_on_val = True
+    components = (SWEEP,)
 
     def evaluate(self, data: FeatureTask) -> ProtocolResult:
         require_test_split(data, self.name)

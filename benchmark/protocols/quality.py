@@ -87,6 +87,7 @@ class Split(StrEnum):
 class Quality(Protocol):
     name = "quality"
     version = "1.0"
+    components = ()  # no labels, no scoring rule
     tasks = (TaskType.MULTICLASS, TaskType.MULTILABEL)
 
     @dataclass(frozen=True)

@@ -20,11 +20,10 @@ from benchmark.errors import UserError
 
 DEFAULT_RESULTS = Path("results/runs.sqlite")
 JSON_COLUMNS = ("encoder_identity", "encoder_facts", "environment", "params", "chosen", "details", "per_example",
-                "preprocessing", "split_sizes", "cache_keys")
+                "preprocessing", "split_sizes", "cache_keys", "key_fields")
 CELL = ["encoder", "dataset", "protocol"]
-# column -> value for rows of older stores
-ADDED_COLUMNS = {"per_example": "{}", "precision": "fp32", "device": "cpu", "protocol_kind": "", "encoder_facts": "{}",
-                 "environment": "{}"}
+STORE_SCHEMA = 2  # PRAGMA user_version of a store this code writes (1: the stores before it, user_version 0)
+OWN_TABLES = {"results", "skips", "sqlite_sequence"}
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS results (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -32,12 +31,11 @@ CREATE TABLE IF NOT EXISTS results (
     suite TEXT NOT NULL, encoder TEXT NOT NULL, encoder_spec TEXT NOT NULL, encoder_identity TEXT NOT NULL,
     random_init INTEGER NOT NULL, dataset TEXT NOT NULL, protocol TEXT NOT NULL, protocol_version TEXT NOT NULL,
     metric TEXT NOT NULL, value REAL NOT NULL, params TEXT NOT NULL, chosen TEXT NOT NULL, details TEXT NOT NULL,
-    preprocessing TEXT NOT NULL, split_sizes TEXT NOT NULL, cache_keys TEXT NOT NULL, seed INTEGER NOT NULL,
-    package_version TEXT NOT NULL, code_revision TEXT NOT NULL, seconds REAL NOT NULL, cell_key TEXT NOT NULL,
+    preprocessing TEXT NOT NULL, split_sizes TEXT NOT NULL, cache_keys TEXT NOT NULL, seed INTEGER,
+    package_version TEXT NOT NULL, code_revision TEXT NOT NULL, seconds REAL NOT NULL, cell_key TEXT NOT NULL DEFAULT '',
     per_example TEXT NOT NULL DEFAULT '{}', precision TEXT NOT NULL DEFAULT 'fp32', device TEXT NOT NULL DEFAULT 'cpu',
-    protocol_kind TEXT NOT NULL DEFAULT '',
-    encoder_facts TEXT NOT NULL DEFAULT '{}',
-    environment TEXT NOT NULL DEFAULT '{}'
+    protocol_kind TEXT NOT NULL DEFAULT '', encoder_facts TEXT NOT NULL DEFAULT '{}',
+    environment TEXT NOT NULL DEFAULT '{}', study_key TEXT NOT NULL DEFAULT '', key_fields TEXT NOT NULL DEFAULT '{}'
 );
 """
 SKIPS_SCHEMA = """
@@ -50,6 +48,12 @@ INDEXES = """
 CREATE INDEX IF NOT EXISTS results_cell ON results (encoder, dataset, protocol);
 CREATE INDEX IF NOT EXISTS results_cell_key ON results (cell_key);
 """
+# TODO(0.3): remove, with migrate_v1, once no store of version 1 (PRAGMA user_version 0) is in use. A version-1
+# row keeps its values (tables still show it) but is never reused (its cell_key predates identity.KEY_SCHEMA 2)
+# and never combined with another seed (its study is its own).
+V1_COLUMNS = ("created_at", "suite", "encoder", "encoder_spec", "encoder_identity", "random_init", "dataset",
+              "protocol", "protocol_version", "metric", "value", "params", "chosen", "details", "preprocessing",
+              "split_sizes", "cache_keys", "seed", "package_version", "code_revision", "seconds")
 
 
 @dataclass
@@ -70,9 +74,9 @@ class ResultRow:
     preprocessing: dict[str, Any]
     split_sizes: dict[str, int]
     cache_keys: dict[str, str]
-    seed: int
+    seed: int | None  # the run seed the value depends on; None: it depends on none
     seconds: float
-    cell_key: str  # hash of everything that determines the value (see planner.cell_key)
+    cell_key: str  # digest of everything that determines the value (benchmark.identity.CellKey)
     per_example: dict[str, Any] = field(default_factory=dict)  # benchmark.outputs.PerExample.to_json()
     precision: str = "fp32"  # of feature extraction
     device: str = "cpu"  # where the protocol ran
@@ -81,6 +85,8 @@ class ResultRow:
     package_version: str = __version__
     code_revision: str = field(default_factory=lambda: code_revision())
     environment: dict[str, str] = field(default_factory=lambda: environment())  # library versions behind the number
+    study_key: str = ""  # the cell key without the seed: rows of one study at several seeds share it
+    key_fields: dict[str, Any] = field(default_factory=dict)  # the cell key's fields, readable (`plan --why`)
     created_at: float = field(default_factory=time.time)
 
 
@@ -120,6 +126,30 @@ def code_revision() -> str:
     return (head + ("+dirty" if dirty else "")) if head else "unknown"
 
 
+def check_ours(path: Path, tables: set[str], version: int, columns: set[str]) -> None:
+    foreign = sorted(tables - OWN_TABLES)
+    missing = [c for c in V1_COLUMNS if c not in columns] if "results" in tables else []
+    if foreign or missing or version > STORE_SCHEMA:
+        why = (f"it holds other tables ({', '.join(foreign[:3])})" if foreign else f"its results table lacks "
+               f"{', '.join(missing[:3])}" if missing else f"it was written by a newer transferbench (store version "
+               f"{version})")
+        raise UserError(f"{path} is not a transferbench results store this version can use: {why}; nothing was "
+                        f"written to it. Pass another --results file")
+
+
+def migrate_v1(db: sqlite3.Connection, columns: set[str]) -> None:
+    """Copy a version-1 store's rows into the current table (seed nullable, study_key, key_fields)."""
+    db.execute("ALTER TABLE results RENAME TO results_v1")
+    db.execute("DROP INDEX IF EXISTS results_cell")
+    db.execute("DROP INDEX IF EXISTS results_cell_key")
+    db.executescript(SCHEMA)
+    kept = [c for c in (*V1_COLUMNS, "cell_key", "per_example", "precision", "device", "protocol_kind",
+                        "encoder_facts", "environment") if c in columns]
+    db.execute(f"INSERT INTO results (id, {', '.join(kept)}, study_key) "
+               f"SELECT id, {', '.join(kept)}, 'v1:' || id FROM results_v1")
+    db.execute("DROP TABLE results_v1")
+
+
 class ResultsStore:
     def __init__(self, path: str | Path = DEFAULT_RESULTS):
         self.path = Path(path)
@@ -133,15 +163,18 @@ class ResultsStore:
                             f"file") from None
 
     def _create_schema(self) -> None:
-        with closing(self._connect()) as db, db:
-            db.executescript(SCHEMA)
+        """Create or (from version 1) migrate the store, after checking that the file is ours or empty:
+        another application's SQLite file is refused before anything is written to it."""
+        with closing(self._connect()) as db:
+            tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            version = db.execute("PRAGMA user_version").fetchone()[0]
             columns = {row[1] for row in db.execute("PRAGMA table_info(results)")}
-            if "cell_key" not in columns:  # stores written before results were resumable
-                db.execute("ALTER TABLE results ADD COLUMN cell_key TEXT NOT NULL DEFAULT ''")
-            for column, default in ADDED_COLUMNS.items():  # stores written by earlier versions
-                if column not in columns:
-                    db.execute(f"ALTER TABLE results ADD COLUMN {column} TEXT NOT NULL DEFAULT '{default}'")
-            db.executescript(SKIPS_SCHEMA + INDEXES)
+            check_ours(self.path, tables, version, columns)
+            with db:
+                if "results" in tables and version < STORE_SCHEMA:
+                    migrate_v1(db, columns)
+                db.executescript(SCHEMA + SKIPS_SCHEMA + INDEXES)
+                db.execute(f"PRAGMA user_version = {STORE_SCHEMA}")
 
     def _connect(self) -> sqlite3.Connection:
         return sqlite3.connect(self.path, timeout=60)
@@ -191,6 +224,8 @@ class ResultsStore:
             frame = pd.read_sql_query("SELECT * FROM results ORDER BY id", db)
         for column in JSON_COLUMNS:
             frame[column] = frame[column].map(json.loads)
+        frame["seed"] = pd.Series([None if pd.isna(s) else int(s) for s in frame["seed"]], index=frame.index,
+                                  dtype=object)  # None: the row depends on no seed
         return frame
 
     def latest(self, suite: str | None = None) -> pd.DataFrame:
@@ -204,33 +239,21 @@ def latest_per_cell(rows: pd.DataFrame) -> pd.DataFrame:
     return rows.drop_duplicates(CELL, keep="last")
 
 
-SEED_PARAMS = ("seed", "val_split")  # parameters that differ between the seeds of one run
-
-
-def run_identity(row: pd.Series) -> str:
-    """What rows of one cell share when they are the same study at different seeds: the protocol, its
-    version, its parameters other than the seed, and the features it read."""
-    params = {k: v for k, v in row["params"].items() if k not in SEED_PARAMS}
-    return json.dumps([row.get("protocol_kind", ""), row["protocol_version"], params, row["cache_keys"]],
-                      sort_keys=True, default=str)
-
-
 def over_seeds(rows: pd.DataFrame) -> pd.DataFrame:
     """One row per cell: its newest result, and the newest result of every other seed of the same study
-    (`run_identity`). `value` is their mean, `seed_std` their standard deviation (NaN with one seed) and
-    `seed_values` {seed: value}; the other columns come from the lowest seed's row, so confidence
+    (the same `study_key`: identity.CellKey without the seed). `value` is their mean, `seed_std` their
+    standard deviation (NaN with one seed) and `seed_values` {seed: value}; the other columns come from the lowest seed's row, so confidence
     intervals and paired tests describe that one run (within-run uncertainty)."""
     if rows.empty:
         return rows.assign(seed_std=pd.Series(dtype=float), seed_values=pd.Series(dtype=object))
-    rows = rows.assign(run=rows.apply(run_identity, axis=1))
     newest = latest_per_cell(rows)
-    same_study = rows.reset_index(drop=True).merge(newest[CELL + ["run"]], on=CELL + ["run"])
+    same_study = rows.reset_index(drop=True).merge(newest[CELL + ["study_key"]], on=CELL + ["study_key"])
     per_seed = same_study.drop_duplicates(CELL + ["seed"], keep="last").sort_values("seed", kind="stable")
     grouped = per_seed.groupby(CELL, sort=False)["value"]
     combined = per_seed.drop_duplicates(CELL).set_index(CELL)
     combined["value"] = grouped.mean()
     combined["seed_std"] = grouped.std(ddof=1)
-    combined["seed_values"] = pd.Series({cell: dict(zip(group["seed"].astype(int), group["value"]))
+    combined["seed_values"] = pd.Series({cell: {int(s): v for s, v in zip(group["seed"], group["value"]) if pd.notna(s)}
                                          for cell, group in per_seed.groupby(CELL, sort=False)})
     order = pd.MultiIndex.from_frame(newest[CELL])
-    return combined.loc[order].reset_index().drop(columns="run")
+    return combined.loc[order].reset_index()

@@ -74,7 +74,7 @@ def provenance(rows: pd.DataFrame, suite_version: int | None) -> pd.DataFrame:
         return pd.Series({"suite": ",".join(sorted(set(group["suite"]))), "suite_version": suite_version,
                           "package_version": ",".join(sorted(set(group["package_version"]))),
                           "code_revision": ",".join(sorted(set(group["code_revision"]))),
-                          "seed": ",".join(str(s) for s in sorted(set(group["seed"]) | seeds_behind(group))),
+                          "seed": ",".join(map(str, sorted({s for s in group["seed"] if pd.notna(s)} | seeds_behind(group)))),
                           "cache_keys": f"{len(keys)} keys, sha256 {hashlib.sha256(''.join(keys).encode()).hexdigest()[:12]}"})
 
     return pd.DataFrame({name: record(group) for name, group in rows.groupby("encoder", sort=False)}).T
