@@ -3,6 +3,8 @@ YAML, JSON and the results store keep plain strings, while code gets one spellin
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from dataclasses import dataclass
 from enum import StrEnum
 
 from benchmark.errors import UserError
@@ -45,14 +47,57 @@ class Metric(StrEnum):
     TWONN = "twonn"
 
     @property
+    def spec(self) -> MetricSpec:
+        return METRIC_SPECS[self]
+
+
+class Direction(StrEnum):
+    """Which way a metric is better: what tables, ranks, bests and comparisons read (`MetricSpec`)."""
+
+    HIGHER = "higher is better"
+    LOWER = "lower is better"
+    NONE = "label-free, no better direction"  # diagnostics: no best, no rank, no win over a baseline
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    """A metric registered once with its direction (as lm-eval's MetricSpec): every ranking, table,
+    leaderboard and summary reads `direction` from `METRIC_SPECS`, never a rule of its own."""
+
+    metric: Metric
+    direction: Direction
+
+    @property
+    def higher_is_better(self) -> bool | None:
+        return None if self.direction is Direction.NONE else self.direction is Direction.HIGHER
+
+    @property
     def lower_is_better(self) -> bool:
-        return self is Metric.ECE
+        return self.direction is Direction.LOWER
 
     @property
     def is_score(self) -> bool:
-        """False for label-free diagnostics: no best, no rank, no win over a baseline (alpha-ReQ is best
-        near 1; an intrinsic dimension has no better direction)."""
-        return self not in (Metric.RANKME, Metric.ALPHA_REQ, Metric.TWONN)
+        return self.direction is not Direction.NONE
+
+    def better(self, a: float, b: float) -> bool:
+        """Whether value a beats value b (never, for a diagnostic)."""
+        return self.is_score and (a < b if self.lower_is_better else a > b)
+
+
+METRIC_SPECS = {m: MetricSpec(m, Direction.LOWER if m is Metric.ECE else Direction.HIGHER) for m in Metric} | {
+    m: MetricSpec(m, Direction.NONE) for m in (Metric.RANKME, Metric.ALPHA_REQ, Metric.TWONN)}  # alpha-ReQ: best near 1
+
+
+def metric_spec(name: str) -> MetricSpec | None:
+    """The spec of a metric named in a row (None for a name this version does not know)."""
+    return METRIC_SPECS.get(Metric(name)) if name in METRIC_SPECS else None
+
+
+def direction_of(metrics: Iterable[str]) -> Direction:
+    """One column's direction from its rows' metrics: lower if any is lower-is-better, none if any is a
+    diagnostic, else higher."""
+    directions = {spec.direction for spec in map(metric_spec, set(metrics)) if spec is not None}
+    return next((d for d in (Direction.NONE, Direction.LOWER) if d in directions), Direction.HIGHER)
 
 
 class ValSplit(StrEnum):

@@ -17,7 +17,7 @@ from benchmark.errors import UserError
 from benchmark.results.ranking import pairwise_significance, rank_intervals
 from benchmark.results.stats import cell_ci95
 from benchmark.results.table import results_table
-from benchmark.vocab import Metric
+from benchmark.vocab import Direction, direction_of
 
 PROVENANCE = ("suite", "suite_version", "package_version", "code_revision", "seed", "cache_keys")
 
@@ -33,20 +33,20 @@ def flat(wide: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def lower_is_better_protocols(rows: pd.DataFrame) -> set[str]:
-    """Protocols whose metric is better when lower (ECE), read from the rows' metric column."""
+def protocols_going(rows: pd.DataFrame, direction: Direction) -> set[str]:
+    """Protocols whose metric has `direction` (vocab.METRIC_SPECS), read from the rows' metric column."""
     if "metric" not in rows.columns:
         return set()
-    known = {m.value for m in Metric}
-    return {p for p, m in zip(rows["protocol"], rows["metric"]) if m in known and Metric(m).lower_is_better}
+    return {p for p, group in rows.groupby("protocol") if direction_of(group["metric"]) is direction}
+
+
+def lower_is_better_protocols(rows: pd.DataFrame) -> set[str]:
+    return protocols_going(rows, Direction.LOWER)
 
 
 def diagnostic_protocols(rows: pd.DataFrame) -> set[str]:
-    """Protocols whose metric is a label-free diagnostic (no better direction): left out of ranks and bests."""
-    if "metric" not in rows.columns:
-        return set()
-    known = {m.value for m in Metric}
-    return {p for p, m in zip(rows["protocol"], rows["metric"]) if m in known and not Metric(m).is_score}
+    """Label-free diagnostics (no better direction): left out of ranks and bests."""
+    return protocols_going(rows, Direction.NONE)
 
 
 def ranks(wide: pd.DataFrame, lower_is_better: set[str] = frozenset()) -> pd.DataFrame:

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from benchmark.results.stats import bootstrap_distribution, cell_statistic, paired_evidence, per_example
-from benchmark.vocab import Metric
+from benchmark.vocab import Direction, Metric, direction_of
 
 RESAMPLES = 200
 SIGNIFICANCE = 0.05
@@ -23,7 +23,7 @@ SIGNIFICANCE = 0.05
 
 def scored(rows: pd.DataFrame) -> pd.DataFrame:
     """Rows whose metric is a score (label-free diagnostics have no better direction)."""
-    return rows[[Metric(m).is_score for m in rows["metric"]]]
+    return rows[[direction_of([m]) is not Direction.NONE for m in rows["metric"]]]
 
 
 def redraws(row: pd.Series, resamples: int, seed: int) -> np.ndarray:
@@ -49,7 +49,7 @@ def rank_intervals(rows: pd.DataFrame, resamples: int = RESAMPLES, seed: int = 0
     rows = scored(rows)
     groups = list(rows.groupby(["protocol", "dataset"], sort=False))
     encoders = list(dict.fromkeys(rows["encoder"]))
-    lower = [Metric(group["metric"].iloc[0]).lower_is_better for _, group in groups]
+    lower = [direction_of(group["metric"]) is Direction.LOWER for _, group in groups]
     draws = np.full((resamples, len(encoders), len(groups)), np.nan)
     values = pd.DataFrame(np.nan, index=encoders, columns=range(len(groups)))
     for j, (_, group) in enumerate(groups):
@@ -110,4 +110,4 @@ def pairwise_significance(rows: pd.DataFrame, resamples: int = 2000) -> pd.DataF
 
 
 def better(a: pd.Series, b: pd.Series) -> bool:
-    return a["value"] < b["value"] if Metric(a["metric"]).lower_is_better else a["value"] > b["value"]
+    return Metric(a["metric"]).spec.better(a["value"], b["value"])

@@ -19,7 +19,7 @@ import pandas as pd
 from scipy import stats
 
 from benchmark.results.stats import cell_ci95, paired_evidence
-from benchmark.vocab import Metric
+from benchmark.vocab import Direction, Metric, direction_of
 
 PAIRED_RESAMPLES = 2000
 SIGNIFICANCE = 0.05
@@ -33,11 +33,11 @@ def paired_p_value(a: pd.Series, b: pd.Series) -> float | None:
 
 
 def lower_is_better(rows: pd.DataFrame) -> bool:
-    return any(Metric(m).lower_is_better for m in set(rows["metric"]))
+    return direction_of(rows["metric"]) is Direction.LOWER
 
 
 def is_score(rows: pd.DataFrame) -> bool:
-    return all(Metric(m).is_score for m in set(rows["metric"]))
+    return direction_of(rows["metric"]) is not Direction.NONE
 
 
 @dataclass(frozen=True)
@@ -170,10 +170,6 @@ def is_baseline(row: pd.Series) -> bool:
     return bool(row["random_init"]) or row["encoder_identity"].get("source") in BASELINE_SOURCES
 
 
-def beats(a: float, b: float, lower: bool) -> bool:
-    return a < b if lower else a > b
-
-
 def comparison_line(rows: pd.DataFrame, encoder: str, baseline: str) -> str | None:
     """'A beats B in x of n cells (significant in s of t tested, p < 0.05)'."""
     cells = rows.set_index(["encoder", "protocol", "dataset"])
@@ -182,9 +178,10 @@ def comparison_line(rows: pd.DataFrame, encoder: str, baseline: str) -> str | No
         if (baseline, protocol, dataset) not in cells.index:
             continue
         a, b = cells.loc[(encoder, protocol, dataset)], cells.loc[(baseline, protocol, dataset)]
-        if not Metric(a["metric"]).is_score:
+        spec = Metric(a["metric"]).spec
+        if not spec.is_score:
             continue
-        won = beats(a["value"], b["value"], Metric(a["metric"]).lower_is_better)
+        won = spec.better(a["value"], b["value"])
         p_value = paired_p_value(a, b)
         total, wins = total + 1, wins + won
         if p_value is not None:
