@@ -68,6 +68,14 @@ class FeatureCache:
             remove_entry(entry)
             return None
 
+    def recorded_fields(self, digest: str) -> dict[str, Any] | None:
+        """The key fields an entry's manifest records (None when the entry is gone or unreadable)."""
+        try:
+            manifest = json.loads((self.root / "features" / digest[:2] / digest / "manifest.json").read_text())
+        except (OSError, ValueError):
+            return None
+        return manifest.get("key") if isinstance(manifest, dict) else None
+
     def contains(self, key: FeatureKey) -> bool:
         """Whether an entry (or a complete shard set) exists, without reading it (for planning)."""
         if (self.entry_dir(key) / "manifest.json").exists():

@@ -121,6 +121,16 @@ class CellKey:
         return digest({"study": self.study_fields()})
 
 
+def readable(fields: Mapping[str, Any], prefix: str = "") -> list[str]:
+    """One `path = value` line per leaf field of a key (what `plan --why` prints)."""
+    lines = []
+    for name in sorted(fields, key=str):
+        value = fields[name]
+        lines += (readable(value, f"{prefix}{name}.") if isinstance(value, Mapping) and value
+                  else [f"{prefix}{name} = {canonical_json(value)}"])
+    return lines
+
+
 def differences(old: Mapping[str, Any], new: Mapping[str, Any], prefix: str = "") -> list[str]:
     """Readable lines naming every leaf field that differs between two key field mappings."""
     lines = []
@@ -133,4 +143,5 @@ def differences(old: Mapping[str, Any], new: Mapping[str, Any], prefix: str = ""
     return lines
 
 
-__all__ = ["KEY_SCHEMA", "CellKey", "Component", "FeatureKey", "component_versions", "differences", "digest"]
+__all__ = ["KEY_SCHEMA", "CellKey", "Component", "FeatureKey", "component_versions", "differences", "digest",
+           "readable"]

@@ -5,13 +5,16 @@ from __future__ import annotations
 import argparse
 
 from benchmark.commands import common
+from benchmark.errors import UserError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    parser = sub.add_parser("plan", parents=[common.plugins(), common.models(required=True), common.suite(),
+    parser = sub.add_parser("plan", parents=[common.plugins(), common.models(), common.suite(),
                                              common.protocols(), common.results(), common.run()],
                             help="list the run's extraction and result tasks, and which are still pending")
     parser.add_argument("--all", action="store_true", help="also list the tasks that are done")
+    parser.add_argument("--why", nargs=3, metavar=("MODEL", "DATASET", "PROTOCOL"),
+                        help="print one cell's key fields and which of them differ from its newest stored row")
     parser.set_defaults(run=run)
 
 
@@ -19,7 +22,13 @@ def run(args: argparse.Namespace) -> int:
     from benchmark.config import load_suite
     from benchmark.pipeline.runner import Evaluator
 
-    tasks = Evaluator(load_suite(args.suite), common.run_options(args)).plan(args.model)
+    evaluator = Evaluator(load_suite(args.suite), common.run_options(args))
+    if args.why:
+        print("\n".join(evaluator.explain(*args.why)))
+        return 0
+    if not args.model:
+        raise UserError("plan needs --model SPEC (repeatable), or --why MODEL DATASET PROTOCOL")
+    tasks = evaluator.plan(args.model)
     for stage in ("extract", "evaluate"):
         staged = [t for t in tasks if t.stage == stage]
         print(f"{stage}: {sum(not t.done for t in staged)} pending, {sum(t.done for t in staged)} done")

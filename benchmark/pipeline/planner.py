@@ -17,7 +17,7 @@ from benchmark.config import Suite, Task
 from benchmark.data import dataset_spec
 from benchmark.encoders import Encoder
 from benchmark.errors import UserError
-from benchmark.identity import CellKey, FeatureKey, component_versions
+from benchmark.identity import CellKey, FeatureKey, component_versions, differences, readable
 from benchmark.devices import Precision
 from benchmark.pipeline.inputs import (HOLDOUT_RULE, Pairing, feature_keys, has_holdout, pair, pairing_key,
                                       plan_dataset)
@@ -143,6 +143,38 @@ def plan_cell(pairing: Pairing, task: Task, seed: int | None, store: ResultsStor
     spec = pairing.dataset.spec
     reason = skip_reason(protocol, pairing.encoder.capabilities, spec.task, pairing.encoder.label, spec.name)
     return replace(cell, state=CellState.SKIPPED, reason=reason) if reason else cell
+
+
+def explain(cell: Cell, store: ResultsStore, cache: FeatureCache) -> list[str]:
+    """`plan --why`: the cell's key, field by field, and how it differs from the newest stored row of the
+    same encoder, dataset and column (the reason that row is not reused), down to the feature key fields
+    where the old features are still in the cache."""
+    lines = [f"{cell.label}: cell key {cell.key[:12]} ({cell.state})"]
+    lines += [f"  {line}" for line in readable(cell.identity.fields())]
+    stored = store.newest(cell.pairing.encoder.label, cell.task.dataset, cell.task.protocol)
+    if stored is None:
+        return lines + ["  no stored row of this encoder, dataset and column"]
+    if stored.cell_key == cell.key:
+        return lines + [f"  the newest stored row has this key: it is reused (value {stored.value:.2f})"]
+    if not stored.key_fields:
+        return lines + [f"  the newest stored row (key {stored.cell_key[:12]}) was written before keys were stored "
+                        f"(results store version 1): it is never reused"]
+    changed = differences(stored.key_fields, cell.identity.fields())
+    lines += [f"  the newest stored row (key {stored.cell_key[:12]}) differs in:"] + [f"    {c}" for c in changed]
+    return lines + feature_differences(cell, stored.key_fields.get("features", {}), cache)
+
+
+def feature_differences(cell: Cell, old: dict[str, str], cache: FeatureCache) -> list[str]:
+    """For each split whose features changed, the feature key fields that changed."""
+    lines = []
+    for split, digest in cell.identity.features.items():
+        if old.get(split, digest) == digest:
+            continue
+        recorded = cache.recorded_fields(old[split])
+        new = pairing_key(cell.pairing, split, cell.kind).fields()
+        lines += ([f"  {split} features: {c}" for c in differences(recorded, new)] if recorded is not None
+                  else [f"  {split} features: the old entry is no longer in the cache to compare"])
+    return lines
 
 
 def needed_extractions(cells: list[Cell], cache: FeatureCache) -> list[Extraction]:

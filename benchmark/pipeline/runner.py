@@ -23,7 +23,7 @@ from benchmark.devices import Precision, check_device
 from benchmark.encoders import ModelSpec, load_encoder
 from benchmark.errors import UserError
 from benchmark.pipeline.inputs import ExtractOptions, Pairing, TaskInputs, cached_features, feature_task, model_task
-from benchmark.pipeline.planner import Cell, CellState, group_by_pairing, needed_extractions, plan_cells, validate_suite
+from benchmark.pipeline.planner import Cell, CellState, explain, group_by_pairing, needed_extractions, plan_cells, validate_suite
 from benchmark.protocols import Features, ProtocolResult
 from benchmark.results import DEFAULT_RESULTS, ResultRow, ResultsStore, code_revision
 from benchmark.vocab import FeatureKind, ValSplit
@@ -157,6 +157,17 @@ class Evaluator:
                 tasks += [PlannedTask("evaluate", c.pairing.encoder.label, c.task.dataset, planned_what(c, self.suite),
                                       c.key, c.state == CellState.DONE) for c in group if c.state != CellState.SKIPPED]
         return tasks
+
+    def explain(self, text: str, dataset: str, protocol: str) -> list[str]:
+        """Why a cell is (or is not) reused: its key fields against the newest stored row's."""
+        cells, failures = plan_cells(self.suite, load_encoder(ModelSpec.parse(text)), text, self.store,
+                                     self.options.data_root, (protocol,), self.options.recompute,
+                                     self.options.precision)
+        found = [cell for cell in cells if cell.task.dataset == dataset and cell.task.protocol == protocol]
+        if not found:
+            raise UserError(f"suite {self.suite.name} has no cell {dataset} / {protocol}"
+                            + (f" ({failures[0]})" if failures else f"; datasets: {', '.join(self.suite.datasets)}"))
+        return [line for cell in found for line in explain(cell, self.store, self.cache)]
 
     def planned(self, text: str) -> list[Cell]:
         """The encoder's cells; under torchrun rank 0's view of which are done wins (one broadcast)."""

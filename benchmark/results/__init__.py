@@ -206,10 +206,12 @@ class ResultsStore:
 
     def find(self, cell_key: str) -> ResultRow | None:
         """The newest stored result of a cell, if any (what makes a re-run resume)."""
+        return self._one("SELECT * FROM results WHERE cell_key = ? ORDER BY id DESC LIMIT 1", (cell_key,))
+
+    def _one(self, query: str, args: tuple[Any, ...]) -> ResultRow | None:
         with closing(self._connect()) as db:
             db.row_factory = sqlite3.Row
-            found = db.execute("SELECT * FROM results WHERE cell_key = ? ORDER BY id DESC LIMIT 1",
-                               (cell_key,)).fetchone()
+            found = db.execute(query, args).fetchone()
         if found is None:
             return None
         values = {k: found[k] for k in found.keys() if k != "id"}  # sqlite3.Row has no __iter__ over keys
@@ -217,6 +219,11 @@ class ResultsStore:
             values[column] = json.loads(values[column])
         values["random_init"] = bool(values["random_init"])
         return ResultRow(**values)
+
+    def newest(self, encoder: str, dataset: str, protocol: str) -> ResultRow | None:
+        """The newest stored row of an (encoder, dataset, protocol column), whatever its key."""
+        return self._one("SELECT * FROM results WHERE encoder = ? AND dataset = ? AND protocol = ? "
+                         "ORDER BY id DESC LIMIT 1", (encoder, dataset, protocol))
 
     def frame(self) -> pd.DataFrame:
         """All rows, JSON columns decoded."""
