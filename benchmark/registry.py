@@ -1,14 +1,21 @@
 """A small typed registry: plugins register by name; unknown names get close-match suggestions.
 
 Each plugin kind (encoder sources, datasets, protocols, training methods) owns one `Registry`, created
-in its package's `__init__`. Registration happens in the plugin's own module, and the registry imports
-every module of its package the first time it is queried, so adding a plugin is one new file:
+in its package's `__init__`. Registration happens in the plugin's own module, so adding a plugin is one
+new file:
 
     @PROTOCOLS.register            # the name is the class's `name` attribute, written once
     class MyProtocol(Protocol): name = "mine"; ...
 
     @ENCODER_SOURCES.register("hub")   # a function has no `name`: give it here
     def build(name, weights): ...
+
+Resolution is lazy, as lm-eval's "module:attr" entries are: the package's modules are read (not imported)
+once to index which module registers which name (`@REG.register("name")`, a registered class's
+`name = "..."`, `register_dataset(DatasetSpec(name="..."))`), and `get(name)` imports that module alone.
+Listing every name, or a name the index does not know (registered in a loop, or by a plugin), imports
+every module. `add_lazy(name, "module:attr")` registers an entry that is imported on first `get`, and
+`where(name)` says where an entry is defined.
 
 Plugins from outside the package are modules that make such calls: `--plugin MODULE` (or a file path)
 imports one, and every module named in the `transferbench.plugins` entry-point group of an installed
@@ -17,8 +24,11 @@ distribution is imported on first use of any registry.
 
 from __future__ import annotations
 
+import ast
 import difflib
+import functools
 import importlib
+import inspect
 import importlib.util
 import pkgutil
 import sys
@@ -53,6 +63,8 @@ class Registry(Generic[T]):
         self.kind, self.expected = kind, expected
         self._package, self._check = package, check
         self._entries: dict[str, T] = {}
+        self._lazy: dict[str, str] = {}  # name -> "module:attr", imported on first get
+        self._origin: dict[str, str] = {}  # name -> "file:line" of the statement that registered it
         self._discovered = package is None
 
     def register(self, name_or_obj: str | T) -> Any:
@@ -76,23 +88,51 @@ class Registry(Generic[T]):
             raise UserError(f"{self.kind} {name!r} is registered twice ({self._entries[name]!r} and {obj!r}); "
                             f"rename one of them")
         self._entries[name] = obj
+        self._origin.setdefault(name, registering_statement())
+
+    def add_lazy(self, name: str, target: str) -> None:
+        """Register `name` as "package.module:attr", imported and checked on first `get`."""
+        if ":" not in target:
+            raise UserError(f"a lazy {self.kind} entry is 'module:attr', got {target!r}")
+        self._lazy[name] = target
 
     def get(self, name: str) -> T:
-        self._discover()
         if name not in self._entries:
-            raise UnknownNameError(unknown_name_message(self.kind, name, list(self._entries)))
+            self._resolve(name)
+        if name not in self._entries:
+            raise UnknownNameError(unknown_name_message(self.kind, name, self.names()))
         return self._entries[name]
+
+    def where(self, name: str) -> str:
+        """Where `name` is defined: "path:line (module:attr)" for a class or function, else the line
+        that registered it."""
+        obj = self.get(name)
+        if inspect.isclass(obj) or inspect.isfunction(obj):
+            path, line = inspect.getsourcefile(obj), inspect.getsourcelines(obj)[1]
+            return f"{path}:{line} ({obj.__module__}:{obj.__qualname__})"
+        return self._origin.get(name, "registered at run time")
 
     def names(self) -> list[str]:
         self._discover()
+        for name in list(self._lazy):
+            self._resolve(name)
         return sorted(self._entries)
 
     def __contains__(self, name: str) -> bool:
-        self._discover()
-        return name in self._entries
+        return name in self.names()
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.names())
+
+    def _resolve(self, name: str) -> None:
+        """Import what registers `name`: its lazy target, else its indexed module, else everything."""
+        if name in self._lazy:
+            module, _, attr = self._lazy.pop(name).partition(":")
+            self.add(name, getattr(importlib.import_module(module), attr))
+        elif self._package and name in package_index(self._package):
+            importlib.import_module(package_index(self._package)[name])
+        if name not in self._entries:
+            self._discover()
 
     def _discover(self) -> None:
         if self._discovered:
@@ -103,6 +143,54 @@ class Registry(Generic[T]):
             if not module.name.startswith("_"):
                 importlib.import_module(f"{self._package}.{module.name}")
         load_entry_point_plugins()
+
+
+def registering_statement() -> str:
+    """"file:line" of the module-level statement (or, failing that, the call) that is registering."""
+    frame = sys._getframe(1)
+    caller = None
+    while frame is not None:
+        if caller is None and frame.f_code.co_filename != __file__:
+            caller = f"{frame.f_code.co_filename}:{frame.f_lineno}"
+        if frame.f_code.co_name == "<module>" and frame.f_code.co_filename != __file__:
+            return f"{frame.f_code.co_filename}:{frame.f_lineno}"
+        frame = frame.f_back
+    return caller or "unknown"
+
+
+@functools.cache
+def package_index(package: str) -> dict[str, str]:
+    """name -> module for the names a package's modules visibly register (read with `ast`, not imported)."""
+    root = Path(importlib.util.find_spec(package).submodule_search_locations[0])
+    index: dict[str, str] = {}
+    for path in sorted(root.glob("*.py")):
+        if not path.name.startswith("_"):
+            index |= {name: f"{package}.{path.stem}" for name in registered_names(ast.parse(path.read_text()))}
+    return index
+
+
+def registered_names(tree: ast.Module) -> list[str]:
+    names = []
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.ClassDef, ast.FunctionDef)):
+            names += [name for d in node.decorator_list if (name := decorated_name(d, node))]
+        elif isinstance(node, ast.Call) and getattr(node.func, "id", "") == "register_dataset" and node.args:
+            names += [k.value.value for k in getattr(node.args[0], "keywords", [])
+                      if k.arg == "name" and isinstance(k.value, ast.Constant) and isinstance(k.value.value, str)]
+    return names
+
+
+def decorated_name(decorator: ast.expr, node: ast.ClassDef | ast.FunctionDef) -> str | None:
+    """The name `@X.register("name")` gives, or a class's `name = "..."` under a bare `@X.register`."""
+    if isinstance(decorator, ast.Call) and getattr(decorator.func, "attr", "") == "register" and decorator.args:
+        first = decorator.args[0]
+        return first.value if isinstance(first, ast.Constant) and isinstance(first.value, str) else None
+    if getattr(decorator, "attr", "") == "register" and isinstance(node, ast.ClassDef):
+        for statement in node.body:
+            if (isinstance(statement, ast.Assign) and [getattr(t, "id", "") for t in statement.targets] == ["name"]
+                    and isinstance(statement.value, ast.Constant)):
+                return statement.value.value
+    return None
 
 
 def subclass_of(base: type) -> Callable[[Any], bool]:
