@@ -20,7 +20,7 @@ and read the images differently from the dataset's other protocols:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -85,6 +85,14 @@ class Suite:
                     entry.update(override.get("params") or {})
             tasks.append(Task(dataset, protocol, entry, kind, preprocessing))
         return tasks
+
+    def with_seeds(self, seeds: tuple[int, ...]) -> Suite:
+        """The suite run with these seeds instead of its own (none given: its own)."""
+        return replace(self, seeds=seeds) if seeds else self
+
+    def seed_label(self, seed: int | None) -> str:
+        """"seed N" when the run has several seeds and a cell depends on one, else ""."""
+        return f"seed {seed}" if seed is not None and len(self.seeds) > 1 else ""
 
     def preprocessing_for(self, dataset: str) -> dict[str, Any]:
         """Suite-wide preprocessing overrides, then the dataset entry's own `preprocessing:`."""

@@ -101,21 +101,16 @@ def result_row(suite: Suite, cell: Cell, result: ProtocolResult, data: TaskInput
         cell_key=cell.key, study_key=cell.identity.study, key_fields=cell.identity.fields(), code_revision=code_revision(), precision=cell.pairing.precision, device=data.device)
 
 
-def seed_label(seed: int | None, suite: Suite) -> str:
-    """"seed N" when the run has several seeds and the cell depends on one, else ""."""
-    return f"seed {seed}" if seed is not None and len(suite.seeds) > 1 else ""
-
-
 def planned_what(cell: Cell, suite: Suite) -> str:
     """A result cell in `plan`: its protocol column, and its seed when the run has several."""
-    return " ".join(filter(None, (cell.task.protocol, seed_label(cell.seed, suite))))
+    return " ".join(filter(None, (cell.task.protocol, suite.seed_label(cell.seed))))
 
 
 class Evaluator:
     """Runs one suite for many encoders; owns the cache, the store and the run's counters."""
 
     def __init__(self, suite: Suite, options: RunOptions, echo: Callable[[str], None] = print):
-        suite = dataclasses.replace(suite, seeds=options.seeds) if options.seeds else suite
+        suite = suite.with_seeds(options.seeds)
         fingerprint.forget()  # a run sees the data as they are now (each local root is walked once)
         validate_suite(suite, options.protocols)  # unknown names or bad parameters fail before any work
         check_device(distributed.rank_device(options.device))
@@ -228,7 +223,7 @@ class Evaluator:
     def store_row(self, row: ResultRow, seed: int | None = None) -> None:
         self.store.add(row)
         self.report.rows.append(row)
-        what = ", ".join(filter(None, (row.metric, seed_label(seed, self.suite), f"{row.seconds:.1f}s")))
+        what = ", ".join(filter(None, (row.metric, self.suite.seed_label(seed), f"{row.seconds:.1f}s")))
         self.echo(f"[{row.encoder}] {row.dataset} {row.protocol}: {row.value:.2f} ({what})")
 
     def features(self, pairing: Pairing, kind: FeatureKind = FeatureKind.POOLED
