@@ -236,3 +236,52 @@ def test_keys_hold_every_field_whether_set_or_not(local_root):
     pooled, dense = (pairing_key(pairing, "train", kind).fields() for kind in (FeatureKind.POOLED, FeatureKind.DENSE))
     assert set(pooled) == set(dense) and pooled["precision"] == "fp32"
     assert differences(pooled, dense) == ['code.dense_maps: "<absent>" -> "2"', 'kind: "pooled" -> "dense"']
+
+
+V1_RESULTS = ("CREATE TABLE results (id INTEGER PRIMARY KEY AUTOINCREMENT, created_at REAL NOT NULL, suite TEXT NOT NULL, "
+              "encoder TEXT NOT NULL, encoder_spec TEXT NOT NULL, encoder_identity TEXT NOT NULL, random_init INTEGER "
+              "NOT NULL, dataset TEXT NOT NULL, protocol TEXT NOT NULL, protocol_version TEXT NOT NULL, metric TEXT NOT "
+              "NULL, value REAL NOT NULL, params TEXT NOT NULL, chosen TEXT NOT NULL, details TEXT NOT NULL, "
+              "preprocessing TEXT NOT NULL, split_sizes TEXT NOT NULL, cache_keys TEXT NOT NULL, seed INTEGER NOT NULL, "
+              "package_version TEXT NOT NULL, code_revision TEXT NOT NULL, seconds REAL NOT NULL, cell_key TEXT NOT NULL, "
+              "per_example TEXT NOT NULL DEFAULT '{}', precision TEXT NOT NULL DEFAULT 'fp32', device TEXT NOT NULL "
+              "DEFAULT 'cpu', protocol_kind TEXT NOT NULL DEFAULT '', encoder_facts TEXT NOT NULL DEFAULT '{}', "
+              "environment TEXT NOT NULL DEFAULT '{}')")
+
+
+def test_a_version_1_store_is_recomputed_never_reused_or_mixed(tmp_path, capsys):
+    import sqlite3
+
+    from benchmark.results import ResultsStore
+
+    path = tmp_path / "runs.sqlite"
+    with sqlite3.connect(path) as db:
+        db.execute(V1_RESULTS)
+        for seed, value in ((0, 11.0), (1, 13.0)):  # one v1 study at two seeds
+            db.execute("INSERT INTO results (created_at, suite, encoder, encoder_spec, encoder_identity, random_init, "
+                       "dataset, protocol, protocol_version, metric, value, params, chosen, details, preprocessing, "
+                       "split_sizes, cache_keys, seed, package_version, code_revision, seconds, cell_key) VALUES (0, "
+                       "'tiny', 'pixels:4', 'pixels:4', '{}', 0, 'textures', 'knn', '1.0', 'top1', ?, '{}', '{}', "
+                       "'{}', '{}', '{}', '{}', ?, '0.1.0', 'old', 1.0, 'v1key')", (value, seed))
+    before = ResultsStore(path).latest().set_index("protocol").loc["knn"]
+    assert before["value"] == 13.0 and before["seed_values"] == {1: 13.0}  # v1 rows are never combined
+    suite = write_suite(tmp_path / "s.yaml", {"textures": {}}, {"knn": {}}, {"input_size": 16})
+    assert main(["evaluate", "--suite", str(suite), "--model", "pixels:4", "--results", str(path),
+                 "--cache-dir", str(tmp_path / "cache")]) == 0
+    assert "1 computed, 0 reused" in capsys.readouterr().out
+    after = ResultsStore(path).latest().set_index("protocol").loc["knn"]
+    assert after["value"] not in (11.0, 13.0) and after["seed"] is None and after["seed_values"] == {}
+
+
+@pytest.mark.parametrize("schema", ["CREATE TABLE users (name TEXT)",
+                                    "CREATE TABLE results (id INTEGER PRIMARY KEY, body TEXT)"])
+def test_another_applications_sqlite_file_is_refused_untouched(tmp_path, schema, capsys):
+    import sqlite3
+
+    path = tmp_path / "other.db"
+    with sqlite3.connect(path) as db:
+        db.execute(schema)
+    original = path.read_bytes()
+    suite = write_suite(tmp_path / "s.yaml", {"textures": {}}, {"knn": {}}, {"input_size": 16})
+    assert main(["evaluate", "--suite", str(suite), "--model", "pixels:4", "--results", str(path)]) == 2
+    assert path.read_bytes() == original and "not a transferbench results store" in capsys.readouterr().err

@@ -80,7 +80,7 @@ class ResultRow:
     per_example: dict[str, Any] = field(default_factory=dict)  # benchmark.outputs.PerExample.to_json()
     precision: str = "fp32"  # of feature extraction
     device: str = "cpu"  # where the protocol ran
-    protocol_kind: str = ""  # the registered protocol behind the `protocol` column ("" in older rows: the same)
+    protocol_kind: str = ""  # the registered protocol behind the `protocol` column (TODO(0.3): "" only in v1 rows)
     encoder_facts: dict[str, Any] = field(default_factory=dict)  # published facts on the weights (ImageNet top-1)
     package_version: str = __version__
     code_revision: str = field(default_factory=lambda: code_revision())
