@@ -7,6 +7,7 @@ built-in defaults.
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import os
 import sys
@@ -33,6 +34,22 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("interrupted: every finished cell is already in the results store and every finished extraction in "
+              "the cache; run the same command again to resume from there", file=sys.stderr)
+        return 130
+    except OSError as err:  # the machine's: a read-only or full disk, a path that is a file, a permission
+        print(f"error: {os_message(err)}", file=sys.stderr)
+        return 2
+
+
+def os_message(err: OSError) -> str:
+    """One line for an operating-system error, naming the path and what to do."""
+    where = f" {err.filename}" if err.filename else ""
+    fixes = {errno.EROFS: "write somewhere writable", errno.ENOSPC: "free space or choose another disk",
+             errno.EACCES: "check its permissions", errno.ENOTDIR: "a part of that path is a file, not a directory",
+             errno.EEXIST: "it exists already"}
+    return f"{err.strerror or err}:{where} ({fixes.get(err.errno, 'check the path')})"
 
 
 def load_plugins(modules: list[str]) -> None:

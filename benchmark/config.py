@@ -187,6 +187,27 @@ def suite_seeds(path: Path, data: dict[str, Any]) -> tuple[int, ...]:
     return seed_list(f"suite {path} seeds", data.get("seeds", data.get("seed", 0)))
 
 
+def check_structure(path: Path, datasets: dict[str, dict[str, Any]], protocols: dict[str, dict[str, Any]],
+                    overrides: tuple[dict[str, Any], ...]) -> None:
+    """A suite that would run nothing, or names a dataset or column it does not have, is one message."""
+    if not datasets or not protocols:
+        missing = " and ".join(k for k, v in (("datasets:", datasets), ("protocols:", protocols)) if not v)
+        raise UserError(f"suite {path} has no {missing}; a suite crosses datasets with protocols, e.g. "
+                        f"`datasets: {{digits: {{}}}}` and `protocols: {{knn: {{}}}}`")
+    for name, options in datasets.items():
+        for column in options.get("protocols") or []:
+            if column not in protocols:
+                raise UserError(f"suite {path} dataset {name!r} protocols: " +
+                                unknown_name_message("protocol column", str(column), list(protocols)))
+    for override in overrides:
+        if override.get("dataset") not in datasets:
+            raise UserError(f"suite {path} override: " +
+                            unknown_name_message("dataset", str(override.get("dataset")), list(datasets)))
+        if override.get("protocol") not in protocols:
+            raise UserError(f"suite {path} override for {override['dataset']}: " +
+                            unknown_name_message("protocol column", str(override.get("protocol")), list(protocols)))
+
+
 def load_suite(name_or_path: str) -> Suite:
     path = suite_path(name_or_path)
     data = read_yaml(path)
@@ -216,6 +237,7 @@ def load_suite(name_or_path: str) -> Suite:
             raise UserError(f"suite {path} protocol {name!r}: `protocol:` names a registered protocol, got "
                             f"{entry['protocol']!r}")
         mapping(f"suite {path} protocol {name!r} preprocessing", entry.get("preprocessing"))
+    check_structure(path, datasets, protocols, overrides)
     return Suite(name=str(data.get("name", path.stem)), version=integer(f"suite {path} version", data.get("version", 1)),
                  description=str(data.get("description", "")), seeds=suite_seeds(path, data),
                  preprocessing=mapping(f"suite {path} preprocessing", data.get("preprocessing")),

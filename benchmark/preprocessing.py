@@ -7,6 +7,8 @@ loose CLI flags. Suites may override fields (e.g. a smaller input size for the o
 from __future__ import annotations
 
 import dataclasses
+import math
+import numbers
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -19,6 +21,7 @@ from benchmark.errors import UserError
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 RESIZE_MODES = ("shorter", "square")
+MAX_SIZE = 8192  # pixels: larger crops are a typo (100000 x 100000 x 3 floats is 120 GB per image)
 INTERPOLATIONS = {
     "bicubic": T.InterpolationMode.BICUBIC,
     "bilinear": T.InterpolationMode.BILINEAR,
@@ -42,6 +45,21 @@ class Preprocessing:
     std: tuple[float, float, float] = IMAGENET_STD
 
     def __post_init__(self) -> None:
+        for name in ("input_size", "resize_size"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_SIZE:
+                raise UserError(f"preprocessing {name} must be a whole number of pixels in [1, {MAX_SIZE}], got "
+                                f"{value!r}")
+        for name in ("mean", "std"):
+            value = getattr(self, name)
+            if (not isinstance(value, (tuple, list)) or len(value) != 3
+                    or not all(isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v)
+                               for v in value)):
+                raise UserError(f"preprocessing {name} must be three numbers (one per RGB channel), got {value!r}")
+            object.__setattr__(self, name, tuple(float(v) for v in value))
+        if min(self.std) <= 0:
+            raise UserError(f"preprocessing std must be above 0 in every channel (images are divided by it), got "
+                            f"{self.std}")
         if self.resize_mode not in RESIZE_MODES:
             raise UserError(f"preprocessing resize_mode must be one of {RESIZE_MODES}, got {self.resize_mode!r}")
         if self.interpolation not in INTERPOLATIONS:

@@ -32,6 +32,7 @@ import inspect
 import importlib.util
 import pkgutil
 import sys
+import traceback
 from collections.abc import Callable, Iterator
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -211,18 +212,27 @@ def load_entry_point_plugins() -> None:
 
 
 def load_plugin(module: str) -> None:
-    """Import a plugin: a module name on sys.path (`my_pkg.plugin`) or a .py file path."""
+    """Import a plugin: a module name on sys.path (`my_pkg.plugin`) or a .py file path. A plugin that is
+    missing, has a syntax error or raises while importing is one UserError naming the plugin and where."""
     path = Path(module).expanduser()
     try:
         if path.suffix == ".py":
             import_file(path)
         else:
             importlib.import_module(module)
+    except UserError:
+        raise
     except ModuleNotFoundError as err:
         if err.name != module.split(".")[0] and not path.suffix:
-            raise
+            raise UserError(f"plugin {module!r} imports {err.name!r}, which is not installed") from None
         raise UserError(f"plugin {module!r} not found: give an importable module name (on PYTHONPATH) or a .py "
                         f"file path") from None
+    except SyntaxError as err:
+        raise UserError(f"plugin {module!r} has a syntax error at {err.filename}:{err.lineno}: {err.msg}") from None
+    except Exception as err:  # the plugin's own code failed: say where, not a traceback of ours
+        frame = traceback.extract_tb(err.__traceback__)[-1]
+        raise UserError(f"plugin {module!r} raised {type(err).__name__}: {err} (at {frame.filename}:{frame.lineno}) "
+                        f"while being imported; fix the plugin") from None
 
 
 def import_file(path: Path) -> None:

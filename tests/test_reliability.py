@@ -147,7 +147,7 @@ def test_labels_out_of_range_are_reported(tmp_path, capsys):
                                                        "num_classes": 2}}, {"knn": {}}, {"input_size": 8})
     code = main(["evaluate", "--model", "pixels:2", "--suite", str(suite), "--cache-dir", str(tmp_path / "c"),
                  "--results", str(tmp_path / "r.sqlite")])
-    assert code == 1 and "labels in [0, 2] but declares 2 classes" in capsys.readouterr().err
+    assert code == 1 and "has 3 class folder(s) (a, b, c) but the suite declares num_classes: 2" in capsys.readouterr().err
 
 
 @settings(max_examples=300, deadline=None)

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmark.commands import common
+from benchmark.errors import UserError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -20,6 +21,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.set_defaults(run=run)
 
 
+def npz_path(out: Path) -> Path:
+    """Where the features go: a path ending in .npz (numpy would add the suffix silently), not a directory."""
+    if out.is_dir():
+        raise UserError(f"--out {out} is a directory; name a file, e.g. {out / 'features.npz'}")
+    if out.suffix != ".npz":
+        raise UserError(f"--out {out} must end in .npz (numpy writes {out}.npz otherwise); e.g. {out.with_suffix('.npz')}")
+    return out
+
+
 def run(args: argparse.Namespace) -> int:
     from benchmark import distributed
     from benchmark.cache import FeatureCache
@@ -27,6 +37,7 @@ def run(args: argparse.Namespace) -> int:
     from benchmark.encoders import load_encoder
     from benchmark.pipeline.inputs import cached_features, pair
 
+    out = npz_path(args.out) if args.out else None  # checked before any work
     suite = load_suite(args.suite) if args.suite else Suite(name="extract")
     if args.dataset not in suite.datasets:  # a dataset outside the suite: its defaults
         suite = Suite(name=suite.name, preprocessing=suite.preprocessing, datasets={args.dataset: {}})
@@ -40,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
     features = splits[args.split]
     say(f"{args.dataset}/{args.split}: features {features.x.shape} {'from the cache' if hits else 'extracted'}, "
         f"cache key {keys[args.split]}")
-    if args.out and main_rank:
-        np.savez(args.out, features=np.asarray(features.x), labels=np.asarray(features.y))
-        say(f"wrote {args.out}")
+    if out and main_rank:
+        np.savez(out, features=np.asarray(features.x), labels=np.asarray(features.y))
+        say(f"wrote {out}")
     return 0

@@ -24,6 +24,8 @@ def run(args: argparse.Namespace) -> int:
     from benchmark.results.leaderboard import write_leaderboard
     from benchmark.results.reference import labelled, load_reference
 
+    if args.out.exists() and not args.out.is_dir():
+        raise UserError(f"--out {args.out} is a file; the leaderboard is a directory of files: name a directory")
     if args.reference:
         rows, title, version = labelled(load_reference(args.reference)), f"{args.reference} (published)", None
     else:

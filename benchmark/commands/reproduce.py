@@ -12,7 +12,8 @@ from benchmark.commands import common
 def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("reproduce", parents=[common.plugins(), common.suite(), common.results(), common.run()],
                             help="pretrain every method of a suite's study, evaluate them, print the table")
-    parser.add_argument("--budget", type=float, default=1.0, help="scale the training steps (0.5: half as long)")
+    parser.add_argument("--budget", type=common.positive_fraction, default=1.0,
+                        help="scale the training steps (0.5: half as long); a finite number > 0")
     parser.add_argument("--out-dir", type=Path, default=Path("results/pretrained"), help="where checkpoints go")
     parser.set_defaults(run=run)
 

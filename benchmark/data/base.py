@@ -68,7 +68,7 @@ class ResizedFiles(LazyImages):
             chosen = np.arange(len(self.paths))[index]
             return ResizedFiles(tuple(self.paths[i] for i in chosen), self.size)
         with Image.open(self.paths[int(index)]) as opened:  # PIL's bicubic default, as the reference's Pillow
-            return opened.resize(self.size, Image.Resampling.BICUBIC).convert("RGB")
+            return as_rgb(opened.resize(self.size, Image.Resampling.BICUBIC), self.paths[int(index)])
 
     def __add__(self, other: Any) -> ResizedFiles:
         if not isinstance(other, ResizedFiles) or other.size != self.size:
@@ -91,7 +91,7 @@ class ImageFiles(LazyImages):
             chosen = np.arange(len(self.paths))[index]
             return ImageFiles(tuple(self.paths[i] for i in chosen), tuple(self.boxes[i] for i in chosen))
         with Image.open(self.paths[int(index)]) as opened:
-            image = opened.convert("RGB")
+            image = as_rgb(opened, self.paths[int(index)])
         box = self.boxes[int(index)]
         return image.crop(tuple(int(round(v)) for v in box)) if box is not None else image
 
@@ -99,13 +99,28 @@ class ImageFiles(LazyImages):
         return ImageFiles(self.paths + other.paths, self.boxes + other.boxes)
 
 
+HIGH_DEPTH_RANGES = {"I;16": 65535, "I;16L": 65535, "I;16B": 65535, "I;16N": 65535}
+
+
+def as_rgb(image: Image.Image, where: Any = "an image") -> Image.Image:
+    """An 8-bit RGB image. 16-bit greyscale is scaled by its real range (PIL's own conversion clips every
+    value above 255 to white); 32-bit integer or float images, whose range no file states, are refused."""
+    if image.mode in HIGH_DEPTH_RANGES:
+        scaled = np.asarray(image, dtype=np.float64) * (255.0 / HIGH_DEPTH_RANGES[image.mode])
+        return Image.fromarray(np.round(scaled).astype(np.uint8), mode="L").convert("RGB")
+    if image.mode in ("I", "F"):
+        raise UserError(f"{where} is a {'32-bit integer' if image.mode == 'I' else 'floating-point'} image, whose "
+                        f"value range the file does not state; convert it to 8- or 16-bit first")
+    return image.convert("RGB")
+
+
 def to_uint8_chw(image: Any) -> torch.Tensor:
     if isinstance(image, (str, Path)):
         with Image.open(image) as opened:
-            image = opened.convert("RGB")
+            image = as_rgb(opened, image)
     if isinstance(image, Image.Image):
         if image.mode not in ("L", "RGB"):
-            image = image.convert("RGB")
+            image = as_rgb(image)
         image = np.asarray(image)
     array = np.asarray(image)
     if array.dtype != np.uint8:

@@ -7,13 +7,16 @@ names of the train split, so every split agrees. Declared inline in a suite:
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from benchmark.data import SOURCES
 from benchmark.data.base import DatasetSpec, ImageSplit
 from benchmark.errors import MissingDataError, UserError
+from benchmark.params import Interval
 from benchmark.vocab import Metric
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
@@ -42,16 +45,17 @@ def imagefolder_split(directory: Path, what: str) -> ImageSplit:
     return ImageSplit([Path(path) for path, _ in samples], np.asarray([label for _, label in samples], dtype=np.int64))
 
 
-def load(split: str, root: Path | None) -> ImageSplit:
+def load(split: str, root: Path | None, num_classes: int | None = None) -> ImageSplit:
     if root is None:
         raise MissingDataError(f"an image_folder dataset needs a root. Expected layout: {LAYOUT}.")
     classes = class_names(root)
     folder = root / split
     if not folder.is_dir():
         raise MissingDataError(f"image folder split {folder} is missing. Expected layout: {LAYOUT}.")
+    check_class_folders(root, folder, classes, num_classes)
     files, labels = [], []
     for index, name in enumerate(classes):
-        found = sorted(p for p in (folder / name).glob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+        found = images_in(folder / name)
         files += found
         labels += [index] * len(found)
     if not files:
@@ -59,8 +63,42 @@ def load(split: str, root: Path | None) -> ImageSplit:
     return ImageSplit(files, np.asarray(labels, dtype=np.int64))
 
 
+def images_in(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.glob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def check_class_folders(root: Path, folder: Path, classes: list[str], num_classes: int | None) -> None:
+    """The class folders against the declared classes: a count that differs, a split's folder that train
+    lacks, or a class whose images sit one level too deep would each give a wrong number silently."""
+    if num_classes is not None and len(classes) != num_classes:
+        raise UserError(f"image folder {root / 'train'} has {len(classes)} class folder(s) ({', '.join(classes[:5])}"
+                        f"{', ...' if len(classes) > 5 else ''}) but the suite declares num_classes: {num_classes}; "
+                        f"fix num_classes or the folders ({LAYOUT})")
+    if len(classes) < 2:
+        raise UserError(f"image folder {root / 'train'} has {len(classes)} class folder(s); a classification "
+                        f"dataset needs at least two ({LAYOUT})")
+    unknown = sorted(p.name for p in folder.iterdir() if p.is_dir() and p.name not in classes)
+    if unknown:
+        raise UserError(f"{folder} has class folder(s) {', '.join(unknown[:5])} that {root / 'train'} lacks; every "
+                        f"split must use train's class names")
+    for name in classes:
+        deeper = [p for p in (folder / name).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.parent != folder / name]
+        if deeper and not images_in(folder / name):
+            raise UserError(f"{folder / name} holds no images itself but {len(deeper)} in sub-folders (e.g. "
+                            f"{deeper[0].relative_to(folder)}); images must sit directly in {LAYOUT}")
+
+
+def declared_classes(name: str, value: Any) -> int:
+    try:
+        return Interval(int, 2).normalise(value)
+    except ValueError:
+        raise UserError(f"dataset {name!r}: num_classes must be an integer of at least 2, got {value!r}") from None
+
+
 @SOURCES.register("image_folder")
 def image_folder(name: str, num_classes: int, metric: Metric = Metric.TOP1, splits: tuple[str, ...] = ("train", "test"),
                  **fields) -> DatasetSpec:
-    return DatasetSpec(name=name, num_classes=num_classes, load=load, metric=metric, splits=tuple(splits),
+    num_classes = declared_classes(name, num_classes)
+    return DatasetSpec(name=name, num_classes=num_classes, load=partial(load, num_classes=num_classes), metric=metric,
+                       splits=tuple(splits),
                        needs_root=True, layout=LAYOUT, description="image folder tree", **fields)

@@ -10,13 +10,12 @@ does, labelled with a row of `metrics.Relevance` codes over the database. Images
 
 from __future__ import annotations
 
-import pickle
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from benchmark.data import register_dataset
+from benchmark.data import register_dataset, safe_pickle
 from benchmark.data.base import DatasetSpec, ImageFiles, ImageSplit
 from benchmark.errors import MissingDataError
 from benchmark.metrics import Relevance
@@ -29,8 +28,7 @@ def read_ground_truth(root: Path, name: str) -> dict[str, Any]:
         raise MissingDataError(f"{name}: no {path}; download it with revisitop's download script "
                                f"(http://cmp.felk.cvut.cz/revisitop/data/datasets/{name}/gnd_{name}.pkl) and put "
                                f"the images in {root / 'jpg'}")
-    with path.open("rb") as handle:
-        return pickle.load(handle)
+    return safe_pickle.load(path)
 
 
 def relevance_rows(gnd: list[dict[str, Any]], database_size: int) -> np.ndarray:

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmark.data import register_dataset
+from benchmark.data import register_dataset, safe_pickle
 from benchmark.data.base import DatasetSpec, ImageSplit
 from benchmark.errors import MissingDataError
 from benchmark.vocab import Metric
@@ -67,6 +67,8 @@ OFFICIAL_SIZES: dict[str, dict[str, int]] = {
     "aircraft": {"train": 3334, "val": 3333, "test": 3333}, "cars": {"train": 8144, "test": 8041},
 }
 LABEL_ATTRIBUTES = ("targets", "labels", "_labels", "y")
+# the layouts whose files torchvision reads with a plain pickle.load: each is read with data types only first
+PICKLED = {"cifar10": "cifar-10-batches-py", "cifar100": "cifar-100-python"}
 
 
 def make_loader(name: str, class_name: str, style: str):
@@ -74,6 +76,8 @@ def make_loader(name: str, class_name: str, style: str):
         import torchvision.datasets
 
         cls = getattr(torchvision.datasets, class_name)
+        if name in PICKLED and root is not None:
+            refuse_code_in_pickles(root / PICKLED[name])
         try:
             no_download = {} if style == "imagenet" else {"download": False}  # ImageNet never downloads
             dataset = cls(str(root), **no_download, **split_kwargs(style, split))
@@ -84,6 +88,14 @@ def make_loader(name: str, class_name: str, style: str):
         return split_from_torchvision(dataset)
 
     return load
+
+
+def refuse_code_in_pickles(folder: Path) -> None:
+    """Read every pickle of the folder with `safe_pickle` (a file that names code is refused) before
+    torchvision's own `pickle.load` opens them."""
+    for path in sorted(folder.glob("*")) if folder.is_dir() else []:
+        if path.is_file() and path.suffix not in (".html", ".txt"):
+            safe_pickle.load(path, encoding="latin1")
 
 
 def split_kwargs(style: str, split: str) -> dict[str, Any]:

@@ -16,8 +16,9 @@ from benchmark.preprocessing import Preprocessing
 
 @ENCODER_SOURCES.register("pixels")
 def build(name: str, weights: Path | None) -> Encoder:
-    if not name.isdigit() or weights is not None:
-        raise UserError(f"the raw-pixel baseline is spelled pixels:SIZE (e.g. pixels:32), got pixels:{name}")
+    if not name.isdigit() or weights is not None or int(name) < 1:
+        raise UserError(f"the raw-pixel baseline is spelled pixels:SIZE with SIZE >= 1 (e.g. pixels:32), got "
+                        f"pixels:{name}")
     size = int(name)
     preprocessing = Preprocessing(input_size=size, resize_size=size, interpolation="bilinear",
                                   mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))

@@ -43,7 +43,8 @@ def safe_load(path: str | Path) -> Any:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
-        found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(err))
+        # torch's wording: "Unsupported global: GLOBAL x.y" (before 2.9), "unsupported GLOBAL x.y whose module" (2.14)
+        found = re.search(r"(?:Unsupported global: |unsupported )GLOBAL ([\w.]+)", str(err))
         if not found:  # not a refused class: the file itself is damaged or not a torch.save file
             raise UserError(f"could not read weights file {path}: it is truncated or not a torch.save file; "
                             f"download or save it again") from None

@@ -64,7 +64,11 @@ def make_executor(options: ExecutorOptions) -> Any:
         import submitit
     except ImportError:
         raise UserError("running as jobs needs submitit: pip install submitit") from None
-    executor = submitit.AutoExecutor(folder=options.folder, cluster=options.kind)
+    try:
+        executor = submitit.AutoExecutor(folder=options.folder, cluster=options.kind)
+    except RuntimeError as err:  # submitit: "Could not detect srun, are you indeed on a slurm cluster?"
+        raise UserError(f"--executor {options.kind}: {err}; run on a node of that cluster, or use --executor "
+                        f"local (or no --executor) here") from None
     executor.update_parameters(timeout_min=options.timeout_min, cpus_per_task=options.cpus_per_task,
                                gpus_per_node=options.gpus_per_node, mem_gb=options.mem_gb, name="transferbench")
     if options.kind == "slurm":

@@ -94,13 +94,19 @@ def cell_key(task: Task, protocol: Protocol, pairing: Pairing, seed: int | None)
 
 def validate_suite(suite: Suite, only: tuple[str, ...] = ()) -> None:
     """Every protocol name and parameter of the suite checked before any work (UserError on a mistake)."""
+    columns = {column: entry.get("protocol", column) for column, entry in suite.protocols.items()}
     for protocol in only:
-        if protocol not in suite.protocols:
-            PROTOCOLS.get(protocol)
+        if protocol not in columns and protocol not in columns.values():
+            PROTOCOLS.get(protocol)  # a misspelt name: close matches
+            raise UserError(f"--protocol {protocol}: suite {suite.name} has no {protocol} column; its columns: "
+                            f"{', '.join(columns)}")
+    Preprocessing().with_overrides(suite.preprocessing)  # checked here, not at the first extraction
     for name, options in suite.datasets.items():
         dataset_spec(name, options)  # a misspelt dataset fails here, with close matches
+        Preprocessing().with_overrides(suite.preprocessing_for(name))
         for task in suite.tasks(name, only):
             make_protocol(task.kind, task.params)
+            Preprocessing().with_overrides({**suite.preprocessing_for(name), **task.preprocessing})
             if len(suite.seeds) > 1 and "seed" in task.params:
                 raise UserError(f"suite {suite.name}: {task.protocol} on {name} fixes `seed: {task.params['seed']}` "
                                 f"but the run has seeds {list(suite.seeds)}; remove `seed:` from its protocol entry "
