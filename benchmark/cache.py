@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from benchmark.atomic import write_atomically
+from benchmark.errors import UserError
 from benchmark.identity import FeatureKey
 
 log = logging.getLogger(__name__)
@@ -48,6 +49,9 @@ class CorruptEntry(Exception):
 class FeatureCache:
     def __init__(self, root: str | Path | None = None):
         self.root = Path(root).expanduser() if root else default_cache_dir()
+        if self.root.exists() and not self.root.is_dir():
+            raise UserError(f"the feature cache {self.root} is a file; pass a directory as --cache-dir (or "
+                            f"${CACHE_ENV})")
 
     def entry_dir(self, key: FeatureKey) -> Path:
         return self.root / "features" / key.digest[:2] / key.digest

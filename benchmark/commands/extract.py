@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +28,11 @@ def npz_path(out: Path) -> Path:
         raise UserError(f"--out {out} is a directory; name a file, e.g. {out / 'features.npz'}")
     if out.suffix != ".npz":
         raise UserError(f"--out {out} must end in .npz (numpy writes {out}.npz otherwise); e.g. {out.with_suffix('.npz')}")
+    try:  # a folder that cannot take the file fails now, not after the extraction
+        with tempfile.NamedTemporaryFile(dir=out.parent or "."):
+            pass
+    except OSError as err:
+        raise UserError(f"--out {out}: cannot write in {out.parent} ({err.strerror}); choose a writable folder") from None
     return out
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import os
 import time
 from collections.abc import Callable
@@ -216,7 +217,11 @@ class Evaluator:
             return  # this rank helped extract; rank 0 runs the feature protocols
         start = time.perf_counter()
         result = cell.protocol.evaluate(data)  # under torchrun, every rank takes part (fine-tuning runs DDP)
-        if self.dist.is_main:
+        if not math.isfinite(result.value):  # e.g. alpha-ReQ of constant features: a reason, not a number
+            cell = dataclasses.replace(cell, state=CellState.SKIPPED,
+                                       reason=f"{cell.task.protocol} is not defined on these features ({result.value})")
+            self.account(cell)
+        elif self.dist.is_main:
             self.store_row(result_row(self.suite, cell, result, data, val_split, time.perf_counter() - start),
                            cell.seed)
 

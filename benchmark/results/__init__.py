@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 import sqlite3
 import subprocess
 import time
@@ -18,6 +19,7 @@ import pandas as pd
 from benchmark import __version__
 from benchmark.errors import UserError
 
+log = logging.getLogger(__name__)
 DEFAULT_RESULTS = Path("results/runs.sqlite")
 JSON_COLUMNS = ("encoder_identity", "encoder_facts", "environment", "params", "chosen", "details", "per_example",
                 "preprocessing", "split_sizes", "cache_keys", "key_fields")
@@ -170,6 +172,8 @@ class ResultsStore:
             version = db.execute("PRAGMA user_version").fetchone()[0]
             columns = {row[1] for row in db.execute("PRAGMA table_info(results)")}
             check_ours(self.path, tables, version, columns)
+            if version == STORE_SCHEMA and {"results", "skips"} <= tables:
+                return  # current: opening a store writes nothing
             with db:
                 if "results" in tables and version < STORE_SCHEMA:
                     migrate_v1(db, columns)
@@ -215,8 +219,12 @@ class ResultsStore:
         if found is None:
             return None
         values = {k: found[k] for k in found.keys() if k != "id"}  # sqlite3.Row has no __iter__ over keys
-        for column in JSON_COLUMNS:
-            values[column] = json.loads(values[column])
+        try:
+            for column in JSON_COLUMNS:
+                values[column] = json.loads(values[column])
+        except (TypeError, ValueError):
+            log.warning("results row %s of %s is damaged (unreadable JSON); it is not reused", found["id"], self.path)
+            return None
         values["random_init"] = bool(values["random_init"])
         return ResultRow(**values)
 
@@ -229,8 +237,7 @@ class ResultsStore:
         """All rows, JSON columns decoded."""
         with closing(self._connect()) as db:
             frame = pd.read_sql_query("SELECT * FROM results ORDER BY id", db)
-        for column in JSON_COLUMNS:
-            frame[column] = frame[column].map(json.loads)
+        frame = readable_rows(frame, self.path)
         frame["seed"] = pd.Series([None if pd.isna(s) else int(s) for s in frame["seed"]], index=frame.index,
                                   dtype=object)  # None: the row depends on no seed
         return frame
@@ -239,6 +246,23 @@ class ResultsStore:
         """The newest result of every (encoder, dataset, protocol) cell, its seeds combined (`over_seeds`)."""
         frame = self.frame()
         return over_seeds(frame[frame["suite"] == suite] if suite else frame)
+
+
+def readable_rows(frame: pd.DataFrame, path: Path) -> pd.DataFrame:
+    """The rows with their JSON columns decoded; a damaged row is left out and reported, never fatal."""
+    decoded, damaged = [], []
+    for index, row in frame.iterrows():
+        try:
+            decoded.append({column: json.loads(row[column]) for column in JSON_COLUMNS})
+        except (TypeError, ValueError):
+            damaged.append(index)
+    if damaged:
+        log.warning("left out %d damaged results row(s) of %s (unreadable JSON; ids %s); rerun their cells to "
+                    "replace them", len(damaged), path, ", ".join(str(frame.loc[i, "id"]) for i in damaged[:5]))
+    frame = frame.drop(index=damaged)
+    for column in JSON_COLUMNS:
+        frame[column] = [row[column] for row in decoded]
+    return frame
 
 
 def latest_per_cell(rows: pd.DataFrame) -> pd.DataFrame:

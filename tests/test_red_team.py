@@ -1,0 +1,328 @@
+"""Bad inputs and faults a careful adversarial user tries, each fed through the CLI.
+
+To add one: write a line in CASES: (what, the command with {placeholders}, the exit code, a piece of the
+one-line message). A placeholder names a method of `World` that builds the file or folder it needs.
+Every case also asserts that no traceback was printed and that the results store did not change when
+the command failed.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import shutil
+import sqlite3
+
+import numpy as np
+import pytest
+import yaml
+from PIL import Image
+
+from cli import main
+from benchmark.results import ResultsStore
+from tests.conftest import write_suite
+from tests.miniatures import write_image_folder
+
+MARKER = "/tmp/transferbench-red-team-ran-code"
+
+
+class Evil:
+    """A pickle that runs a shell command when loaded."""
+
+    def __reduce__(self):
+        return os.system, (f"touch {MARKER}",)
+
+
+class World:
+    """Files that bad inputs need, built on demand in a temporary folder."""
+
+    def __init__(self, root):
+        self.root = root
+
+    def suite_file(self, name, datasets, protocols, preprocessing=None, **top):
+        path = self.root / f"{name}.yaml"
+        path.write_text(yaml.safe_dump({"name": name, "preprocessing": preprocessing or {"input_size": 8},
+                                        "protocols": protocols, "datasets": datasets, **top}))
+        return path
+
+    def folder_suite(self, name, splits, num_classes=2, protocols=None, **options):
+        root = write_image_folder(self.root / f"{name}_data", splits, size=8)
+        return self.suite_file(name, {"mine": {"source": "image_folder", "root": str(root), "num_classes": num_classes,
+                                               **options}}, protocols or {"knn": {}})
+
+    def tiny(self):
+        return self.suite_file("tiny", {"textures": {}}, {"knn": {}})
+
+    def evil_ground_truth(self):
+        root = self.root / "roxford5k"
+        (root / "jpg").mkdir(parents=True)
+        (root / "gnd_roxford5k.pkl").write_bytes(pickle.dumps({"imlist": [Evil()], "qimlist": [], "gnd": []}))
+        return self.suite_file("evil_gnd", {"roxford5k": {"root": str(root)}}, {"instance_retrieval": {}})
+
+    def evil_cifar(self):
+        folder = self.root / "cifar10" / "cifar-10-batches-py"
+        folder.mkdir(parents=True)
+        for name in ("data_batch_1", "data_batch_2", "data_batch_3", "data_batch_4", "data_batch_5", "test_batch",
+                     "batches.meta"):
+            (folder / name).write_bytes(pickle.dumps({"data": Evil()}, protocol=2))
+        return self.suite_file("evil_cifar", {"cifar10": {"root": str(self.root / "cifar10")}}, {"knn": {}})
+
+    def five_declared(self):
+        return self.folder_suite("five", {"train": {"a": 4, "b": 4}, "test": {"a": 2, "b": 2}}, num_classes=5)
+
+    def one_class(self):
+        return self.folder_suite("one", {"train": {"a": 4}, "test": {"a": 2}}, num_classes=1)
+
+    def single_folder(self):
+        return self.folder_suite("single", {"train": {"a": 4}, "test": {"a": 2}}, num_classes=2)
+
+    def nested_class(self):
+        path = self.folder_suite("nested", {"train": {"a": 4, "b": 4}, "test": {"a": 2, "b": 2}})
+        data = self.root / "nested_data" / "train" / "b"
+        (data / "deeper").mkdir()
+        for image in list(data.glob("*.png")) + list(data.glob("*.jpg")):
+            image.rename(data / "deeper" / image.name)
+        return path
+
+    def num_classes_abc(self):
+        return self.folder_suite("abc", {"train": {"a": 4, "b": 4}, "test": {"a": 2, "b": 2}}, num_classes="abc")
+
+    def empty(self):
+        path = self.root / "empty.yaml"
+        path.write_text("")
+        return path
+
+    def no_protocols(self):
+        return self.suite_file("noprot", {"textures": {}}, {})
+
+    def knnn_column(self):
+        return self.suite_file("knnn", {"textures": {"protocols": ["knnn"]}}, {"knn": {}})
+
+    def unknown_override(self):
+        return self.suite_file("override", {"textures": {}}, {"knn": {}},
+                               overrides=[{"dataset": "texturez", "protocol": "knn", "params": {"k": [5]}}])
+
+    def preprocessing(self, **values):
+        return self.suite_file("pre", {"textures": {}}, {"knn": {}}, preprocessing=values)
+
+    def sixteen(self):
+        return self.preprocessing(input_size="sixteen")
+
+    def zero_size(self):
+        return self.preprocessing(input_size=0)
+
+    def negative_size(self):
+        return self.preprocessing(input_size=-3)
+
+    def huge_size(self):
+        return self.preprocessing(input_size=100000)
+
+    def zero_std(self):
+        return self.preprocessing(input_size=8, std=[0, 0, 0])
+
+    def a_file(self):
+        path = self.root / "a_file"
+        path.write_text("not a directory")
+        return path
+
+    def a_dir(self):
+        path = self.root / "a_dir"
+        path.mkdir(exist_ok=True)
+        return path
+
+    def evil_weights(self):
+        import torch
+
+        path = self.root / "evil.pth"
+        torch.save({"weight": Evil()}, path)
+        return path
+
+    def raising_plugin(self):
+        path = self.root / "raising_plugin.py"
+        path.write_text("raise RuntimeError('plugin broke')\n")
+        return path
+
+    def broken_plugin(self):
+        path = self.root / "broken_plugin.py"
+        path.write_text("def oops(:\n")
+        return path
+
+    def other_app_db(self):
+        path = self.root / "other.db"
+        with sqlite3.connect(path) as db:
+            db.execute("CREATE TABLE results (id INTEGER PRIMARY KEY, body TEXT)")
+        return path
+
+    def results(self):
+        return self.root / "runs.sqlite"
+
+    def cache(self):
+        return self.root / "cache"
+
+
+RUN = "--results {results} --cache-dir {cache}"
+CASES = [
+    # code execution
+    ("revisitop ground truth with a __reduce__", "evaluate --suite {evil_ground_truth} --model pixels:2 " + RUN, 1,
+     "refused to read"),
+    ("a CIFAR batch with a __reduce__", "evaluate --suite {evil_cifar} --model pixels:2 " + RUN, 1, "refused to read"),
+    ("weights that need code execution", "evaluate --suite {tiny} --model timm:resnet18@{evil_weights} " + RUN, 2,
+     "needs code execution to unpickle (it references posix.system)"),
+    # silently wrong before
+    ("num_classes 5 on a two-class folder", "evaluate --suite {five_declared} --model pixels:2 " + RUN, 1,
+     "has 2 class folder(s) (a, b) but the suite declares num_classes: 5"),
+    ("num_classes: 1", "evaluate --suite {one_class} --model pixels:2 " + RUN, 2, "num_classes must be an integer of at least 2"),
+    ("a single class folder", "evaluate --suite {single_folder} --model pixels:2 " + RUN, 1,
+     "has 1 class folder(s) (a) but the suite declares num_classes: 2"),
+    ("a class whose images sit in a sub-folder", "evaluate --suite {nested_class} --model pixels:2 " + RUN, 1,
+     "holds no images itself but 4 in sub-folders"),
+    ("pixels:0", "evaluate --suite {tiny} --model pixels:0 " + RUN, 2, "pixels:SIZE with SIZE >= 1"),
+    ("reproduce --budget 0", "reproduce --suite offline --budget 0 " + RUN, 2, "must be a finite number above 0"),
+    ("reproduce --budget -1", "reproduce --suite offline --budget -1 " + RUN, 2, "must be a finite number above 0"),
+    ("reproduce --budget nan", "reproduce --suite offline --budget nan " + RUN, 2, "must be a finite number above 0"),
+    ("reproduce --budget inf", "reproduce --suite offline --budget inf " + RUN, 2, "must be a finite number above 0"),
+    ("extract --out a directory", "extract --model pixels:2 --dataset digits --out {a_dir} --cache-dir {cache}", 2,
+     "is a directory; name a file"),
+    ("extract --out without .npz", "extract --model pixels:2 --dataset digits --out {a_dir}/feats --cache-dir {cache}",
+     2, "must end in .npz"),
+    ("an empty suite", "evaluate --suite {empty} --model pixels:2 " + RUN, 2, "has no datasets: and protocols:"),
+    ("a suite without protocols", "evaluate --suite {no_protocols} --model pixels:2 " + RUN, 2, "has no protocols:"),
+    ("protocols: [knnn] on a dataset", "evaluate --suite {knnn_column} --model pixels:2 " + RUN, 2,
+     "Unknown protocol column 'knnn'. Did you mean 'knn'?"),
+    ("overrides for an unknown dataset", "evaluate --suite {unknown_override} --model pixels:2 " + RUN, 2,
+     "Unknown dataset 'texturez'. Did you mean 'textures'?"),
+    ("--protocol the suite lacks", "evaluate --suite {tiny} --model pixels:2 --protocol fewshot " + RUN, 2,
+     "has no fewshot column; its columns: knn"),
+    # another application's file
+    ("--results another application's SQLite file", "evaluate --suite {tiny} --model pixels:2 --results "
+     "{other_app_db} --cache-dir {cache}", 2, "not a transferbench results store"),
+    # tracebacks before
+    ("leaderboard --out an existing file", "leaderboard --results {results} --out {a_file}", 2, "is a file"),
+    ("--executor slurm off a cluster", "evaluate --suite {tiny} --model pixels:2 --executor slurm " + RUN, 2,
+     "--executor slurm"),
+    ("extract --out where nothing can be written", "extract --model pixels:2 --dataset digits --out "
+     "{a_file}/f.npz --cache-dir {cache}", 2, "cannot write in"),
+    ("extract --out on a filesystem that takes no files", "extract --model pixels:2 --dataset digits --out "
+     "/proc/features.npz --cache-dir {cache}", 2, "cannot write in /proc"),
+    ("a plugin that raises", "evaluate --suite {tiny} --model pixels:2 --plugin {raising_plugin} " + RUN, 2,
+     "raised RuntimeError: plugin broke"),
+    ("a plugin with a syntax error", "evaluate --suite {tiny} --model pixels:2 --plugin {broken_plugin} " + RUN, 2,
+     "has a syntax error at"),
+    # poor messages before
+    ("input_size: sixteen", "evaluate --suite {sixteen} --model pixels:2 " + RUN, 2, "input_size must be a whole number"),
+    ("input_size: 0", "evaluate --suite {zero_size} --model pixels:2 " + RUN, 2, "input_size must be a whole number"),
+    ("input_size: -3", "evaluate --suite {negative_size} --model pixels:2 " + RUN, 2, "input_size must be a whole number"),
+    ("input_size: 100000", "evaluate --suite {huge_size} --model pixels:2 " + RUN, 2, "in [1, 8192], got 100000"),
+    ("std: [0, 0, 0]", "evaluate --suite {zero_std} --model pixels:2 " + RUN, 2, "std must be above 0"),
+    ("num_classes: abc", "evaluate --suite {num_classes_abc} --model pixels:2 " + RUN, 2,
+     "num_classes must be an integer of at least 2, got 'abc'"),
+    ("--cache-dir a file", "evaluate --suite {tiny} --model pixels:2 --results {results} --cache-dir {a_file}", 2,
+     "is a file; pass a directory as --cache-dir"),
+]
+
+
+def run_cli(command: str, world: World, capsys) -> tuple[int, str]:
+    argv = [part.format(**{name: getattr(world, name)() for name in names_in(part)}) for part in command.split()]
+    try:
+        code = main(argv)
+    except SystemExit as exit_:  # argparse's own errors
+        code = exit_.code
+    captured = capsys.readouterr()
+    return code, captured.out + captured.err
+
+
+def names_in(part: str) -> list[str]:
+    import string
+
+    return [name for _, name, _, _ in string.Formatter().parse(part) if name]
+
+
+@pytest.mark.parametrize("what, command, code, message", CASES, ids=[case[0] for case in CASES])
+def test_bad_input_is_one_message(tmp_path, capsys, what, command, code, message):
+    world = World(tmp_path)
+    store = world.results()
+    ResultsStore(store)  # an empty store: a failing command must leave it as it was
+    before = store.read_bytes()
+    got, output = run_cli(command, world, capsys)
+    assert (got, message in output) == (code, True), output[-2000:]
+    assert "Traceback" not in output and not os.path.exists(MARKER)
+    if got == 2:
+        assert store.read_bytes() == before
+
+
+def test_ctrl_c_says_what_was_kept_and_exits_130(tmp_path, capsys, monkeypatch):
+    from benchmark.pipeline import runner
+
+    def interrupted(self, *args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(runner.Evaluator, "run", interrupted)
+    code, output = run_cli("evaluate --suite {tiny} --model pixels:2 " + RUN, World(tmp_path), capsys)
+    assert code == 130 and "run the same command again to resume" in output
+
+
+def test_a_swapped_and_shrunk_local_dataset_is_recomputed(tmp_path, capsys):
+    """The feature key follows the data's content, not its root path."""
+    world = World(tmp_path)
+    suite = world.folder_suite("local", {"train": {"a": 10, "b": 10}, "test": {"a": 4, "b": 4}}, protocols={"knn": {}})
+    data = tmp_path / "local_data"
+    assert run_cli(f"evaluate --suite {suite} --model pixels:2 " + RUN, world, capsys)[0] == 0
+    (data / "test" / "a").rename(data / "test" / "tmp")
+    (data / "test" / "b").rename(data / "test" / "a")
+    (data / "test" / "tmp").rename(data / "test" / "b")
+    for image in sorted((data / "train" / "a").iterdir())[:5]:
+        image.unlink()
+    code, output = run_cli(f"evaluate --suite {suite} --model pixels:2 --recompute " + RUN, world, capsys)
+    assert code == 0 and "(train 15, test 8)" in output and "extracted 2 split(s)" in output
+
+
+def test_a_16_bit_image_keeps_its_range(tmp_path, capsys):
+    from benchmark.data.base import to_uint8_chw
+
+    ramp = (np.arange(64 * 64).reshape(64, 64) * 16).astype(np.uint16)  # 0 .. 65520
+    Image.fromarray(ramp).save(tmp_path / "ramp.tif")
+    with Image.open(tmp_path / "ramp.tif") as opened:
+        assert opened.mode.startswith("I;16")
+    pixels = to_uint8_chw(tmp_path / "ramp.tif").numpy()
+    assert pixels.min() == 0 and pixels.max() == 255 and len(np.unique(pixels)) > 200  # not all white
+
+
+@pytest.mark.parametrize("damage", ["list manifest", "manifest without arrays", "entry replaced by a file"])
+def test_a_foreign_cache_entry_is_removed_and_rebuilt(tmp_path, capsys, damage):
+    world = World(tmp_path)
+    command = "evaluate --suite {tiny} --model pixels:2 --recompute " + RUN
+    assert run_cli(command, world, capsys)[0] == 0
+    for entry in (tmp_path / "cache" / "features").glob("*/*"):
+        if damage == "entry replaced by a file":
+            shutil.rmtree(entry)
+            entry.write_text("x")
+        else:
+            (entry / "manifest.json").write_text("[]" if damage == "list manifest" else '{"cache_format": 1}')
+    code, output = run_cli(command, world, capsys)
+    assert code == 0 and "extracted 2 split(s)" in output and "Traceback" not in output
+    assert run_cli(command, world, capsys)[1].count("from cache") == 1  # rebuilt, then read
+
+
+def test_a_damaged_results_row_is_left_out_and_reported(tmp_path, capsys, caplog):
+    world = World(tmp_path)
+    assert run_cli("evaluate --suite {tiny} --model pixels:2 --model pixels:3 " + RUN, world, capsys)[0] == 0
+    with sqlite3.connect(tmp_path / "runs.sqlite") as db:
+        db.execute("UPDATE results SET params = '{not json' WHERE id = 1")
+    code, output = run_cli("table --results {results}", world, capsys)
+    assert code == 0 and "left out 1 damaged results row(s)" in caplog.text and "pixels:3" in output
+    code, output = run_cli("evaluate --suite {tiny} --model pixels:2 --model pixels:3 " + RUN, world, capsys)
+    assert code == 0 and "1 computed, 1 reused" in output
+
+
+def test_constant_features_make_a_skipped_cell_not_a_crash(tmp_path, capsys):
+    world = World(tmp_path)
+    root = tmp_path / "black"
+    for split, count in (("train", 6), ("test", 3)):
+        for name in ("a", "b"):
+            (root / split / name).mkdir(parents=True)
+            for i in range(count):
+                Image.new("RGB", (8, 8)).save(root / split / name / f"{i}.png")
+    suite = world.suite_file("black", {"black": {"source": "image_folder", "root": str(root), "num_classes": 2}},
+                             {"alpha_req": {"protocol": "quality", "measure": "alpha_req"}})
+    code, output = run_cli(f"evaluate --suite {suite} --model pixels:2 " + RUN, world, capsys)
+    assert code == 0 and "alpha_req: skipped (alpha_req is not defined on these features (nan))" in output
