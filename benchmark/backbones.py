@@ -114,7 +114,8 @@ def timm_dense(model: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
 @torch.no_grad()
 def output_width(model: nn.Module, input_size: int) -> int:
     """The flattened output width of `model` (put in eval mode) on input_size x input_size images."""
-    return model.eval()(torch.zeros(2, 3, input_size, input_size)).flatten(1).shape[1]
+    device = next(model.parameters(), torch.empty(0)).device  # device: of an empty model, the CPU
+    return model.eval()(torch.zeros(2, 3, input_size, input_size, device=device)).flatten(1).shape[1]
 
 
 def timm_preprocessing(model: nn.Module) -> Preprocessing:

@@ -168,3 +168,17 @@ def test_each_feature_choice_is_its_own_cache_entry_and_row(vit_dir, tmp_path):
     rows = ResultsStore(tmp_path / "r.sqlite").latest()
     assert sorted(rows["encoder"].str.partition("#")[2]) == ["", "pool=cls", "pool=mean"]
     assert len(list(cache.rglob("features.npy"))) == 3 * 2  # train and test per distinct feature choice
+
+
+def test_a_clip_text_tower_takes_its_prompts_where_it_is(clip_dir, monkeypatch):
+    """transformers' CLIP pools text with .item() (no meta run): the tokens' device is read at the call."""
+    from transformers import CLIPModel
+
+    from benchmark.encoders import load_encoder
+
+    seen = []
+    monkeypatch.setattr(CLIPModel, "get_text_features",
+                        lambda self, **tokens: seen.append(tokens["input_ids"].device) or torch.zeros(1, 16))
+    encoder = load_encoder(f"hf:{clip_dir}").to("meta")
+    encoder.encode_text(["a photo of a cat."])
+    assert [d.type for d in seen] == ["meta"]

@@ -139,7 +139,7 @@ def text_tower(source: str, revision: str | None, model: nn.Module):
 
     def encode(prompts: list[str]) -> torch.Tensor:
         tokens = tokenizer(prompts, padding="max_length" if model.config.model_type == "siglip" else True,
-                           truncation=True, return_tensors="pt")
+                           truncation=True, return_tensors="pt").to(model.device)
         return as_tensor(model.get_text_features(**tokens))
 
     return encode

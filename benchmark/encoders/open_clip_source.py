@@ -90,7 +90,7 @@ def clip_encoder(label: str, clip: nn.Module, name: str, identity: dict, random_
     clip.eval()
     tokenizer = open_clip.get_tokenizer(name)
     return Encoder(label, ImageTower(clip), clip_preprocessing(clip), identity, random_init=random_init,
-                   load_report=report, text_fn=lambda prompts: clip.encode_text(tokenizer(prompts)),
+                   load_report=report, text_fn=lambda prompts: clip.encode_text(tokenizer(prompts).to(clip.logit_scale.device)),
                    logit_scale=float(clip.logit_scale.detach().exp()))
 
 

@@ -40,9 +40,9 @@ def expected_calibration_error(probabilities: np.ndarray, labels: np.ndarray, bi
 
 def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
     """The temperature T > 0 minimising the negative log-likelihood of softmax(logits / T)."""
-    z = torch.as_tensor(logits, dtype=torch.float64)
-    y = torch.as_tensor(labels, dtype=torch.long)
-    log_t = torch.zeros((), dtype=torch.float64, requires_grad=True)
+    z = torch.as_tensor(logits, dtype=torch.float64)  # device: one temperature on the CPU in float64
+    y = torch.as_tensor(labels, dtype=torch.long)  # device: with z
+    log_t = torch.zeros((), dtype=torch.float64, requires_grad=True)  # device: with z
     optimizer = torch.optim.LBFGS([log_t], lr=0.5, max_iter=200, line_search_fn="strong_wolfe")
 
     def closure() -> torch.Tensor:
@@ -60,7 +60,7 @@ EPS = float(np.finfo(np.float64).eps)  # netcal's epsilon: np.finfo(np.float).ep
 
 def float32_probabilities(logits: np.ndarray) -> np.ndarray:
     """The reference's softmax: torch's, on float32 decision values."""
-    return torch.softmax(torch.as_tensor(logits, dtype=torch.float32), dim=1).numpy()
+    return torch.softmax(torch.as_tensor(logits, dtype=torch.float32), dim=1).numpy()  # device: the reference's CPU softmax
 
 
 def netcal_log_probabilities(probabilities: np.ndarray) -> np.ndarray:

@@ -80,7 +80,7 @@ def prototype_accuracies(features: np.ndarray, episodes: Episodes, block: int = 
 
     The cost is reading the episodes' rows (600 episodes x 175 rows), so rows are fetched with one flat
     `index_select` per block (3x faster than fancy indexing) into block-sized buffers that stay in cache."""
-    x = torch.as_tensor(np.asarray(features), dtype=torch.float32)
+    x = torch.as_tensor(np.asarray(features), dtype=torch.float32)  # device: moved to `home` below
     home = device if fits(x.numel() * 4, device) else "cpu"  # the pool resident on the device when it fits
     x = x.to(home)
     episode_count, ways, shots = episodes.support.shape

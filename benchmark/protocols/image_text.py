@@ -26,7 +26,7 @@ from benchmark.vocab import FeatureKind, Metric, TaskType
 def embed_texts(tower: TextTower, texts: tuple[str, ...], batch_size: int) -> np.ndarray:
     """(captions, D) text embeddings, `batch_size` captions per forward pass."""
     with torch.inference_mode():
-        parts = [torch.as_tensor(tower.encode_text(list(texts[i:i + batch_size]))).float().cpu().numpy()
+        parts = [torch.as_tensor(tower.encode_text(list(texts[i:i + batch_size]))).float().cpu().numpy()  # device: brought to the CPU in the same line
                  for i in range(0, len(texts), batch_size)]
     return np.concatenate(parts)
 

@@ -102,7 +102,7 @@ def weighted_votes(similarities: np.ndarray, neighbour_labels: np.ndarray, k: in
     labels = neighbour_labels[:, :k]
     if labels.ndim == 3:
         return np.einsum("qk,qkc->qc", weights, labels.astype(np.float64))
-    votes = torch.zeros(len(labels), num_classes, dtype=torch.float64)
+    votes = torch.zeros(len(labels), num_classes, dtype=torch.float64)  # device: votes of CPU numpy arrays
     return votes.scatter_add_(1, torch.from_numpy(labels), torch.from_numpy(weights)).numpy()
 
 

@@ -79,7 +79,7 @@ class DenseLinearProbe(Protocol):
         generator = torch.Generator().manual_seed(p.seed)
         head = seeded_init(lambda: linear_head(features.shape[1], classes), p.seed).to(device)
         optimizer = torch.optim.AdamW(head.parameters(), lr=p.lr, weight_decay=p.weight_decay)
-        x, y = torch.as_tensor(np.array(features)), torch.as_tensor(masks.astype(np.int64))
+        x, y = torch.as_tensor(np.array(features)), torch.as_tensor(masks.astype(np.int64))  # device: the pool stays on the CPU; batches move
         losses = []
         head.train()
         for _ in range(p.epochs):

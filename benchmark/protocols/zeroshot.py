@@ -32,13 +32,13 @@ def zero_shot_classifier(text_fn, class_names: tuple[str, ...], templates: tuple
     """(classes, D): per class, the renormalised mean of its L2-normalised template embeddings."""
     rows = []
     for name in class_names:
-        embeddings = l2_normalize(torch.as_tensor(text_fn([t.format(name) for t in templates])).float())
+        embeddings = l2_normalize(torch.as_tensor(text_fn([t.format(name) for t in templates])).float().cpu())  # device: small: zero-shot runs on the CPU
         rows.append(l2_normalize(embeddings.mean(0)))
     return torch.stack(rows)
 
 
 def zero_shot_logits(image_features: np.ndarray, classifier: torch.Tensor, logit_scale: float) -> np.ndarray:
-    images = l2_normalize(torch.as_tensor(np.asarray(image_features), dtype=torch.float32))
+    images = l2_normalize(torch.as_tensor(np.asarray(image_features), dtype=torch.float32))  # device: with the classifier
     return (logit_scale * images @ classifier.T).numpy()
 
 

@@ -71,12 +71,12 @@ def random_resized_crop(images: torch.Tensor, size: int, scale: tuple[float, flo
     crop_h = torch.sqrt(area / aspect).clamp(max=height)
     x0 = torch.rand(n, generator=generator) * (width - crop_w)
     y0 = torch.rand(n, generator=generator) * (height - crop_h)
-    boxes = torch.stack([torch.arange(n, dtype=torch.float32), x0, y0, x0 + crop_w, y0 + crop_h], dim=1)
+    boxes = torch.stack([torch.arange(n, dtype=torch.float32), x0, y0, x0 + crop_w, y0 + crop_h], dim=1)  # device: views are made on the CPU
     return roi_align(images, boxes.to(images.dtype), output_size=size, sampling_ratio=2, aligned=True)
 
 
 def grayscale(images: torch.Tensor) -> torch.Tensor:
-    weights = torch.tensor(LUMA, dtype=images.dtype).view(1, 3, 1, 1)
+    weights = torch.tensor(LUMA, dtype=images.dtype).view(1, 3, 1, 1)  # device: views are made on the CPU
     return (images * weights).sum(1, keepdim=True).expand_as(images)
 
 
@@ -96,7 +96,7 @@ def gaussian_blur(images: torch.Tensor, generator: torch.Generator, sigma: tuple
     """A separable Gaussian blur with a random sigma per image (kernel about 10% of the image side)."""
     n, channels, height, _ = images.shape
     radius = max(1, int(0.1 * height) // 2)
-    offsets = torch.arange(-radius, radius + 1, dtype=images.dtype)
+    offsets = torch.arange(-radius, radius + 1, dtype=images.dtype)  # device: views are made on the CPU
     sigmas = uniform(n, *sigma, generator).to(images.dtype)
     kernel = torch.exp(-offsets[None] ** 2 / (2 * sigmas[:, None] ** 2))
     kernel = (kernel / kernel.sum(1, keepdim=True)).repeat_interleave(channels, 0)  # (n * C, k)
@@ -107,7 +107,7 @@ def gaussian_blur(images: torch.Tensor, generator: torch.Generator, sigma: tuple
 
 
 def normalize(images: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ...]) -> torch.Tensor:
-    return (images - torch.tensor(mean).view(1, -1, 1, 1)) / torch.tensor(std).view(1, -1, 1, 1)
+    return (images - torch.tensor(mean).view(1, -1, 1, 1)) / torch.tensor(std).view(1, -1, 1, 1)  # device: views are made on the CPU
 
 
 def multi_crop(size: int, local_crops: int) -> list[ViewSpec]:

@@ -96,7 +96,7 @@ def ema_update(target: nn.Module, online: nn.Module, momentum: float) -> None:
 
 def cosine_momentum(base: float, progress: float) -> float:
     """BYOL/DINO's schedule: from `base` to 1 along a cosine over training."""
-    return 1 - (1 - base) * (torch.cos(torch.tensor(progress * torch.pi)).item() + 1) / 2
+    return 1 - (1 - base) * (torch.cos(torch.tensor(progress * torch.pi)).item() + 1) / 2  # device: a Python number
 
 
 def off_diagonal(matrix: torch.Tensor) -> torch.Tensor:

@@ -28,7 +28,7 @@ CAPTION_TEMPLATES = TEMPLATES["cifar10"]  # CLIP's 18 generic "a photo of a {}."
 def clip_loss(image: torch.Tensor, text: torch.Tensor, logit_scale: torch.Tensor) -> torch.Tensor:
     """Symmetric cross-entropy over the image-text similarity matrix (pairs on the diagonal)."""
     logits = logit_scale * F.normalize(image, dim=1) @ F.normalize(text, dim=1).T
-    targets = torch.arange(len(image))
+    targets = torch.arange(len(image), device=logits.device)
     return (F.cross_entropy(logits, targets) + F.cross_entropy(logits.T, targets)) / 2
 
 

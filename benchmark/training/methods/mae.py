@@ -95,7 +95,7 @@ class MAE(Method):
         shuffle = noise.argsort(1)  # patches with the smallest noise stay visible
         restore = shuffle.argsort(1)
         visible = tokens.gather(1, shuffle[:, :keep, None].expand(-1, -1, width))
-        mask = torch.ones(n, length)
+        mask = torch.ones(n, length, device=tokens.device)
         mask[:, :keep] = 0
         mask = mask.gather(1, restore)
         cls = (vit.cls_token + vit.pos_embed[:, :1]).expand(n, -1, -1)

@@ -23,7 +23,7 @@ def moco_infonce(q: torch.Tensor, k: torch.Tensor, queue: torch.Tensor, temperat
     positives = (q * k).sum(1, keepdim=True)
     negatives = q @ queue.T
     logits = torch.cat([positives, negatives], dim=1) / temperature
-    return F.cross_entropy(logits, torch.zeros(len(q), dtype=torch.long))
+    return F.cross_entropy(logits, torch.zeros(len(q), dtype=torch.long, device=q.device))
 
 
 @METHODS.register
@@ -62,7 +62,7 @@ class MoCoV2(Method):
 
     @torch.no_grad()
     def enqueue(self, keys: torch.Tensor) -> None:
-        slots = (self.queue_pointer + torch.arange(len(keys))) % len(self.queue)
+        slots = (self.queue_pointer + torch.arange(len(keys), device=keys.device)) % len(self.queue)
         self.queue[slots] = keys
         self.queue_pointer.copy_((self.queue_pointer + len(keys)) % len(self.queue))
 

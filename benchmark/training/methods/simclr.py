@@ -23,7 +23,7 @@ def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float) -> torch.Ten
     similarity = z @ z.T / temperature
     similarity.fill_diagonal_(float("-inf"))
     n = len(z1)
-    partners = torch.cat([torch.arange(n, 2 * n), torch.arange(n)])
+    partners = torch.cat([torch.arange(n, 2 * n, device=z.device), torch.arange(n, device=z.device)])
     return F.cross_entropy(similarity, partners)
 
 
