@@ -88,3 +88,15 @@ def test_an_open_clip_text_tower_takes_its_prompts_where_it_is():
 
     encoder = load_encoder("open_clip:ViT-S-32-alt").to("meta")
     assert encoder.encode_text(["a photo of a cat."]).device.type == "meta"
+
+
+def test_fine_tuning_trains_an_open_clip_image_tower_alone():
+    from benchmark.encoders import load_encoder
+    from benchmark.protocols.finetune import image_module
+
+    encoder = load_encoder("open_clip:ViT-S-32-alt")
+    tower = image_module(encoder.model)
+    assert tower is encoder.model.clip.visual
+    pixels = torch.rand(1, 3, 224, 224)
+    with torch.no_grad():
+        assert torch.allclose(tower(pixels), encoder.encode(pixels), atol=1e-5)

@@ -182,3 +182,18 @@ def test_a_clip_text_tower_takes_its_prompts_where_it_is(clip_dir, monkeypatch):
     encoder = load_encoder(f"hf:{clip_dir}").to("meta")
     encoder.encode_text(["a photo of a cat."])
     assert [d.type for d in seen] == ["meta"]
+
+
+@pytest.mark.parametrize("choice", ["", "#proj=pre"])
+def test_fine_tuning_trains_a_clips_image_tower_alone(clip_dir, choice):
+    """DDP fails its reduction on parameters that get no gradient (the text tower, the logit scale)."""
+    from benchmark.encoders import load_encoder
+    from benchmark.protocols.finetune import image_module
+
+    encoder = load_encoder(f"hf:{clip_dir}{choice}")
+    tower = image_module(encoder.model)
+    names = [name for name, _ in tower.named_parameters()]
+    assert names and not any("text" in name or "logit_scale" in name for name in names)
+    pixels = torch.rand(2, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.allclose(tower(pixels), encoder.encode(pixels), atol=1e-6)

@@ -33,6 +33,18 @@ WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 RESAMPLE = {2: "bilinear", 3: "bicubic"}  # PIL's codes, as image processors store them
 
 
+class VisionTower(nn.Module):
+    """A CLIP-style model's image side: the vision transformer's pooled output, then its projection."""
+
+    def __init__(self, vision: nn.Module, projection: nn.Module | None):
+        super().__init__()
+        self.vision, self.projection = vision, projection
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        pooled = self.vision(pixel_values=images).pooler_output
+        return self.projection(pooled) if self.projection is not None else pooled
+
+
 class PooledImages(nn.Module):
     """images -> (N, D) pooled features of a transformers model, as the feature choice says."""
 
@@ -51,6 +63,14 @@ class PooledImages(nn.Module):
         pooled = getattr(outputs, "pooler_output", None)
         return pooled.flatten(1) if pooled is not None else outputs.last_hidden_state[:, 0]
 
+
+    def image_module(self) -> nn.Module:
+        """What fine-tuning trains: for CLIP-style models the vision tower (and its projection, where the
+        features are after it) without the text tower, which DDP would find unused."""
+        if self.model.config.model_type not in IMAGE_TEXT:
+            return self
+        projection = None if self.features.proj == Projection.PRE else self.model.visual_projection
+        return VisionTower(self.model.vision_model, projection)
 
     def pooled_tokens(self, images: torch.Tensor) -> torch.Tensor:
         hidden = self.model(pixel_values=images, output_hidden_states=True).hidden_states[-self.features.blocks:]

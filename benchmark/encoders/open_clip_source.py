@@ -36,6 +36,11 @@ class ImageTower(nn.Module):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.clip.encode_image(images)
 
+    def image_module(self) -> nn.Module:
+        """What fine-tuning trains: the image tower alone (encode_image is visual(images)); the text
+        tower and logit scale would sit unused in DDP and fail its reduction."""
+        return self.clip.visual
+
 
 def clip_preprocessing(clip: nn.Module) -> Preprocessing:
     size = clip.visual.image_size

@@ -59,6 +59,11 @@ class Classifier(nn.Module):
         return self.head(self.backbone(images).flatten(1))
 
 
+def image_module(model: nn.Module) -> nn.Module:
+    """The part of an encoder's network that maps images to features (an image-text model's image tower)."""
+    return model.image_module() if hasattr(model, "image_module") else model
+
+
 @PROTOCOLS.register
 class FineTune(Protocol):
     name = "finetune"
@@ -109,7 +114,7 @@ class FineTune(Protocol):
         augmentations) is seeded, so a cell's score does not depend on what ran before it."""
         p, info = self.params, distributed.current()
         with seeded(p.seed):
-            backbone = copy.deepcopy(data.encoder.model)
+            backbone = copy.deepcopy(image_module(data.encoder.model))
             model = Classifier(backbone, output_width(backbone, data.preprocessing.input_size), data.num_classes)
         model.to(data.device)
         optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=p.momentum, nesterov=True,
