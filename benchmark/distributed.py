@@ -9,6 +9,7 @@ Works with gloo on CPU and nccl on GPU.
 
 from __future__ import annotations
 
+import datetime
 import os
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -47,7 +48,10 @@ def init_from_env(device: str = "cpu") -> DistInfo:
     if not dist.is_initialized():
         if device.startswith("cuda"):
             torch.cuda.set_device(rank_device(device))
-        dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
+        # rank 0 runs the feature protocols while the others wait at the next collective: NCCL's default
+        # 10-minute timeout would end any dataset whose protocols take longer (TRANSFERBENCH_DIST_TIMEOUT_MIN)
+        timeout = datetime.timedelta(minutes=float(os.environ.get("TRANSFERBENCH_DIST_TIMEOUT_MIN", 24 * 60)))
+        dist.init_process_group("nccl" if device.startswith("cuda") else "gloo", timeout=timeout)
     return current()
 
 
@@ -60,6 +64,17 @@ def rank_device(device: str) -> str:
 def barrier() -> None:
     if current().enabled:
         dist.barrier()
+
+
+def failures_on_any_rank(failure: str | None) -> list[str]:
+    """Every rank's failure message (None where it succeeded), gathered on every rank: a collective that
+    all ranks reach whether or not their own work raised, so one failing rank never leaves the others
+    waiting at a barrier it skipped."""
+    if not current().enabled:
+        return [failure] if failure else []
+    gathered: list[Any] = [None] * current().world_size
+    dist.all_gather_object(gathered, failure)
+    return [f for f in gathered if f]
 
 
 def broadcast_from_main(value: T) -> T:

@@ -84,9 +84,10 @@ def reproduce(suite: Suite, options: RunOptions, out_dir: Path = Path("results/p
     for config in configs:
         try:
             checkpoints.append(pretrain(config, echo))
-        except UserError as err:
-            failures.append(f"pretrain {config.method}: {err}")
-            echo(f"FAILED pretrain {config.method}: {err}")
+        except Exception as err:  # one method failing (a user error, or a device one) must not stop the study
+            message = str(err) if isinstance(err, UserError) else f"{type(err).__name__}: {err}"
+            failures.append(f"pretrain {config.method}: {message}")
+            echo(f"FAILED pretrain {config.method}: {message}")
     checkpoints += [save_untrained(config) for config in baseline_configs(configs, out_dir, suite)]
     study, protocols = evaluation_suite(suite)
     run = dataclasses.replace(options, protocols=protocols)

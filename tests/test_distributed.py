@@ -116,3 +116,36 @@ def test_plan_lists_pending_tasks_and_marks_them_done_after_a_run(tmp_path):
     evaluate(["pixels:8"], suite, options, echo=lambda _: None)
     after = Evaluator(suite, options).plan(["pixels:8"])  # results stored: no extraction is needed any more
     assert [(t.stage, t.what, t.done) for t in after] == [("evaluate", "linear", True), ("evaluate", "knn", True)]
+
+
+FAILING_RANK_PLUGIN = '''
+import os
+from torch import nn
+from benchmark.encoders import ENCODER_SOURCES, load_encoder
+
+
+class FailsOnRankOne(nn.Module):
+    def forward(self, images):
+        if os.environ.get("RANK") == "1":
+            raise RuntimeError("a broken batch (simulated)")
+        return images.mean((2, 3))
+
+
+@ENCODER_SOURCES.register("failrank")
+def build(name, weights):
+    encoder = load_encoder("pixels:2")
+    encoder.model, encoder.identity = FailsOnRankOne(), {"source": "failrank"}
+    return encoder
+'''
+
+
+def test_a_rank_whose_extraction_fails_does_not_leave_the_others_waiting(tmp_path):
+    plugin = tmp_path / "failrank.py"
+    plugin.write_text(FAILING_RANK_PLUGIN)
+    suite = write_suite(tmp_path / "s.yaml", {"digits": {}}, {"knn": {}}, preprocessing={"input_size": 8})
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+    done = subprocess.run([*torchrun, str(REPO / "cli.py"), "evaluate", "--suite", str(suite), "--model", "failrank:x",
+                           "--plugin", str(plugin), "--cache-dir", str(tmp_path / "c"), "--results",
+                           str(tmp_path / "r.sqlite")], capture_output=True, text=True, timeout=240, cwd=tmp_path)
+    assert done.returncode == 1, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "rank 1: RuntimeError: a broken batch (simulated)" in done.stdout + done.stderr

@@ -139,8 +139,14 @@ def sharded_get_or_compute(cache: FeatureCache, key: FeatureKey, compute: Callab
     info = distributed.current()
     hit = distributed.broadcast_from_main(cache.load(key) is not None)
     if not hit:
-        cache.save_shard(key, info.rank, info.world_size, compute(shard=(info.rank, info.world_size)))
-        distributed.barrier()
+        failure = None
+        try:
+            cache.save_shard(key, info.rank, info.world_size, compute(shard=(info.rank, info.world_size)))
+        except Exception as err:  # reported below by every rank, after the collective all of them reach
+            failure = f"rank {info.rank}: {err if isinstance(err, UserError) else f'{type(err).__name__}: {err}'}"
+        failed = distributed.failures_on_any_rank(failure)  # doubles as the barrier before reading the shards
+        if failed:
+            raise UserError(f"feature extraction failed ({'; '.join(failed)})")
     arrays = cache.load(key)
     if arrays is None:
         raise UserError(f"the feature shards of cache entry {key.digest[:12]} are incomplete; every rank must see "
