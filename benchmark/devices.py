@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from enum import StrEnum
 
 import numpy as np
@@ -38,6 +40,22 @@ def check_device(device: str) -> torch.device:
     if resolved.type == "cuda" and (resolved.index or 0) >= torch.cuda.device_count():
         raise UserError(f"--device {device}: this machine has {torch.cuda.device_count()} GPU(s)")
     return resolved
+
+
+@contextmanager
+def exact_float32(precision: Precision) -> Iterator[None]:
+    """Under `--precision fp32`, IEEE float32 arithmetic on a GPU as on the CPU: cuDNN convolutions default to
+    TF32 (10-bit mantissa), about 1e-3 from float32, which the cache key would not show. Other precisions
+    are autocast and named in the key as they are."""
+    if precision is not Precision.FP32:
+        yield
+        return
+    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
 
 
 def fits(nbytes: int, device: str | torch.device) -> bool:

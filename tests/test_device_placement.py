@@ -100,3 +100,37 @@ def test_fine_tuning_trains_an_open_clip_image_tower_alone():
     pixels = torch.rand(1, 3, 224, 224)
     with torch.no_grad():
         assert torch.allclose(tower(pixels), encoder.encode(pixels), atol=1e-5)
+
+
+def test_float32_extraction_is_ieee_float32_and_other_precisions_autocast(monkeypatch):
+    """cuDNN convolutions default to TF32 on a GPU; `--precision fp32` turns that off while it extracts."""
+    from benchmark.devices import Precision
+    from benchmark.encoders import load_encoder
+    from benchmark.pipeline.extraction import HalvingEncoder
+
+    encoder = load_encoder("pixels:2")
+    seen = []
+    monkeypatch.setattr(encoder, "encode", lambda x: seen.append(torch.backends.cudnn.allow_tf32) or x.mean((2, 3)))
+    before = torch.backends.cudnn.allow_tf32
+    HalvingEncoder(encoder, 4, precision=Precision.FP32)(torch.rand(2, 3, 8, 8))
+    HalvingEncoder(encoder, 4, precision=Precision.BF16)(torch.rand(2, 3, 8, 8))
+    assert seen == [False, before] and torch.backends.cudnn.allow_tf32 == before
+
+
+def test_pretraining_autocasts_the_backbone_alone_and_computes_the_loss_in_float32(monkeypatch):
+    import torch.nn.functional as F
+
+    from benchmark.training.loop import backbone_autocast
+    from benchmark.training.methods import simclr
+
+    method, data = tiny_method("simclr")
+    dtypes = []
+    original = F.cross_entropy
+    monkeypatch.setattr(simclr.F, "cross_entropy", lambda logits, *a, **k: dtypes.append(logits.dtype) or
+                        original(logits, *a, **k))
+    views = method.views(data.images[:8].float().div(255).expand(-1, 3, -1, -1), torch.Generator().manual_seed(0))
+    with backbone_autocast(method, "cpu"):
+        assert method.backbone(views[0]).dtype == torch.float32  # bf16 inside, float32 out
+        loss = method.loss(views, data.labels[:8])
+    assert dtypes == [torch.float32] and loss.dtype == torch.float32
+    assert "forward" not in vars(method.backbone)  # the plain forward is back

@@ -16,7 +16,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from tqdm import tqdm
 
 from benchmark.data.base import ImageSplit
-from benchmark.devices import Precision, to_numpy
+from benchmark.devices import Precision, exact_float32, to_numpy
 from benchmark.encoders.base import Encoder
 from benchmark.errors import UserError
 from benchmark.identity import Component
@@ -70,7 +70,7 @@ class HalvingEncoder:
 
     def __init__(self, encoder: Encoder, chunk: int, kind: FeatureKind = FeatureKind.POOLED,
                  precision: Precision = Precision.FP32, device: str = "cpu"):
-        self.encoder, self.chunk = encoder, chunk
+        self.encoder, self.chunk, self.precision = encoder, chunk, precision
         self.encode = encoder.encode_dense if kind == FeatureKind.DENSE else encoder.encode
         self.autocast = torch.autocast(torch.device(device).type, dtype=precision.dtype,
                                        enabled=precision.dtype is not None)
@@ -78,7 +78,7 @@ class HalvingEncoder:
     def __call__(self, batch: torch.Tensor) -> torch.Tensor:
         while True:
             try:
-                with self.autocast:
+                with self.autocast, exact_float32(self.precision):
                     return torch.cat([self.encode(part) for part in batch.split(self.chunk)]).float()
             except (RuntimeError, torch.OutOfMemoryError) as err:
                 if not is_out_of_memory(err):
@@ -88,8 +88,8 @@ class HalvingEncoder:
                                     f"{self.encoder.label}; use a smaller input size or another device") from None
                 self.chunk = max(1, self.chunk // 2)
                 log.warning("out of memory during extraction; retrying at batch size %d", self.chunk)
-                if torch.cuda.is_available():
-                    torch.cuda.empty_cache()
+            if torch.cuda.is_available():  # outside the except: its traceback no longer holds the batch
+                torch.cuda.empty_cache()
 
 
 def extract_features(encoder: Encoder, split: ImageSplit, preprocessing: Preprocessing, *, batch_size: int = 64,

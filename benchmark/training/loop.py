@@ -13,9 +13,10 @@ import dataclasses
 import json
 import logging
 import math
+import os
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -209,7 +210,7 @@ def batches(data: TrainingImages, generator: torch.Generator, steps: int, batch_
 def run_epoch(method: Method, optimizer: torch.optim.Optimizer, schedule: Any, data: TrainingImages,
               config: PretrainConfig, epoch: int, steps: int) -> float:
     generator = torch.Generator().manual_seed(config.seed * 1_000_003 + epoch)
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if config.device.startswith("cuda") else nullcontext()
+    autocast = backbone_autocast(method, "cuda" if config.device.startswith("cuda") else None)
     losses = []
     progress = tqdm(batches(data, generator, steps, config.batch_size), total=steps, leave=False, disable=None,
                     desc=f"{config.method} epoch {epoch + 1}")
@@ -232,7 +233,31 @@ def run_epoch(method: Method, optimizer: torch.optim.Optimizer, schedule: Any, d
 
 
 @contextmanager
+def backbone_autocast(method: Method, device_type: str | None) -> Iterator[None]:
+    """bf16 autocast for the backbone's forward alone (on a GPU), its output handed on as float32: heads,
+    similarities and losses stay in float32 (in bf16, LiT's logits near 100 move in steps of 0.5, SimCLR's
+    near 5 in steps of 0.03). None: no autocast."""
+    if device_type is None:
+        yield
+        return
+    backbone, plain = method.backbone, method.backbone.forward
+
+    def forward(*args: Any, **kwargs: Any) -> torch.Tensor:
+        with torch.autocast(device_type, dtype=torch.bfloat16):
+            return plain(*args, **kwargs).float()
+
+    backbone.forward = forward
+    try:
+        yield
+    finally:
+        del backbone.forward
+
+
+@contextmanager
 def deterministic() -> Iterator[None]:
+    """Deterministic kernels, so a resumed run gives the same weights; cuBLAS needs a fixed workspace for
+    that (set before its first use: training is the process's first GPU work when it matters)."""
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     previous = torch.are_deterministic_algorithms_enabled()
     torch.use_deterministic_algorithms(True, warn_only=True)
     try:
