@@ -32,12 +32,23 @@ def timed_run(models: list[str], suite_name: str, work: Path, recompute: bool):
     return time.perf_counter() - start, report
 
 
+def quick_suite() -> str:
+    """A two-dataset, two-protocol suite file for the smoke run."""
+    path = Path(tempfile.mkdtemp()) / "quick.yaml"
+    path.write_text("name: quick\npreprocessing: {input_size: 16}\nprotocols: {knn: {}, linear: {solver: fast}}\n"
+                    "datasets: {digits: {}, textures: {}}\n")
+    return str(path)
+
+
 def main() -> None:
     print(describe())
     parser = argparse.ArgumentParser()
     parser.add_argument("--suite", default="offline")
     parser.add_argument("--model", action="append", default=None)
+    parser.add_argument("--quick", action="store_true", help="a smoke run: pixels:8 on a two-dataset suite")
     args = parser.parse_args()
+    if args.quick:
+        args.suite, args.model = quick_suite(), ["pixels:8"]
     models = args.model or DEFAULT_MODELS
     with tempfile.TemporaryDirectory() as tmp:
         runs = {name: timed_run(models, args.suite, Path(tmp), recompute)

@@ -48,7 +48,10 @@ def main() -> None:
     parser.add_argument("--model", default="bundled:efficientnet_lite0")
     parser.add_argument("--images", type=int, default=4096)
     parser.add_argument("--size", type=int, default=64)
+    parser.add_argument("--quick", action="store_true", help="a smoke run: 128 images at 32 px")
     args = parser.parse_args()
+    if args.quick:
+        args.images, args.size = 128, 32
     row = compare(args.model, args.images, args.size)
     print(f"extraction {row['size']}: bare forward {row['bare_img_s']:.0f} img/s, end to end "
           f"{row['end_to_end_img_s']:.0f} img/s = {100 * row['ratio']:.0f}% of the forward")

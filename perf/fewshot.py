@@ -67,7 +67,10 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--pool", type=int, default=20000)
     parser.add_argument("--dim", type=int, default=1280)
+    parser.add_argument("--quick", action="store_true", help="a smoke run: pool 2000 x 64")
     args = parser.parse_args()
+    if args.quick:
+        args.pool, args.dim = 2000, 64
     row = compare(args.pool, args.dim)
     print(f"fewshot {row['size']}: vectorised {row['vectorised_s']:.2f}s, loop {row['loop_s']:.2f}s, "
           f"{row['ratio']:.1f}x; largest per-episode difference {row['max_difference']:.2g}; reading the episodes' "

@@ -99,7 +99,10 @@ def main() -> None:
     parser.add_argument("--test", type=int, default=10000)
     parser.add_argument("--dim", type=int, default=512)
     parser.add_argument("--big", type=int, default=1_000_000)
+    parser.add_argument("--quick", action="store_true", help="a smoke run: 2000 x 500 x 64, big 20000")
     args = parser.parse_args()
+    if args.quick:
+        args.train, args.test, args.dim, args.big = 2000, 500, 64, 20000
     row = compare(args.train, args.test, args.dim)
     print(f"knn {row['size']}: sklearn {row['sklearn_s']:.1f}s, faiss {row['faiss_s']:.1f}s, {row['ratio']:.1f}x; "
           f"identical predictions {100 * row['identical']:.2f}%; the similarity GEMM alone {row['gemm_s']:.2f}s "

@@ -52,15 +52,14 @@ def real_task(model: str, dataset: str, suite_name: str, cache_dir: Path):
     protocol's own train/val/test split."""
     from benchmark.config import load_suite
     from benchmark.encoders import load_encoder
-    from benchmark.pipeline.inputs import pair
+    from benchmark.pipeline.inputs import feature_task, pair
     from benchmark.pipeline.runner import Evaluator, RunOptions
-    from benchmark.vocab import FeatureKind
 
     suite = load_suite(suite_name)
     evaluator = Evaluator(suite, RunOptions(cache_dir=cache_dir, results_path=cache_dir / "runs.sqlite"),
                           echo=lambda _: None)
     pairing = pair(load_encoder(model), model, suite, dataset, None)
-    return evaluator.task_inputs(pairing, FeatureKind.POOLED)[0]
+    return feature_task(evaluator.features(pairing)[0], pairing)[0]
 
 
 def compare_real(model: str, dataset: str, suite_name: str, cache_dir: Path, num_wd: int) -> dict:
@@ -76,7 +75,10 @@ def main() -> None:
     parser.add_argument("--real", nargs="*", default=[], metavar="DATASET",
                         help="also offline-suite datasets' EfficientNet-Lite0 features, e.g. fashion_mnist")
     parser.add_argument("--cache-dir", type=Path, default=Path("cache"))
+    parser.add_argument("--quick", action="store_true", help="a smoke run: 2000x64, 6 C values, digits")
     args = parser.parse_args()
+    if args.quick:
+        args.sizes, args.num_wd, args.real = ["2000x64"], 6, ["digits"]
     rows = [compare(*(int(v) for v in size.split("x")), args.num_wd) for size in args.sizes]
     rows += [compare_real("bundled:efficientnet_lite0", name, "offline", args.cache_dir, args.num_wd)
              for name in args.real]

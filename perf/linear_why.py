@@ -83,7 +83,10 @@ def main() -> None:
     parser.add_argument("--real", nargs="*", default=[], metavar="DATASET",
                         help="offline-suite datasets' EfficientNet-Lite0 features, e.g. fashion_mnist")
     parser.add_argument("--cache-dir", type=Path, default=Path("cache"))
+    parser.add_argument("--quick", action="store_true", help="a smoke run: 2000x64 and digits")
     args = parser.parse_args()
+    if args.quick:
+        args.sizes, args.real = ["2000x64"], ["digits"]
     for size in args.sizes:
         n, d = (int(v) for v in size.split("x"))
         explain(synthetic_task(n, n // 4, d), "synthetic")

@@ -33,7 +33,10 @@ def compare(n: int, d: int, classes: int) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", nargs="+", default=["3200x1280x10", "20000x2048x100"])
+    parser.add_argument("--quick", action="store_true", help="a smoke run: 500x64x10")
     args = parser.parse_args()
+    if args.quick:
+        args.sizes = ["500x64x10"]
     print(describe())
     for size in args.sizes:
         r = compare(*(int(v) for v in size.split("x")))
