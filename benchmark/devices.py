@@ -64,7 +64,8 @@ def fits(nbytes: int, device: str | torch.device) -> bool:
     if device.type != "cuda":
         return True
     free, _ = torch.cuda.mem_get_info(device)
-    return nbytes <= MEMORY_HEADROOM * free
+    cached = torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)  # torch's, reusable
+    return nbytes <= MEMORY_HEADROOM * (free + cached)
 
 
 def to_numpy(tensor: torch.Tensor) -> np.ndarray:

@@ -51,14 +51,24 @@ def init_from_env(device: str = "cpu") -> DistInfo:
         # rank 0 runs the feature protocols while the others wait at the next collective: NCCL's default
         # 10-minute timeout would end any dataset whose protocols take longer (TRANSFERBENCH_DIST_TIMEOUT_MIN)
         timeout = datetime.timedelta(minutes=float(os.environ.get("TRANSFERBENCH_DIST_TIMEOUT_MIN", 24 * 60)))
-        dist.init_process_group("nccl" if device.startswith("cuda") else "gloo", timeout=timeout)
+        dist.init_process_group(backend_for(device), timeout=timeout)
     return current()
 
 
+def backend_for(device: str) -> str:
+    """NCCL when every rank of the node has a GPU of its own; gloo on the CPU, and when ranks share a GPU
+    (NCCL refuses two ranks on one device: a one-GPU machine still runs a 2-process check)."""
+    ranks_here = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+    return "nccl" if device.startswith("cuda") and ranks_here <= torch.cuda.device_count() else "gloo"
+
+
 def rank_device(device: str) -> str:
-    """Plain "cuda" under torchrun means this rank's own GPU, cuda:LOCAL_RANK."""
+    """Plain "cuda" under torchrun means this rank's own GPU, cuda:LOCAL_RANK (ranks share GPUs round-robin
+    when there are more ranks than GPUs)."""
     local_rank = os.environ.get("LOCAL_RANK")
-    return f"cuda:{local_rank}" if device == "cuda" and local_rank is not None else device
+    if device != "cuda" or local_rank is None:
+        return device
+    return f"cuda:{int(local_rank) % max(1, torch.cuda.device_count())}"
 
 
 def barrier() -> None:

@@ -96,11 +96,13 @@ def c_grid(wd_start: float, wd_stop: float, num: int) -> np.ndarray:
 
 def make_solver(data: FeatureTask, solver: Solver) -> LogReg:
     """The chosen solver. The torch one keeps train, val and test features resident on the run's device
-    across the sweep; when they would not fit in the device's free memory, it runs on the CPU instead."""
+    across the sweep; when they and its working buffers (about five rows x classes arrays) would not fit
+    in the device's free memory (torch's cached blocks included), it runs on the CPU instead."""
     max_iter, tol = SOLVER_STOPPING[solver]
     if solver in CPU_SOLVERS:
         return CPU_SOLVERS[solver](data.task, data.num_classes, max_iter, tol)
     resident = 4 * sum(split.x.size for split in (data.train, data.val, data.test, data.trainval))
+    resident += 4 * 5 * len(data.trainval) * data.num_classes  # the solver's logits, probabilities, gradients
     device = data.device if fits(resident, data.device) else "cpu"
     if device != data.device:
         log.warning("linear: %.1f GB of features do not fit on %s; the sweep runs on the CPU", resident / 1e9,

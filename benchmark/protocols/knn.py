@@ -12,7 +12,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from benchmark.devices import to_numpy
+from benchmark.devices import fits, to_numpy
 from benchmark.metrics import correct_per_example, score
 from benchmark.outputs import PerExample
 from benchmark.params import CheckedParams, Constraints, Each, Interval, Options
@@ -80,16 +80,26 @@ def torch_nearest_neighbours(train: np.ndarray, queries: np.ndarray, k: int, dev
 
     queries_on = torch.as_tensor(normalized(queries), device=device)
     rows = max(k, block_bytes // (4 * max(1, min(len(queries), 4096))))
-    parts = []
-    for q in queries_on.split(4096):
-        best_s, best_i = q.new_empty(len(q), 0), torch.empty(len(q), 0, dtype=torch.long, device=device)
-        for start in range(0, len(train), rows):
-            chunk = torch.as_tensor(normalized(train[start:start + rows]), device=device)
-            s, i = (q @ chunk.T).topk(min(k, len(chunk)), dim=1)
-            merged_s, order = torch.cat([best_s, s], 1).topk(min(k, best_s.shape[1] + s.shape[1]), dim=1)
-            best_s, best_i = merged_s, torch.cat([best_i, i + start], 1).gather(1, order)
-        parts.append((best_s, best_i))
-    return (to_numpy(torch.cat([s for s, _ in parts])), to_numpy(torch.cat([i for _, i in parts])))
+    resident = fits(4 * train.size, device)  # the whole train set uploaded (and normalised) once
+    train_on = torch.as_tensor(normalized(train), device=device) if resident else None
+    best_s = queries_on.new_empty(len(queries_on), 0)
+    best_i = torch.empty(len(queries_on), 0, dtype=torch.long, device=device)
+    for start in range(0, len(train), rows):  # train chunks outside: each uploaded at most once
+        chunk = (train_on[start:start + rows] if resident
+                 else torch.as_tensor(normalized(train[start:start + rows]), device=device))
+        merged = [merge_top_k(best_s[a:a + 4096], best_i[a:a + 4096], q @ chunk.T, start, k)
+                  for a, q in zip(range(0, len(queries_on), 4096), queries_on.split(4096))]
+        best_s, best_i = torch.cat([s for s, _ in merged]), torch.cat([i for _, i in merged])
+    return to_numpy(best_s), to_numpy(best_i)
+
+
+def merge_top_k(best_s, best_i, similarities, offset: int, k: int):
+    """The running top k of a query block merged with one train chunk's similarities."""
+    import torch
+
+    s, i = similarities.topk(min(k, similarities.shape[1]), dim=1)
+    merged_s, order = torch.cat([best_s, s], 1).topk(min(k, best_s.shape[1] + s.shape[1]), dim=1)
+    return merged_s, torch.cat([best_i, i + offset], 1).gather(1, order)
 
 
 def weighted_votes(similarities: np.ndarray, neighbour_labels: np.ndarray, k: int, temperature: float,

@@ -26,6 +26,31 @@ from benchmark.seeding import seeded_init
 from benchmark.vocab import FeatureKind, Metric, TaskType
 
 
+class BatchGatherer:
+    """Rows of host tensors gathered straight into page-locked buffers (on a GPU) and copied without
+    blocking, so a batch's copy overlaps the previous step. Two buffer sets alternate; before one is
+    refilled, the copy that last read it must have finished (its event)."""
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, batch_size: int, pin: bool):
+        self.x, self.y, self.pin, self.turn = x, y, pin, 0
+        if pin:
+            make = lambda t: torch.empty((batch_size, *t.shape[1:]), dtype=t.dtype, pin_memory=True)  # noqa: E731
+            self.buffers = [(make(x), make(y)) for _ in range(2)]
+            self.copied = [None, None]
+
+    def __call__(self, rows: torch.Tensor, device: str) -> tuple[torch.Tensor, torch.Tensor]:
+        if not self.pin:
+            return self.x[rows].to(device), self.y[rows].to(device)
+        turn, self.turn = self.turn, 1 - self.turn
+        if self.copied[turn] is not None:
+            self.copied[turn].synchronize()
+        images, targets = (torch.index_select(t, 0, rows, out=buffer[:len(rows)]).to(device, non_blocking=True)
+                           for t, buffer in zip((self.x, self.y), self.buffers[turn]))
+        self.copied[turn] = torch.cuda.Event()
+        self.copied[turn].record()
+        return images, targets
+
+
 def linear_head(channels: int, classes: int) -> nn.Module:
     return nn.Sequential(nn.BatchNorm2d(channels), nn.Conv2d(channels, classes, kernel_size=1))
 
@@ -79,15 +104,18 @@ class DenseLinearProbe(Protocol):
         generator = torch.Generator().manual_seed(p.seed)
         head = seeded_init(lambda: linear_head(features.shape[1], classes), p.seed).to(device)
         optimizer = torch.optim.AdamW(head.parameters(), lr=p.lr, weight_decay=p.weight_decay)
-        x, y = torch.as_tensor(np.array(features)), torch.as_tensor(masks.astype(np.int64))  # device: the pool stays on the CPU; batches move
-        losses = []
+        x = torch.as_tensor(np.array(features))  # device: the pool stays on the CPU; batches move
+        y = torch.as_tensor(masks.astype(np.int64))  # device: with x
+        gather = BatchGatherer(x, y, p.batch_size, pin=device.startswith("cuda"))
+        losses = []  # kept on the device, read once at the end (no wait for the GPU every step)
         head.train()
         for _ in range(p.epochs):
             for batch in torch.randperm(len(x), generator=generator).split(p.batch_size):
-                loss = F.cross_entropy(upsampled_logits(head, x[batch].to(device), tuple(y.shape[-2:])),
-                                       y[batch].to(device), ignore_index=VOID)
+                images, targets = gather(batch, device)
+                loss = F.cross_entropy(upsampled_logits(head, images, tuple(y.shape[-2:])), targets,
+                                       ignore_index=VOID)
                 optimizer.zero_grad()
                 loss.backward()
                 optimizer.step()
-                losses.append(float(loss.detach()))
-        return head, losses
+                losses.append(loss.detach())
+        return head, torch.stack(losses).tolist() if losses else []
