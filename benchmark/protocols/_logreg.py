@@ -315,9 +315,12 @@ class TorchLogReg:
             data_grad = residual.T @ features  # d(mean loss)/dW with the uncentred features
             bias_grad = residual.sum(0)
             weight_grad = data_grad + lam * weight
-            largest = max(weight_grad.abs().max().item(), bias_grad.abs().max().item())
             u_grad = pre.u_grad(weight_grad - torch.outer(bias_grad, pre.mean), g)
-            return (loss + 0.5 * lam * weight.double().pow(2).sum()).item(), u_grad, bias_grad, largest
+            objective = loss + 0.5 * lam * weight.double().pow(2).sum()
+            # one transfer (one wait for a GPU) for the three numbers the search reads, not three
+            f, weight_max, bias_max = torch.stack([objective, weight_grad.abs().max().double(),
+                                                   bias_grad.abs().max().double()]).tolist()
+            return f, u_grad, bias_grad, max(weight_max, bias_max)
 
         u0 = pre.u_of(self.weight, g)
         beta0 = self.bias + self.weight @ pre.mean
