@@ -316,8 +316,7 @@ class TorchLogReg:
             bias_grad = residual.sum(0)
             weight_grad = data_grad + lam * weight
             u_grad = pre.u_grad(weight_grad - torch.outer(bias_grad, pre.mean), g)
-            objective = loss + 0.5 * lam * weight.double().pow(2).sum()
-            # one transfer (one wait for a GPU) for the three numbers the search reads, not three
+            objective = loss + 0.5 * lam * weight.double().pow(2).sum()  # below: one wait for a GPU, not three
             f, weight_max, bias_max = torch.stack([objective, weight_grad.abs().max().double(),
                                                    bias_grad.abs().max().double()]).tolist()
             return f, u_grad, bias_grad, max(weight_max, bias_max)

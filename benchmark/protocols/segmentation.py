@@ -34,8 +34,7 @@ class BatchGatherer:
     def __init__(self, x: torch.Tensor, y: torch.Tensor, batch_size: int, pin: bool):
         self.x, self.y, self.pin, self.turn = x, y, pin, 0
         if pin:
-            make = lambda t: torch.empty((batch_size, *t.shape[1:]), dtype=t.dtype, pin_memory=True)  # noqa: E731
-            self.buffers = [(make(x), make(y)) for _ in range(2)]
+            self.buffers = [(pinned_rows(x, batch_size), pinned_rows(y, batch_size)) for _ in range(2)]
             self.copied = [None, None]
 
     def __call__(self, rows: torch.Tensor, device: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -49,6 +48,10 @@ class BatchGatherer:
         self.copied[turn] = torch.cuda.Event()
         self.copied[turn].record()
         return images, targets
+
+
+def pinned_rows(like: torch.Tensor, rows: int) -> torch.Tensor:
+    return torch.empty((rows, *like.shape[1:]), dtype=like.dtype, pin_memory=True)  # device: a pinned host buffer
 
 
 def linear_head(channels: int, classes: int) -> nn.Module:

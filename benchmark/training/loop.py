@@ -210,14 +210,14 @@ def batches(data: TrainingImages, generator: torch.Generator, steps: int, batch_
 def run_epoch(method: Method, optimizer: torch.optim.Optimizer, schedule: Any, data: TrainingImages,
               config: PretrainConfig, epoch: int, steps: int) -> float:
     generator = torch.Generator().manual_seed(config.seed * 1_000_003 + epoch)
-    autocast = backbone_autocast(method, "cuda" if config.device.startswith("cuda") else None)
+    autocast_on = "cuda" if config.device.startswith("cuda") else None
     losses = []
     progress = tqdm(batches(data, generator, steps, config.batch_size), total=steps, leave=False, disable=None,
                     desc=f"{config.method} epoch {epoch + 1}")
     for step, index in enumerate(progress):
         images = data.images[index].float().div_(255).expand(-1, 3, -1, -1)
         views = [v.to(config.device, non_blocking=True) for v in method.views(images, generator)]
-        with autocast:
+        with backbone_autocast(method, autocast_on):
             loss = method.loss(views, data.labels[index].to(config.device))
         if not torch.isfinite(loss):
             raise UserError(f"{config.method}: the loss became {loss.item()} at epoch {epoch + 1} step {step + 1}; "
