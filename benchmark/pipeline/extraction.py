@@ -92,6 +92,25 @@ class HalvingEncoder:
                 torch.cuda.empty_cache()
 
 
+class OnDevice:
+    """Batch outputs left on the device and brought back together (up to 256 MB at a time): one wait for
+    the GPU per group of batches instead of one per batch."""
+
+    def __init__(self, limit_bytes: int = 1 << 28):
+        self.parts: list[torch.Tensor] = []
+        self.limit, self.size = limit_bytes, 0
+
+    def add(self, output: torch.Tensor) -> list[np.ndarray]:
+        self.parts.append(output)
+        self.size += output.numel() * output.element_size()
+        return self.flush() if self.size >= self.limit or output.device.type == "cpu" else []
+
+    def flush(self) -> list[np.ndarray]:
+        arrays = [to_numpy(torch.cat(self.parts))] if self.parts else []
+        self.parts, self.size = [], 0
+        return arrays
+
+
 def extract_features(encoder: Encoder, split: ImageSplit, preprocessing: Preprocessing, *, batch_size: int = 64,
                      workers: int = 0, device: str = "cpu", desc: str = "extract", kind: FeatureKind = FeatureKind.POOLED,
                      max_bad_fraction: float = 0.01, shard: tuple[int, int] | None = None,
@@ -108,12 +127,13 @@ def extract_features(encoder: Encoder, split: ImageSplit, preprocessing: Preproc
     layout = torch.channels_last if device.startswith("cuda") else torch.contiguous_format
     encoder.to(device).model.to(memory_format=layout)
     encode = HalvingEncoder(encoder, batch_size, kind, precision, device)
-    chunks, kept, skipped = [], [], []
+    chunks, kept, skipped, waiting = [], [], [], OnDevice()
     for indices, batch, bad in tqdm(loader, desc=desc, unit="batch", leave=False, disable=None):
         skipped += bad
         if batch is not None:
-            chunks.append(to_numpy(encode(batch.to(device, non_blocking=True, memory_format=layout))))
+            chunks += waiting.add(encode(batch.to(device, non_blocking=True, memory_format=layout)))
             kept += indices
+    chunks += waiting.flush()
     check_skipped(split, skipped, max_bad_fraction, total=len(sampler) if sampler else len(split))
     features = np.concatenate(chunks).astype(np.float32, copy=False)
     return Extracted(features, np.asarray(kept, dtype=np.int64), skipped)
