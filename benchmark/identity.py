@@ -22,6 +22,7 @@ import hashlib
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from benchmark.devices import Precision
@@ -32,6 +33,15 @@ KEY_SCHEMA = 2  # 2: one key module (every field always present, dataset content
 
 def canonical_json(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def file_sha256(path: Path) -> str:
+    """A file's content as a key field (weights files, label files), read in 1 MB blocks."""
+    found = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            found.update(block)
+    return found.hexdigest()
 
 
 def digest(fields: Mapping[str, Any]) -> str:

@@ -10,8 +10,8 @@ from pathlib import Path
 import yaml
 
 from benchmark.config import SUITES_DIR
-from benchmark.encoders.weights import file_sha256
 from benchmark.errors import MissingDataError, UserError
+from benchmark.identity import file_sha256
 from benchmark.registry import unknown_name_message
 
 MODELS_DIR = SUITES_DIR / "models"

@@ -19,6 +19,8 @@ import hashlib
 import os
 from pathlib import Path
 
+from benchmark.identity import file_sha256
+
 BULK_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm",
                            ".parquet", ".arrow", ".tar", ".zip", ".gz", ".tgz", ".npy", ".npz"})
 _walked: dict[str, str] = {}
@@ -55,10 +57,3 @@ def file_line(root: Path, path: Path) -> str:
         return f"{relative}\t{stat.st_size}\t{stat.st_mtime_ns}"
     return f"{relative}\t{stat.st_size}\t{file_sha256(path)}"
 
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()

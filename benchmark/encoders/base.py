@@ -11,7 +11,8 @@ import torch
 from torch import nn
 
 from benchmark.backbones import timm_dense
-from benchmark.encoders.weights import extract_state_dict, file_sha256, load_into, safe_load
+from benchmark.encoders.weights import extract_state_dict, load_into, safe_load
+from benchmark.identity import file_sha256
 from benchmark.preprocessing import Preprocessing
 
 from benchmark.vocab import FeatureKind

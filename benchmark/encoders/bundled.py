@@ -18,7 +18,8 @@ from torch import nn
 from benchmark.encoders import ENCODER_SOURCES
 from benchmark.encoders.base import Encoder
 from benchmark.backbones import create_headless, timm_dense, timm_preprocessing
-from benchmark.encoders.weights import extract_state_dict, file_sha256, load_into, safe_load
+from benchmark.encoders.weights import extract_state_dict, load_into, safe_load
+from benchmark.identity import file_sha256
 from benchmark.errors import MissingDataError, UserError
 
 # name: (package, file inside the package, timm architecture)

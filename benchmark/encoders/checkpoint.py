@@ -16,7 +16,8 @@ from benchmark.atomic import write_atomically
 from benchmark.backbones import HEADLESS_BUILDERS, timm_dense
 from benchmark.encoders import ENCODER_SOURCES
 from benchmark.encoders.base import Encoder
-from benchmark.encoders.weights import file_sha256, load_into, safe_load
+from benchmark.encoders.weights import load_into, safe_load
+from benchmark.identity import file_sha256
 from benchmark.errors import UserError
 from benchmark.preprocessing import Preprocessing
 

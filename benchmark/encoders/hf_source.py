@@ -24,8 +24,8 @@ from torch import nn
 from benchmark.encoders import ENCODER_SOURCES
 from benchmark.encoders.base import Encoder
 from benchmark.encoders.feature_choice import FeatureChoice, Projection, pool_tokens
-from benchmark.encoders.weights import file_sha256
 from benchmark.errors import MissingDataError, UserError, hub_cache_error
+from benchmark.identity import file_sha256
 from benchmark.preprocessing import Preprocessing
 
 IMAGE_TEXT = ("clip", "siglip")

@@ -22,7 +22,8 @@ from benchmark.encoders import ENCODER_SOURCES
 from benchmark.encoders.base import Encoder
 from benchmark.encoders.feature_choice import FeatureChoice, Projection
 from benchmark.seeding import seeded_init
-from benchmark.encoders.weights import extract_state_dict, file_sha256, load_into, safe_load
+from benchmark.encoders.weights import extract_state_dict, load_into, safe_load
+from benchmark.identity import file_sha256
 from benchmark.errors import MissingDataError, UserError, hub_cache_error
 from benchmark.preprocessing import Preprocessing
 from benchmark.registry import unknown_name_message

@@ -22,7 +22,7 @@ from benchmark.backbones import create_headless, timm_dense, timm_preprocessing
 from benchmark.encoders import ENCODER_SOURCES
 from benchmark.encoders.base import Encoder, encoder_from_file
 from benchmark.encoders.feature_choice import FeatureChoice, Projection, pool_tokens
-from benchmark.encoders.weights import file_sha256
+from benchmark.identity import file_sha256
 from benchmark.errors import MissingDataError, UserError, hub_cache_error
 from benchmark.registry import unknown_name_message
 from benchmark.seeding import seeded_init

@@ -7,7 +7,6 @@ prefixes, ignore classifier heads, and list what did not fit.
 
 from __future__ import annotations
 
-import hashlib
 import pickle
 import re
 from dataclasses import dataclass
@@ -23,14 +22,6 @@ WRAPPER_KEYS = ("state_dict", "model", "module", "network", "backbone", "teacher
 STRIP_PREFIXES = ("module.", "encoder_q.", "backbone.", "model.", "encoder.", "net.")
 HEAD_PREFIXES = ("fc.", "classifier.", "head.", "heads.", "last_linear.")
 SHOWN_KEYS = 8
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def safe_load(path: str | Path) -> Any:
