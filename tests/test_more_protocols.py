@@ -204,3 +204,27 @@ def test_scaled_ece_is_netcal_113_on_float32_probabilities(rng, scale):
         assert scaled == pytest.approx(exact, abs=2e-3)
     else:
         assert abs(scaled - exact) > 2e-3
+
+
+def test_fine_tune_batches_do_not_depend_on_the_worker_count():
+    """Workers decode and augment; every draw is seeded by (seed, rank, step), so 0 or 2 workers give the
+    same batches, and each crop is a valid resized crop of its image."""
+    from benchmark.data.base import ImageSplit
+    from benchmark.preprocessing import Preprocessing
+    from benchmark.protocols._finetune_data import TrainingBatches, crop_box, training_loader
+
+    rng = np.random.default_rng(0)
+    pool = ImageSplit(rng.integers(0, 256, size=(12, 20, 28, 3), dtype=np.uint8), np.zeros(12, int))
+    preprocessing = Preprocessing(input_size=16, resize_size=16)
+    batches = TrainingBatches(pool, np.arange(3, 12), steps=5, per_rank=4, preprocessing=preprocessing, seed=7)
+    runs = [[(rows.tolist(), crops) for rows, crops in training_loader(batches, workers, pin=False)]
+            for workers in (0, 2)]
+    assert [r for r, _ in runs[0]] == [r for r, _ in runs[1]] and len(runs[0]) == 5
+    assert all(torch.equal(a, b) for (_, a), (_, b) in zip(*runs))
+    assert runs[0][0][1].shape == (4, 3, 16, 16) and runs[0][0][1].dtype == torch.uint8
+    other = TrainingBatches(pool, np.arange(3, 12), steps=5, per_rank=4, preprocessing=preprocessing, seed=8)
+    assert not torch.equal(other[0][1], runs[0][0][1])  # another seed, other batches
+    generator = torch.Generator().manual_seed(0)
+    for _ in range(200):
+        top, left, h, w = crop_box(20, 28, generator)
+        assert 0 <= top and top + h <= 20 and 0 <= left and left + w <= 28 and h > 0 and w > 0

@@ -225,7 +225,8 @@ def feature_task(splits: dict[str, Features], pairing: Pairing, device: str = "c
     return FeatureTask(**fields, class_names=spec.class_names, text=text, texts=texts), val_split
 
 
-def model_task(pairing: Pairing, device: str = "cpu", holdout_seed: int = 0) -> tuple[ModelTask, ValSplit]:
+def model_task(pairing: Pairing, device: str = "cpu", holdout_seed: int = 0, workers: int = 0
+               ) -> tuple[ModelTask, ValSplit]:
     """Every split's images in one pool; per split, the pool indices (as `x`) with their labels."""
     plan = pairing.dataset
     loaded = {split: load_split(plan.spec, split, plan.root, plan.train_subset, plan.test_subset)
@@ -235,7 +236,7 @@ def model_task(pairing: Pairing, device: str = "cpu", holdout_seed: int = 0) -> 
               for i, (split, data) in enumerate(loaded.items())}
     fields, val_split = task_fields(plan.spec, splits, device, holdout_seed)
     return ModelTask(**fields, images=concat_images(list(loaded.values())), encoder=pairing.encoder,
-                     preprocessing=pairing.preprocessing), val_split
+                     preprocessing=pairing.preprocessing, workers=workers), val_split
 
 
 def concat_images(parts: list[ImageSplit]) -> ImageSplit:

@@ -211,7 +211,7 @@ class Evaluator:
         """The group's inputs are assembled once: features per kind, then task inputs per (kind, hold-out seed)."""
         def task() -> tuple[TaskInputs, ValSplit]:
             if cell.kind == FeatureKind.MODEL:
-                return model_task(cell.pairing, self.options.device, cell.holdout_seed)
+                return model_task(cell.pairing, self.options.device, cell.holdout_seed, self.options.extraction.workers)
             splits = once(inputs, cell.kind, lambda: self.features(cell.pairing, cell.kind)[0])
             return feature_task(splits, cell.pairing, self.options.device, cell.holdout_seed)
 

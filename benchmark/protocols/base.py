@@ -122,6 +122,7 @@ class ModelTask(TaskInputs):
     images: ImagePool | None = None
     encoder: TrainableEncoder | None = None
     preprocessing: Preprocessing | None = None
+    workers: int = 0  # DataLoader processes that decode and augment training images
 
 
 @dataclass

@@ -4,7 +4,8 @@ SGD with Nesterov momentum 0.9, cosine annealing over `steps`, batch 64; cross-e
 logits for multi-label data). The grid is lr in logspace(-4, -1, 4), largest first, crossed with a
 regularisation value w in {0} + logspace(-6, -3, 4), the optimiser's weight_decay being w / lr. The
 best pair on validation is retrained on train+val and scored on test. Training augmentation is
-RandomResizedCrop (bicubic) + horizontal flip; evaluation uses the encoder's preprocessing.
+RandomResizedCrop (bicubic) + horizontal flip, made in DataLoader workers (`_finetune_data`); evaluation
+uses the encoder's preprocessing.
 
 The encoder is deep-copied for every run: the user's model and weights file are never modified.
 Under torchrun the training runs as DDP: each rank draws batch_size / world_size images per step
@@ -24,7 +25,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torchvision.transforms import v2 as T
 
 from benchmark import distributed
 from benchmark.backbones import output_width
@@ -32,22 +32,19 @@ from benchmark.devices import to_numpy
 from benchmark.metrics import correct_per_example, score
 from benchmark.outputs import PerExample
 from benchmark.params import CheckedParams, Constraints, Each, Interval
-from benchmark.preprocessing import INTERPOLATIONS, Preprocessing, to_three_channels
 from benchmark.protocols import PROTOCOLS
+from benchmark.protocols._finetune_data import TrainingBatches, on_device, training_loader
 from benchmark.protocols.base import Features, ModelTask, Protocol, ProtocolResult, require_test_split
 from benchmark.seeding import seeded
 from benchmark.vocab import FeatureKind, TaskType
 
 
-def train_transform(preprocessing: Preprocessing) -> T.Compose:
-    return T.Compose([
-        T.Lambda(to_three_channels),
-        T.RandomResizedCrop(preprocessing.input_size, interpolation=INTERPOLATIONS[preprocessing.interpolation],
-                            antialias=True),
-        T.RandomHorizontalFlip(),
-        T.ToDtype(torch.float32, scale=True),
-        T.Normalize(list(preprocessing.mean), list(preprocessing.std)),
-    ])
+DIVERGENCE_CHECK = 25  # steps between reads of the loss (each read waits for the device)
+
+
+def diverged(loss: torch.Tensor) -> bool:
+    """Whether the loss is no longer finite on any rank (all ranks stop together)."""
+    return not math.isfinite(float(distributed.mean_over_ranks(loss.detach())))
 
 
 class Classifier(nn.Module):
@@ -119,32 +116,30 @@ class FineTune(Protocol):
         model.to(data.device)
         optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=p.momentum, nesterov=True,
                                     weight_decay=regularisation / lr)
-        with seeded(p.seed + 1_000_003 * info.rank + 1):  # augmentations draw from torch's global RNG
+        with seeded(p.seed + 1_000_003 * info.rank + 1):  # dropout and drop-path draw from torch's global RNG
             self.train_steps(data, model, optimizer, indices, torch.as_tensor(labels, device=data.device))
         return model.eval()
 
     def train_steps(self, data: ModelTask, model: nn.Module, optimizer: torch.optim.Optimizer, indices: np.ndarray,
                     targets: torch.Tensor) -> None:
         p, info = self.params, distributed.current()
-        generator = torch.Generator().manual_seed(p.seed + 1_000_003 * info.rank)
         schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=p.steps)
-        augment = train_transform(data.preprocessing)
         per_rank = max(1, min(p.batch_size, len(indices)) // info.world_size)
         on_gpu = data.device.startswith("cuda")
         trained = (nn.parallel.DistributedDataParallel(model, device_ids=[data.device] if on_gpu else None)
                    if info.enabled else model)
+        batches = TrainingBatches(data.images, indices, p.steps, per_rank, data.preprocessing, p.seed, info.rank)
         model.train()
-        for _ in range(p.steps):
-            batch = torch.randint(len(indices), (per_rank,), generator=generator)
-            images = torch.stack([augment(data.images.image_tensor(int(indices[i])).to(data.device)) for i in batch])
-            logits = trained(images)
-            loss = (F.binary_cross_entropy_with_logits(logits, targets[batch].float())
-                    if data.task == TaskType.MULTILABEL else F.cross_entropy(logits, targets[batch]))
+        for step, (rows, crops) in enumerate(training_loader(batches, data.workers, pin=on_gpu)):
+            logits = trained(on_device(crops, data.preprocessing, data.device))
+            batch_targets = targets[rows.to(targets.device)]
+            loss = (F.binary_cross_entropy_with_logits(logits, batch_targets.float())
+                    if data.task == TaskType.MULTILABEL else F.cross_entropy(logits, batch_targets))
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
             schedule.step()
-            if not math.isfinite(float(distributed.mean_over_ranks(loss.detach()))):  # all ranks stop together
+            if (step + 1) % DIVERGENCE_CHECK == 0 and diverged(loss):  # read every 25 steps: no wait per step
                 break  # diverged at this lr: its validation score will show it
 
     @staticmethod
