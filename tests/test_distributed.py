@@ -149,3 +149,22 @@ def test_a_rank_whose_extraction_fails_does_not_leave_the_others_waiting(tmp_pat
                            str(tmp_path / "r.sqlite")], capture_output=True, text=True, timeout=240, cwd=tmp_path)
     assert done.returncode == 1, done.stdout[-2000:] + done.stderr[-2000:]
     assert "rank 1: RuntimeError: a broken batch (simulated)" in done.stdout + done.stderr
+
+
+def test_the_process_group_waits_a_day_not_nccls_ten_minutes(monkeypatch):
+    """Ranks other than 0 wait at the next collective while rank 0 runs the feature protocols."""
+    import datetime
+
+    from benchmark import distributed
+
+    seen = {}
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
+    monkeypatch.setattr(distributed.dist, "is_initialized", lambda: False)
+    monkeypatch.setattr(distributed.dist, "init_process_group", lambda backend, timeout: seen.update(
+        backend=backend, timeout=timeout))
+    distributed.init_from_env("cpu")
+    assert seen == {"backend": "gloo", "timeout": datetime.timedelta(days=1)}
+    monkeypatch.setenv("TRANSFERBENCH_DIST_TIMEOUT_MIN", "90")
+    distributed.init_from_env("cpu")
+    assert seen["timeout"] == datetime.timedelta(minutes=90)
