@@ -64,7 +64,7 @@ def image_module(model: nn.Module) -> nn.Module:
 @PROTOCOLS.register
 class FineTune(Protocol):
     name = "finetune"
-    version = "1.0"
+    version = "1.1"  # 1.1: augmentation drawn per (seed, rank, step) in DataLoader workers
     requires = (FeatureKind.MODEL,)
     selects_on_val = True
 
