@@ -20,11 +20,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from benchmark.config import load_suite
-    from benchmark.pipeline.runner import Evaluator
+    from benchmark.pipeline.runner import Evaluator, explain
 
     evaluator = Evaluator(load_suite(args.suite), common.run_options(args))
     if args.why:
-        print("\n".join(evaluator.explain(*args.why)))
+        print("\n".join(explain(evaluator, *args.why)))
         return 0
     if not args.model:
         raise UserError("plan needs --model SPEC (repeatable), or --why MODEL DATASET PROTOCOL")

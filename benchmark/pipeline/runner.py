@@ -21,10 +21,10 @@ from benchmark.cache import FeatureCache
 from benchmark.config import Suite
 from benchmark.data import fingerprint
 from benchmark.devices import Precision, check_device
-from benchmark.encoders import ModelSpec, load_encoder
+from benchmark.encoders import Encoder, ModelSpec, load_encoder
 from benchmark.errors import UserError
 from benchmark.pipeline.inputs import ExtractOptions, Pairing, TaskInputs, cached_features, feature_task, model_task
-from benchmark.pipeline.planner import Cell, CellState, explain, group_by_pairing, needed_extractions, plan_cells, validate_suite
+from benchmark.pipeline.planner import Cell, CellState, explain as explain_cell, group_by_pairing, needed_extractions, plan_cells, validate_suite
 from benchmark.protocols import Features, ProtocolResult
 from benchmark.results import DEFAULT_RESULTS, ResultRow, ResultsStore, code_revision
 from benchmark.vocab import FeatureKind, ValSplit
@@ -125,10 +125,11 @@ class Evaluator:
         self.store = ResultsStore(options.results_path)
         self.report = RunReport()
 
-    def run(self, model_specs: list[str]) -> RunReport:
+    def run(self, models: list[str | Encoder]) -> RunReport:
+        """Every cell of every model: a model spec, or an `Encoder` already built (an in-memory model)."""
         start = time.perf_counter()
-        for text in model_specs:
-            for group in group_by_pairing(self.planned(text)):
+        for model in models:
+            for group in group_by_pairing(self.planned(model)):
                 self.run_group(group)
         self.report.seconds = time.perf_counter() - start
         return self.report
@@ -157,24 +158,14 @@ class Evaluator:
                                       c.key, c.state == CellState.DONE) for c in group if c.state != CellState.SKIPPED]
         return tasks
 
-    def explain(self, text: str, dataset: str, protocol: str) -> list[str]:
-        """Why a cell is (or is not) reused: its key fields against the newest stored row's."""
-        cells, failures = plan_cells(self.suite, load_encoder(ModelSpec.parse(text)), text, self.store,
-                                     self.options.data_root, (protocol,), self.options.recompute,
-                                     self.options.precision)
-        found = [cell for cell in cells if cell.task.dataset == dataset and cell.task.protocol == protocol]
-        if not found:
-            raise UserError(f"suite {self.suite.name} has no cell {dataset} / {protocol}"
-                            + (f" ({failures[0]})" if failures else f"; datasets: {', '.join(self.suite.datasets)}"))
-        return [line for cell in found for line in explain(cell, self.store, self.cache)]
-
-    def planned(self, text: str) -> list[Cell]:
+    def planned(self, model: str | Encoder) -> list[Cell]:
         """The encoder's cells; under torchrun rank 0's view of which are done wins (one broadcast)."""
-        encoder = load_encoder(ModelSpec.parse(text))
+        encoder = model if isinstance(model, Encoder) else load_encoder(ModelSpec.parse(model))
         self.report.encoders.append(encoder.label)
         for line in encoder.load_report:
             self.echo(f"[{encoder.label}] {line}")
-        cells, failures = plan_cells(self.suite, encoder, str(ModelSpec.parse(text)), self.store,
+        spec = encoder.name if isinstance(model, Encoder) else str(ModelSpec.parse(model))
+        cells, failures = plan_cells(self.suite, encoder, spec, self.store,
                                      self.options.data_root, self.options.protocols, self.options.recompute,
                                      self.options.precision)
         for failure in failures:
@@ -259,6 +250,18 @@ class Evaluator:
         self.echo(f"FAILED {message}")
 
 
+def explain(evaluator: Evaluator, text: str, dataset: str, protocol: str) -> list[str]:
+    """`plan --why`: a cell's key fields against the newest stored row's (why it is or is not reused)."""
+    options = evaluator.options
+    cells, failures = plan_cells(evaluator.suite, load_encoder(ModelSpec.parse(text)), text, evaluator.store,
+                                 options.data_root, (protocol,), options.recompute, options.precision)
+    found = [cell for cell in cells if cell.task.dataset == dataset and cell.task.protocol == protocol]
+    if not found:
+        raise UserError(f"suite {evaluator.suite.name} has no cell {dataset} / {protocol}"
+                        + (f" ({failures[0]})" if failures else f"; datasets: {', '.join(evaluator.suite.datasets)}"))
+    return [line for cell in found for line in explain_cell(cell, evaluator.store, evaluator.cache)]
+
+
 def once(memo: dict[Any, Any], key: Any, compute: Callable[[], Any]) -> Any:
     """`compute()` the first time `key` is asked for; its result, or the error it raised, every time."""
     if key not in memo:
@@ -271,10 +274,11 @@ def once(memo: dict[Any, Any], key: Any, compute: Callable[[], Any]) -> Any:
     return memo[key]
 
 
-def evaluate(model_specs: list[str], suite: Suite, options: RunOptions = RunOptions(),
+def evaluate(models: list[str | Encoder], suite: Suite, options: RunOptions = RunOptions(),
              echo: Callable[[str], None] = print) -> RunReport:
-    """Library entry point: evaluate every model on every suite cell; returns the run report."""
-    return Evaluator(suite, options, echo).run(model_specs)
+    """Library entry point: evaluate every model (a spec or a built Encoder) on every suite cell; returns
+    the run report."""
+    return Evaluator(suite, options, echo).run(models)
 
 
 __all__ = ["Evaluator", "RunOptions", "RunReport", "evaluate"]

@@ -1,0 +1,62 @@
+"""evaluate_model: a model in memory through the same planner, cache, store and protocols."""
+
+import pytest
+import timm
+import torch
+
+from benchmark.api import evaluate_model
+from benchmark.config import load_suite
+from benchmark.encoders.checkpoint import save_checkpoint
+from benchmark.pipeline.runner import RunOptions, evaluate
+from tests.conftest import write_suite
+
+
+@pytest.fixture
+def suite(tmp_path):
+    return write_suite(tmp_path / "s.yaml", {"textures": {}}, {"knn": {}, "linear": {"solver": "fast"}},
+                       {"input_size": 32})
+
+
+def test_an_in_memory_model_gives_the_rows_of_its_saved_checkpoint(tmp_path, suite):
+    torch.manual_seed(0)
+    model = timm.create_model("resnet18", num_classes=3).train()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    store = {"cache_dir": tmp_path / "cache", "results_path": tmp_path / "r.sqlite"}
+    rows = evaluate_model(model, str(suite), name="run", step=3, echo=lambda _: None, **store)
+    assert model.training and all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # untouched
+    assert set(rows["protocol"]) == {"knn", "linear"} and set(rows["encoder"]) == {"run@step3"}
+    headless = timm.create_model("resnet18", num_classes=0)
+    headless.load_state_dict({k: v for k, v in before.items() if not k.startswith("fc.")})
+    path = save_checkpoint(tmp_path / "run.pt", arch="resnet18", state_dict=headless.state_dict(),
+                           preprocessing=load_in_memory_preprocessing(model))
+    report = evaluate([f"checkpoint:{path}"], load_suite(str(suite)),
+                      RunOptions(cache_dir=tmp_path / "cache2", results_path=tmp_path / "r2.sqlite"), echo=lambda _: None)
+    saved = {row.protocol: row.value for row in report.rows}
+    assert dict(zip(rows["protocol"], rows["value"])) == pytest.approx(saved, abs=1e-9)
+
+
+def load_in_memory_preprocessing(model):
+    from benchmark.backbones import timm_preprocessing
+
+    return timm_preprocessing(model)
+
+
+def test_the_same_weights_are_reused_under_another_name_and_new_weights_are_not(tmp_path, suite, capsys):
+    torch.manual_seed(0)
+    model = timm.create_model("resnet18", num_classes=0)
+    store = {"cache_dir": tmp_path / "cache", "results_path": tmp_path / "r.sqlite", "protocols": ["knn"]}
+    evaluate_model(model, str(suite), name="a", **store)
+    capsys.readouterr()
+    evaluate_model(model, str(suite), name="b", **store)  # the same weights: rows found by their key
+    assert "every cell already done" in capsys.readouterr().out
+    with torch.no_grad():
+        next(model.parameters()).add_(0.01)
+    evaluate_model(model, str(suite), name="c", **store)
+    assert "features extracted 2 split(s)" in capsys.readouterr().out
+
+
+def test_a_module_without_preprocessing_is_one_message(tmp_path, suite):
+    from benchmark.errors import UserError
+
+    with pytest.raises(UserError, match="give preprocessing="):
+        evaluate_model(torch.nn.Flatten(), str(suite), name="x", results_path=tmp_path / "r.sqlite")
