@@ -326,3 +326,22 @@ def test_constant_features_make_a_skipped_cell_not_a_crash(tmp_path, capsys):
                              {"alpha_req": {"protocol": "quality", "measure": "alpha_req"}})
     code, output = run_cli(f"evaluate --suite {suite} --model pixels:2 " + RUN, world, capsys)
     assert code == 0 and "alpha_req: skipped (alpha_req is not defined on these features (nan))" in output
+
+
+def test_16_bit_tiffs_are_read_by_their_range_not_as_white(tmp_path, capsys):
+    """Two classes of 16-bit images, bright (50,000) on the left or on the right of dark (10,000): PIL's own
+    conversion made every pixel white, and k-NN scored chance; read by their range they separate."""
+    world = World(tmp_path)
+    root = tmp_path / "tiff"
+    for split, count in (("train", 8), ("test", 4)):
+        for name, bright_left in (("left", True), ("right", False)):
+            (root / split / name).mkdir(parents=True)
+            for i in range(count):
+                image = np.full((8, 8), 10000) + np.random.default_rng(i).integers(0, 2000, size=(8, 8))
+                image[:, :4] += 40000 if bright_left else 0
+                image[:, 4:] += 0 if bright_left else 40000
+                Image.fromarray(image.astype(np.uint16)).save(root / split / name / f"{i}.tif")
+    suite = world.suite_file("tiff", {"tiff": {"source": "image_folder", "root": str(root), "num_classes": 2}},
+                             {"knn": {"k": [3]}})
+    code, output = run_cli(f"evaluate --suite {suite} --model pixels:2 " + RUN, world, capsys)
+    assert code == 0 and "tiff knn: 100.00" in output
