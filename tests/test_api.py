@@ -60,3 +60,45 @@ def test_a_module_without_preprocessing_is_one_message(tmp_path, suite):
 
     with pytest.raises(UserError, match="give preprocessing="):
         evaluate_model(torch.nn.Flatten(), str(suite), name="x", results_path=tmp_path / "r.sqlite")
+
+
+def test_a_three_epoch_loop_evaluates_every_epoch(tmp_path, suite):
+    """A plain training loop on a tiny network: each epoch's weights are their own rows, and the model
+    trains on unaffected (its mode and weights stay the loop's)."""
+    from benchmark.api import EvaluateEvery
+    from benchmark.data import DATASETS, load_split
+    from benchmark.preprocessing import Preprocessing
+
+    torch.manual_seed(0)
+    network = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, stride=2), torch.nn.ReLU(),
+                                  torch.nn.AdaptiveAvgPool2d(2), torch.nn.Flatten())
+    head = torch.nn.Linear(32, 3)
+    preprocessing = Preprocessing(input_size=32, resize_size=32, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25))
+    hook = EvaluateEvery(str(suite), name="tiny", options={
+        "preprocessing": preprocessing, "protocols": ["knn"], "cache_dir": tmp_path / "cache",
+        "results_path": tmp_path / "r.sqlite", "echo": lambda _: None})
+    train = load_split(DATASETS.get("textures"), "train", None)
+    transform = preprocessing.transform()
+    images = torch.stack([transform(train.image_tensor(i)) for i in range(64)])
+    labels = torch.as_tensor(train.labels[:64])
+    optimizer = torch.optim.SGD([*network.parameters(), *head.parameters()], lr=0.5)
+    for epoch in (1, 2, 3):
+        network.train()
+        for _ in range(5):
+            loss = torch.nn.functional.cross_entropy(head(network(images)), labels)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        hook(network, epoch)
+        assert network.training
+    assert [set(rows["encoder"]) for rows in hook.history] == [{"tiny@step1"}, {"tiny@step2"}, {"tiny@step3"}]
+    identities = {rows["encoder_identity"][0]["state_sha256"] for rows in hook.history}
+    assert len(identities) == 3  # each epoch's weights are their own cache entries and rows
+
+
+def test_an_evaluation_period_below_one_is_one_message():
+    from benchmark.api import EvaluateEvery
+    from benchmark.errors import UserError
+
+    with pytest.raises(UserError, match="every must be a whole number of epochs >= 1"):
+        EvaluateEvery("offline", name="x", every=0)
