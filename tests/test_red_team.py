@@ -153,6 +153,12 @@ class World:
             db.execute("CREATE TABLE results (id INTEGER PRIMARY KEY, body TEXT)")
         return path
 
+    def newer_store(self):
+        path = self.root / "newer.sqlite"
+        with sqlite3.connect(path) as db:
+            db.execute("PRAGMA user_version = 99")
+        return path
+
     def results(self):
         return self.root / "runs.sqlite"
 
@@ -196,6 +202,8 @@ CASES = [
     # another application's file
     ("--results another application's SQLite file", "evaluate --suite {tiny} --model pixels:2 --results "
      "{other_app_db} --cache-dir {cache}", 2, "not a transferbench results store"),
+    ("--results a store from a newer version", "evaluate --suite {tiny} --model pixels:2 --results {newer_store} "
+     "--cache-dir {cache}", 2, "written by a newer transferbench (store version 99)"),
     # tracebacks before
     ("leaderboard --out an existing file", "leaderboard --results {results} --out {a_file}", 2, "is a file"),
     ("--executor slurm off a cluster", "evaluate --suite {tiny} --model pixels:2 --executor slurm " + RUN, 2,

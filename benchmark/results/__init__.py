@@ -129,12 +129,14 @@ def code_revision() -> str:
 
 
 def check_ours(path: Path, tables: set[str], version: int, columns: set[str]) -> None:
+    """Refuse, before writing anything, a file that is not an (empty, or this or an older) store of ours."""
     foreign = sorted(tables - OWN_TABLES)
     missing = [c for c in V1_COLUMNS if c not in columns] if "results" in tables else []
-    if foreign or missing or version > STORE_SCHEMA:
-        why = (f"it holds other tables ({', '.join(foreign[:3])})" if foreign else f"its results table lacks "
-               f"{', '.join(missing[:3])}" if missing else f"it was written by a newer transferbench (store version "
-               f"{version})")
+    reasons = [f"it holds other tables ({', '.join(foreign[:3])})" if foreign else "",
+               f"its results table lacks {', '.join(missing[:3])}" if missing else "",
+               f"it was written by a newer transferbench (store version {version})" if version > STORE_SCHEMA else ""]
+    why = next((reason for reason in reasons if reason), "")
+    if why:
         raise UserError(f"{path} is not a transferbench results store this version can use: {why}; nothing was "
                         f"written to it. Pass another --results file")
 
