@@ -285,3 +285,17 @@ def test_another_applications_sqlite_file_is_refused_untouched(tmp_path, schema,
     suite = write_suite(tmp_path / "s.yaml", {"textures": {}}, {"knn": {}}, {"input_size": 16})
     assert main(["evaluate", "--suite", str(suite), "--model", "pixels:4", "--results", str(path)]) == 2
     assert path.read_bytes() == original and "not a transferbench results store" in capsys.readouterr().err
+
+
+def test_a_seed_the_suite_fixes_stays_fixed_on_a_hold_out_dataset(tmp_path):
+    """Fine-tuning validates on the seeded hold-out (so it depends on the run seed) and takes a `seed`
+    parameter: one the suite fixes is kept, and the run seed still names the hold-out."""
+    from benchmark.encoders import load_encoder
+    from benchmark.pipeline.planner import plan_cells
+    from benchmark.config import load_suite
+    from benchmark.results import ResultsStore
+
+    suite = load_suite(str(write_suite(tmp_path / "s.yaml", {"textures": {}}, {"finetune": {"seed": 7, "steps": 1}})))
+    cells, _ = plan_cells(suite, load_encoder("timm:resnet18"), "timm:resnet18", ResultsStore(tmp_path / "r.sqlite"),
+                          None)
+    assert [(c.protocol.params.seed, c.seed, c.identity.params["seed"]) for c in cells] == [(7, 0, 7)]

@@ -45,7 +45,7 @@ class Cell:
     state: CellState
     reason: str = ""  # why it is skipped
     stored: ResultRow | None = None  # the stored result of a DONE cell
-    seed: int | None = None  # the run seed it depends on; None: it depends on none (stored as seed 0)
+    seed: int | None = None  # the run seed it depends on; None: it depends on none (stored as NULL)
 
     @property
     def key(self) -> str:
@@ -85,7 +85,7 @@ def cell_key(task: Task, protocol: Protocol, pairing: Pairing, seed: int | None)
     """The identity of one result (`benchmark.identity.CellKey`). A seed that the run injected into the
     protocol's parameters is the key's `seed` field, not a parameter, so the study key ignores it."""
     params = dict(vars(protocol.params))
-    if seed is not None and protocol.takes_seed():
+    if injects_seed(task, protocol, seed):
         params.pop("seed")
     holdout = protocol.selects_on_val and has_holdout(pairing.dataset.spec)
     code = protocol.code_versions() | (component_versions([HOLDOUT_RULE]) if holdout else {})
@@ -100,10 +100,9 @@ def validate_suite(suite: Suite, only: tuple[str, ...] = ()) -> None:
             PROTOCOLS.get(protocol)  # a misspelt name: close matches
             raise UserError(f"--protocol {protocol}: suite {suite.name} has no {protocol} column; its columns: "
                             f"{', '.join(columns)}")
-    Preprocessing().with_overrides(suite.preprocessing)  # checked here, not at the first extraction
     for name, options in suite.datasets.items():
         dataset_spec(name, options)  # a misspelt dataset fails here, with close matches
-        Preprocessing().with_overrides(suite.preprocessing_for(name))
+        Preprocessing().with_overrides(suite.preprocessing_for(name))  # here, not at the first extraction
         for task in suite.tasks(name, only):
             make_protocol(task.kind, task.params)
             Preprocessing().with_overrides({**suite.preprocessing_for(name), **task.preprocessing})
@@ -138,8 +137,13 @@ def plan_cells(suite: Suite, encoder: Encoder, spec_text: str, store: ResultsSto
     return cells, failures
 
 
+def injects_seed(task: Task, protocol: Protocol | type[Protocol], seed: int | None) -> bool:
+    """Whether the run seed becomes the protocol's `seed` parameter (one the suite fixes stays fixed)."""
+    return seed is not None and protocol.takes_seed() and "seed" not in task.params
+
+
 def plan_cell(pairing: Pairing, task: Task, seed: int | None, store: ResultsStore, recompute: bool) -> Cell:
-    seeded = {"seed": seed} if seed is not None and PROTOCOLS.get(task.kind).takes_seed() else {}
+    seeded = {"seed": seed} if injects_seed(task, PROTOCOLS.get(task.kind), seed) else {}
     protocol = make_protocol(task.kind, task.params | seeded)
     identity = cell_key(task, protocol, pairing, seed)
     cell = Cell(pairing, task, protocol, identity, CellState.PENDING, seed=seed)
