@@ -7,6 +7,10 @@ file edited in place within the same second still changes the digest. Replacing,
 renaming an image re-keys the features read from the root; copying the root elsewhere with its
 modification times kept (`cp -a`, `rsync -a`) does not.
 
+A loader that reorganises its root on first use (torchvision's ImageNet unpacks its archives into
+`train/`, `val/` and `meta.bin`) changes that root's digest once: run `check-data` first, which reads
+every split (and so prepares the root), and the features extracted afterwards keep their keys.
+
 Walking a root costs a `stat` per file (and a hash of the small non-image files): on a synthetic root
 of 100,000 2 KB ".jpg" files in 100 class folders plus three label files, 1.0-1.2 s with a warm page
 cache and 2.2 s cold, on 2 Intel Xeon cores (perf figure, not a test); ImageNet's 1.33M files project
