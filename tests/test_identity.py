@@ -150,7 +150,7 @@ def test_a_shared_component_rekeys_every_protocol_that_runs_it(local_root, monke
     before = {n: key_of(pairing, make_protocol(n)).digest for n in names}
     monkeypatch.setattr(SOLVERS, "version", SOLVERS.version + "-changed")
     after = {n: key_of(pairing, make_protocol(n)).digest for n in names}
-    assert {n for n in names if before[n] != after[n]} == {"linear", "calibration"}
+    assert {n for n in names if before[n] != after[n]} == {"linear", "calibration", "lowshot"}  # the sweep's users
     monkeypatch.setattr(SCORING, "version", SCORING.version + "-changed")
     rescored = {n for n in names if after[n] != key_of(pairing, make_protocol(n)).digest}
     assert rescored == set(names) - {"quality"}  # the label-free diagnostics score nothing
