@@ -159,6 +159,9 @@ class World:
             db.execute("PRAGMA user_version = 99")
         return path
 
+    def too_many_shots(self):
+        return self.suite_file("shots", {"lfw_faces": {}}, {"lowshot": {"shots": [1, 500], "draws": 1}})
+
     def results(self):
         return self.root / "runs.sqlite"
 
@@ -199,6 +202,8 @@ CASES = [
      "Unknown dataset 'texturez'. Did you mean 'textures'?"),
     ("--protocol the suite lacks", "evaluate --suite {tiny} --model pixels:2 --protocol fewshot " + RUN, 2,
      "has no fewshot column; its columns: knn"),
+    ("lowshot with more shots than a class has", "evaluate --suite {too_many_shots} --model pixels:2 " + RUN, 1,
+     "500 shots per class, but class(es)"),
     # another application's file
     ("--results another application's SQLite file", "evaluate --suite {tiny} --model pixels:2 --results "
      "{other_app_db} --cache-dir {cache}", 2, "not a transferbench results store"),
