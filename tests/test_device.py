@@ -15,7 +15,8 @@ SMALL = {"linear": {"num_wd": 4, "solver": "fast"}, "calibration": {"num_wd": 4,
          "fewshot": {"episodes": 20, "ways": 4, "shots": 5, "queries": 5}, "knn": {"k": [5]},
          "finetune": {"steps": 2, "batch_size": 8, "lrs": [0.01], "regularisation": [0.0]},
          "segmentation": {"epochs": 2}, "zeroshot": {}, "quality": {"max_samples": 100}, "retrieval": {},
-         "instance_retrieval": {}, "image_text": {"ks": [1, 2]}}
+         "instance_retrieval": {}, "image_text": {"ks": [1, 2]},
+         "lowshot": {"num_wd": 4, "solver": "fast", "shots": [1, 5], "draws": 2}}
 
 
 class HandMadeTextTower:
