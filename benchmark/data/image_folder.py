@@ -82,8 +82,10 @@ def check_class_folders(root: Path, folder: Path, classes: list[str], num_classe
         raise UserError(f"{folder} has class folder(s) {', '.join(unknown[:5])} that {root / 'train'} lacks; every "
                         f"split must use train's class names")
     for name in classes:
-        deeper = [p for p in (folder / name).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.parent != folder / name]
-        if deeper and not images_in(folder / name):
+        if images_in(folder / name):  # the usual case: no walk below the class folder
+            continue
+        deeper = [p for p in (folder / name).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES]
+        if deeper:
             raise UserError(f"{folder / name} holds no images itself but {len(deeper)} in sub-folders (e.g. "
                             f"{deeper[0].relative_to(folder)}); images must sit directly in {LAYOUT}")
 

@@ -252,19 +252,26 @@ class ResultsStore:
 
 def readable_rows(frame: pd.DataFrame, path: Path) -> pd.DataFrame:
     """The rows with their JSON columns decoded; a damaged row is left out and reported, never fatal."""
-    decoded, damaged = [], []
-    for index, row in frame.iterrows():
-        try:
-            decoded.append({column: json.loads(row[column]) for column in JSON_COLUMNS})
-        except (TypeError, ValueError):
-            damaged.append(index)
+    decoded = {column: frame[column].map(json_or_damaged) for column in JSON_COLUMNS}
+    damaged = frame.index[pd.concat([values.map(lambda v: v is DAMAGED) for values in decoded.values()],
+                                    axis=1).any(axis=1)].tolist() if len(frame) else []
     if damaged:
         log.warning("left out %d damaged results row(s) of %s (unreadable JSON; ids %s); rerun their cells to "
                     "replace them", len(damaged), path, ", ".join(str(frame.loc[i, "id"]) for i in damaged[:5]))
     frame = frame.drop(index=damaged)
     for column in JSON_COLUMNS:
-        frame[column] = [row[column] for row in decoded]
+        frame[column] = decoded[column].drop(index=damaged)
     return frame
+
+
+DAMAGED = object()  # a JSON cell that does not decode
+
+
+def json_or_damaged(text: Any) -> Any:
+    try:
+        return json.loads(text)
+    except (TypeError, ValueError):
+        return DAMAGED
 
 
 def latest_per_cell(rows: pd.DataFrame) -> pd.DataFrame:
