@@ -162,6 +162,9 @@ class World:
     def too_many_shots(self):
         return self.suite_file("shots", {"lfw_faces": {}}, {"lowshot": {"shots": [1, 500], "draws": 1}})
 
+    def lowshot_headline(self):
+        return self.suite_file("headline", {"textures": {}}, {"lowshot": {"shots": [1, 2], "headline": 4}})
+
     def results(self):
         return self.root / "runs.sqlite"
 
@@ -204,6 +207,13 @@ CASES = [
      "has no fewshot column; its columns: knn"),
     ("lowshot with more shots than a class has", "evaluate --suite {too_many_shots} --model pixels:2 " + RUN, 1,
      "500 shots per class, but class(es)"),
+    ("lowshot headline not among its shots", "evaluate --suite {lowshot_headline} --model pixels:2 " + RUN, 2,
+     "headline=4 must be one of shots [1, 2]"),
+    ("plan without --model or --why", "plan --suite {tiny} " + RUN, 2, "plan needs --model SPEC"),
+    ("plan --why a cell the suite lacks", "plan --suite {tiny} --why pixels:2 digits knn " + RUN, 2,
+     "has no cell digits / knn; datasets: textures"),
+    ("plan --why a misspelt model source", "plan --suite {tiny} --why pixel:2 textures knn " + RUN, 2,
+     "Unknown encoder source 'pixel'"),
     # another application's file
     ("--results another application's SQLite file", "evaluate --suite {tiny} --model pixels:2 --results "
      "{other_app_db} --cache-dir {cache}", 2, "not a transferbench results store"),
