@@ -18,7 +18,9 @@ def task(digits_features):
 
 
 def test_each_draw_is_the_linear_probe_on_its_k_shot_train_set(task):
-    params = {"solver": "converged", "num_wd": 5}
+    # moderate C: on 10 separable rows, C up to 1e6 makes the optimum ill-conditioned enough that an array's
+    # memory alignment (numpy's SIMD peeling) moves a test prediction; 0.01-100 is well conditioned
+    params = {"solver": "converged", "wd_start": -2.0, "wd_stop": 2.0, "num_wd": 5}
     result = make_protocol("lowshot", {**params, "shots": [1, 4], "draws": 2, "seed": 3}).evaluate(task)
     curve = result.details["curve"]
     for k in ("1", "4"):
@@ -31,7 +33,8 @@ def test_each_draw_is_the_linear_probe_on_its_k_shot_train_set(task):
             from benchmark.metrics import score
             sweep = linear_sweep(shots, linear.params)
             expected = score(Metric.TOP1, task.test.y, refit_logits(shots, linear.params, "test", on="train"))
-            assert curve[k]["scores"][draw] == pytest.approx(expected) and curve[k]["C"][draw] == float(sweep.best_C)
+            assert curve[k]["C"][draw] == float(sweep.best_C)
+            assert curve[k]["scores"][draw] == pytest.approx(expected, abs=100 / len(task.test) + 1e-9)  # <= 1 image
     assert result.value == pytest.approx(np.mean(curve["4"]["scores"])) and result.chosen == {"shots": 4}
     assert curve["4"]["mean"] > curve["1"]["mean"]  # 4 labels a class beat 1 on digits
     assert result.per_example.episode_accuracies == tuple(round(s, 4) for s in curve["4"]["scores"])
