@@ -1,0 +1,147 @@
+"""The README's first command under several CPU kernel paths, as other machines would run it.
+
+    python perf/machines.py [--paths native avx2 sse one-thread ...] [--keep DIR] [--quick]
+
+Another CPU rounds floating point differently because its libraries pick other kernels: torch's ATen
+(`ATEN_CPU_CAPABILITY`), MKL's GEMMs (`MKL_ENABLE_INSTRUCTIONS`), oneDNN's convolutions
+(`ONEDNN_MAX_CPU_ISA`), numpy's OpenBLAS (`OPENBLAS_CORETYPE`) and numpy's own loops
+(`NPY_DISABLE_CPU_FEATURES`), and the thread count splits every reduction differently. Each path below
+forces one such set on this machine. The command runs once per path in its own process, with an empty
+feature cache and results store, and this script prints:
+- the table and summary lines that differ from the first path's (what a newcomer would see change);
+- every cell whose value differs across paths, with its values and spread.
+
+Each full run takes as long as the README command (about 3 minutes on 2 cores; the `sse` path longer).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shlex
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from perf._machine import describe  # noqa: E402
+
+NUMPY_AVX512 = "AVX512F AVX512CD AVX512_KNL AVX512_KNM AVX512_SKX AVX512_CLX AVX512_CNL AVX512_ICL AVX512_SPR"
+NUMPY_AVX = f"AVX AVX2 FMA3 F16C {NUMPY_AVX512}"
+
+# name -> environment that forces a kernel path (what changes rounding between CPUs)
+KERNEL_PATHS: dict[str, dict[str, str]] = {
+    "native": {},
+    "avx2": {"ATEN_CPU_CAPABILITY": "avx2", "MKL_ENABLE_INSTRUCTIONS": "AVX2", "ONEDNN_MAX_CPU_ISA": "AVX2",
+             "OPENBLAS_CORETYPE": "Haswell", "NPY_DISABLE_CPU_FEATURES": NUMPY_AVX512},
+    "sse": {"ATEN_CPU_CAPABILITY": "default", "MKL_ENABLE_INSTRUCTIONS": "SSE4_2", "ONEDNN_MAX_CPU_ISA": "SSE41",
+            "OPENBLAS_CORETYPE": "Nehalem", "NPY_DISABLE_CPU_FEATURES": NUMPY_AVX},
+    "one-thread": {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"},
+    "avx2-one-thread": {"ATEN_CPU_CAPABILITY": "avx2", "MKL_ENABLE_INSTRUCTIONS": "AVX2", "ONEDNN_MAX_CPU_ISA": "AVX2",
+                        "OPENBLAS_CORETYPE": "Haswell", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+                        "OPENBLAS_NUM_THREADS": "1"},
+}
+QUICK_ARGS = ["--model", "pixels:8", "--protocol", "knn", "--protocol", "linear"]
+
+
+@dataclass
+class PathRun:
+    name: str
+    seconds: float
+    printed: list[str]  # the tables and summary, as the user reads them
+    values: pd.Series  # (encoder, dataset, protocol) -> value
+
+
+def readme_command() -> list[str]:
+    """The `evaluate` arguments of the README's first command (after `cli.py`)."""
+    for line in (ROOT / "README.md").read_text().splitlines():
+        if "cli.py evaluate" in line:
+            return shlex.split(line.split("cli.py", 1)[1])
+    raise SystemExit("README.md has no `cli.py evaluate` line")
+
+
+def report_lines(stdout: str) -> list[str]:
+    """What the command printed from its first table on: tables, skipped cells and summary (log lines
+    with times, which differ on every run, come before)."""
+    lines = stdout.splitlines()
+    first = next((i for i, line in enumerate(lines) if line.startswith("### ")), len(lines))
+    return [line for line in lines[first:] if not re.search(r"\d s(econds)? (of|wall)", line)]
+
+
+def run_path(name: str, arguments: list[str], work: Path) -> PathRun:
+    env = {**os.environ, **KERNEL_PATHS[name], "PYTHONPATH": str(ROOT)}
+    results = work / name / "runs.sqlite"
+    command = [sys.executable, str(ROOT / "cli.py"), *arguments, "--cache-dir", str(work / name / "cache"),
+               "--results", str(results)]
+    start = time.perf_counter()
+    done = subprocess.run(command, env=env, capture_output=True, text=True, cwd=ROOT)
+    seconds = time.perf_counter() - start
+    if done.returncode:
+        raise SystemExit(f"{name}: exit {done.returncode}\n{done.stderr[-3000:]}")
+    with sqlite3.connect(results) as db:
+        rows = pd.read_sql_query("SELECT encoder, dataset, protocol, value FROM results", db)
+    values = rows.groupby(["encoder", "dataset", "protocol"])["value"].last()
+    return PathRun(name, seconds, report_lines(done.stdout), values)
+
+
+def differing_lines(runs: list[PathRun]) -> list[str]:
+    first = runs[0]
+    out = []
+    for run in runs[1:]:
+        changed = [(a, b) for a, b in zip(first.printed, run.printed) if a != b]
+        if len(first.printed) != len(run.printed):
+            out.append(f"{run.name}: printed {len(run.printed)} lines vs {len(first.printed)}")
+        out.append(f"{run.name}: {len(changed)} of {len(first.printed)} printed lines differ from {first.name}")
+        out += [f"    {first.name}: {a}\n    {run.name}: {b}" for a, b in changed]
+    return out
+
+
+def cell_spreads(runs: list[PathRun]) -> pd.DataFrame:
+    """One row per cell whose stored value differs across paths: its values and spread (max - min)."""
+    table = pd.concat({run.name: run.values for run in runs}, axis=1)
+    spread = table.max(axis=1) - table.min(axis=1)
+    table["spread"] = spread
+    return table[spread > 0].sort_values("spread", ascending=False)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--paths", nargs="+", choices=list(KERNEL_PATHS),
+                        default=["native", "avx2", "sse", "one-thread"])
+    parser.add_argument("--keep", type=Path, help="keep each path's cache and store under this folder")
+    parser.add_argument("--quick", action="store_true", help="pixels:8, k-NN and linear only, two paths")
+    args = parser.parse_args()
+    arguments = readme_command()
+    paths = args.paths
+    if args.quick:
+        arguments = [a for a in arguments if not a.startswith("bundled:") and not a.startswith("timm:")
+                     and not a.startswith("pixels:") and a != "--model"] + QUICK_ARGS
+        paths = ["native", "one-thread"]
+    print(describe())
+    print("command: python3 cli.py " + " ".join(arguments))
+    work = args.keep or Path(tempfile.mkdtemp(prefix="machines-"))
+    runs = []
+    for name in paths:
+        runs.append(run_path(name, arguments, work))
+        print(f"{name}: {runs[-1].seconds:.1f} s, {len(runs[-1].values)} cells "
+              f"({' '.join(f'{k}={v}' for k, v in KERNEL_PATHS[name].items()) or 'this machine as it is'})", flush=True)
+    print("\n".join(differing_lines(runs)))
+    spreads = cell_spreads(runs)
+    print(f"\n{len(spreads)} of {len(runs[0].values)} cells differ in their stored value across "
+          f"{len(runs)} kernel paths" + (":" if len(spreads) else ""))
+    if len(spreads):
+        with pd.option_context("display.width", 200, "display.max_rows", 500, "display.float_format", "{:.3f}".format):
+            print(spreads)
+
+
+if __name__ == "__main__":
+    main()
