@@ -7,6 +7,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from enum import StrEnum
 
+from pathlib import Path
+
 import numpy as np
 import torch
 
@@ -66,6 +68,18 @@ def fits(nbytes: int, device: str | torch.device) -> bool:
     free, _ = torch.cuda.mem_get_info(device)
     cached = torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)  # torch's, reusable
     return nbytes <= MEMORY_HEADROOM * (free + cached)
+
+
+def host_available_bytes() -> int:
+    """Memory the kernel says a new allocation can get without swapping (MemAvailable), or, where
+    /proc/meminfo is missing, no limit."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 1 << 62
 
 
 def to_numpy(tensor: torch.Tensor) -> np.ndarray:

@@ -16,7 +16,8 @@ SMALL = {"linear": {"num_wd": 4, "solver": "fast"}, "calibration": {"num_wd": 4,
          "finetune": {"steps": 2, "batch_size": 8, "lrs": [0.01], "regularisation": [0.0]},
          "segmentation": {"epochs": 2}, "zeroshot": {}, "quality": {"max_samples": 100}, "retrieval": {},
          "instance_retrieval": {}, "image_text": {"ks": [1, 2]},
-         "lowshot": {"num_wd": 4, "solver": "fast", "shots": [1, 5], "draws": 2}}
+         "lowshot": {"num_wd": 4, "solver": "fast", "shots": [1, 5], "draws": 2},
+         "linear_sgd": {"epochs": 2, "lrs": [0.01, 0.1]}}
 
 
 class HandMadeTextTower:

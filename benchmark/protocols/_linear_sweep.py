@@ -15,7 +15,8 @@ from typing import ClassVar
 
 import numpy as np
 
-from benchmark.devices import fits
+from benchmark.devices import fits, host_available_bytes
+from benchmark.errors import UserError
 from benchmark.identity import Component
 from benchmark.metrics import SCORING, score
 from benchmark.params import CheckedParams, Constraints, Interval, Options
@@ -110,6 +111,29 @@ def make_solver(data: FeatureTask, solver: Solver) -> LogReg:
     return TorchLogReg(data.task, data.num_classes, max_iter, tol, device=device)
 
 
+def full_batch_bytes(data: FeatureTask, solver: Solver) -> int:
+    """Memory a full-batch sweep and refit allocate beyond the features themselves: the train+val
+    concatenation; the float64 copy of the largest split (reference, converged) or every split resident
+    in float32 (fast); and about six rows x classes arrays (logits, exponentials, residuals, products)."""
+    rows, dim = len(data.train) + len(data.val), data.train.x.shape[1]
+    concatenated = 4 * rows * dim
+    if solver in CPU_SOLVERS:
+        return concatenated + 8 * rows * dim + 6 * 8 * rows * data.num_classes
+    resident = 4 * dim * (2 * rows + len(data.test))
+    return concatenated + resident + 6 * 4 * rows * data.num_classes
+
+
+def check_full_batch_memory(data: FeatureTask, solver: Solver) -> None:
+    """Refuse, before any work, a sweep that would not fit in the machine's available memory."""
+    need, have = full_batch_bytes(data, solver), host_available_bytes()
+    if need > have:
+        raise UserError(
+            f"the full-batch '{solver}' solver needs about {need / 1e9:.1f} GB for {len(data.train) + len(data.val):,} "
+            f"x {data.train.x.shape[1]} features and {data.num_classes} classes, and this machine has "
+            f"{have / 1e9:.1f} GB available; probe data this size with the `linear_sgd` protocol (mini-batches "
+            f"streamed from the feature cache), e.g. `protocols: [linear_sgd]` for this dataset")
+
+
 def run_sweep(model: LogReg, train: Features, val: Features, metric: Metric, grid: np.ndarray) -> Sweep:
     """The warm-started sweep over the C grid on train, scored on val. As the reference, the first C
     whose score is strictly above every earlier one (and above 0) wins; a NaN score never wins."""
@@ -132,6 +156,7 @@ def first_strict_best(scores: list[float]) -> int:
 def linear_sweep(data: FeatureTask, p: SweepParams) -> Sweep:
     """The sweep, computed once per inputs and sweep parameters."""
     def compute() -> Sweep:
+        check_full_batch_memory(data, p.solver)
         check_finite(data)
         return run_sweep(make_solver(data, p.solver), data.train, data.val, data.metric,
                          c_grid(p.wd_start, p.wd_stop, p.num_wd))

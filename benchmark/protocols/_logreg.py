@@ -161,16 +161,30 @@ def multinomial_hessian_vector(vector: np.ndarray, probabilities: np.ndarray, x:
     return product.ravel(order="F")
 
 
+LIBM_CHUNK = 1 << 16  # entries turned into Python floats at once: ~5 MB, however large the array
+
+
+def elementwise(function, a: np.ndarray) -> np.ndarray:
+    """`function` (a C math function) applied to every entry, in chunks of `LIBM_CHUNK` entries, so
+    memory holds one chunk's Python floats, not the array's (an ImageNet probe's 1.28e9 logits would be
+    ~40 GB of them); each entry's bits are the same whatever the chunking."""
+    flat, out = a.ravel(), np.empty(a.size, np.float64)
+    for start in range(0, a.size, LIBM_CHUNK):
+        part = flat[start:start + LIBM_CHUNK]
+        out[start:start + len(part)] = np.fromiter(map(function, part.tolist()), np.float64, len(part))
+    return out.reshape(a.shape)
+
+
 def libm_exp(a: np.ndarray) -> np.ndarray:
     """C's exp element by element, as scikit-learn's compiled loss calls it. numpy's vectorised exp
     rounds differently in the last bit (on digits features, a fifth of the entries; and differently in
     each numpy release), and a fit stopped at 100 iterations carries that into its chosen C."""
-    return np.fromiter(map(math.exp, a.ravel().tolist()), np.float64, a.size).reshape(a.shape)
+    return elementwise(math.exp, a)
 
 
 def libm_log(a: np.ndarray) -> np.ndarray:
     """C's log element by element (see `libm_exp`)."""
-    return np.fromiter(map(math.log, a.ravel().tolist()), np.float64, a.size).reshape(a.shape)
+    return elementwise(math.log, a)
 
 
 def multinomial_loss_gradient(flat: np.ndarray, x: np.ndarray, y: np.ndarray, rows: int, l2: float,

