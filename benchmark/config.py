@@ -33,7 +33,8 @@ SUITES_DIR = Path(__file__).resolve().parent / "suites"  # the top-level suites/
 SUITE_KEYS = ("name", "version", "description", "include", "seed", "seeds", "preprocessing", "protocols", "datasets",
               "overrides", "pretrain")
 OVERRIDE_KEYS = ("dataset", "protocol", "params")
-PROTOCOL_ENTRY_KEYS = ("protocol", "preprocessing")  # the rest of a protocol entry are its parameters
+PROTOCOL_ENTRY_KEYS = ("protocol", "preprocessing", "stability")  # the rest of a protocol entry are its parameters
+MAX_STABILITY_RUNS = 100
 DATASET_KEYS = ("root", "train_subset", "test_subset", "source", "preprocessing", "protocols")  # + a source's fields
 
 
@@ -47,10 +48,15 @@ class Task:
     params: dict[str, Any]
     kind: str = ""
     preprocessing: dict[str, Any] = field(default_factory=dict)
+    stability: int = 0  # reruns under rounding-level perturbations (benchmark.pipeline.stability)
 
     def __post_init__(self) -> None:
         if not self.kind:
             object.__setattr__(self, "kind", self.protocol)
+        if isinstance(self.stability, bool) or not isinstance(self.stability, int) or not (
+                0 <= self.stability <= MAX_STABILITY_RUNS):
+            raise UserError(f"{self.protocol} on {self.dataset}: stability must be a number of reruns from 0 to "
+                            f"{MAX_STABILITY_RUNS}, got {self.stability!r}")
 
 
 @dataclass(frozen=True)
@@ -83,7 +89,8 @@ class Suite:
             for override in self.overrides:
                 if override["dataset"] == dataset and override["protocol"] == protocol:
                     entry.update(override.get("params") or {})
-            tasks.append(Task(dataset, protocol, entry, kind, preprocessing))
+            stability = entry.pop("stability", 0)
+            tasks.append(Task(dataset, protocol, entry, kind, preprocessing, stability))
         return tasks
 
     def with_seeds(self, seeds: tuple[int, ...]) -> Suite:

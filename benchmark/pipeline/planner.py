@@ -87,6 +87,8 @@ def cell_key(task: Task, protocol: Protocol, pairing: Pairing, seed: int | None)
     params = dict(vars(protocol.params))
     if injects_seed(task, protocol, seed):
         params.pop("seed")
+    if task.stability:  # only when asked: a cell without reruns keeps the key it always had
+        params["stability"] = task.stability
     holdout = protocol.selects_on_val and has_holdout(pairing.dataset.spec)
     code = protocol.code_versions() | (component_versions([HOLDOUT_RULE]) if holdout else {})
     return CellKey(task.protocol, task.kind, params, code, feature_keys(pairing, protocol.input_kind()), seed)

@@ -25,6 +25,7 @@ from benchmark.encoders import Encoder, ModelSpec, load_encoder
 from benchmark.errors import UserError
 from benchmark.pipeline.inputs import ExtractOptions, Pairing, TaskInputs, cached_features, feature_task, model_task
 from benchmark.pipeline.planner import Cell, CellState, explain as explain_cell, group_by_pairing, needed_extractions, plan_cells, validate_suite
+from benchmark.pipeline.stability import rerun_values, stability_details
 from benchmark.protocols import Features, ProtocolResult
 from benchmark.results import DEFAULT_RESULTS, ResultRow, ResultsStore, code_revision
 from benchmark.vocab import FeatureKind, ValSplit
@@ -211,6 +212,9 @@ class Evaluator:
             return  # this rank helped extract; rank 0 runs the feature protocols
         start = time.perf_counter()
         result = cell.protocol.evaluate(data)  # under torchrun, every rank takes part (fine-tuning runs DDP)
+        if cell.task.stability:
+            reruns = rerun_values(cell.protocol, data, cell.task.stability)
+            result.details = result.details | stability_details(result.value, reruns)
         if not math.isfinite(result.value):  # e.g. alpha-ReQ of constant features: a reason, not a number
             cell = dataclasses.replace(cell, state=CellState.SKIPPED,
                                        reason=f"{cell.task.protocol} is not defined on these features ({result.value})")

@@ -146,6 +146,14 @@ def seed_std_table(rows: pd.DataFrame) -> pd.DataFrame:
     return flat(results_table(rows.assign(value=rows["seed_std"].astype(float))))
 
 
+def stability_table(rows: pd.DataFrame) -> pd.DataFrame:
+    """Each cell's spread over its stability reruns (`details.stability`; NaN where none) laid out like `ci_table`."""
+    if "details" not in rows.columns:
+        return flat(results_table(rows)) * np.nan
+    spreads = [d["stability"]["spread"] if isinstance(d, dict) and "stability" in d else np.nan for d in rows["details"]]
+    return flat(results_table(rows.assign(value=spreads)))
+
+
 def write_leaderboard(rows: pd.DataFrame, out_dir: Path, title: str, reference: str | None = None,
                       suite_version: int | None = None) -> list[Path]:
     """Everything into `out_dir`: leaderboard_long.csv, leaderboard_wide.csv, leaderboard.md,
@@ -167,7 +175,7 @@ def write_leaderboard(rows: pd.DataFrame, out_dir: Path, title: str, reference: 
                    "" if pairwise is None else "\n## Significant wins (row over column; paired tests, Holm-corrected "
                    "over the pair's cells, p < 0.05)\n\n" + pairwise.to_markdown() + "\n"),
                "leaderboard.html": html_page(board, ci_table(rows), lower_is_better_protocols(rows), title, plots,
-                                             diagnostic_protocols(rows), seed_std_table(rows))}
+                                             diagnostic_protocols(rows), seed_std_table(rows), stability_table(rows))}
     if pairwise is not None:
         written["pairwise_significance.csv"] = pairwise.to_csv()
     paths = []
@@ -214,19 +222,21 @@ details dt{font-weight:600}details dd{margin:0 0 2px 8px;word-break:break-all}
 
 
 def html_page(board: pd.DataFrame, ci95: pd.DataFrame, lower_is_better: set[str], title: str,
-              plots: list[Path] = (), diagnostics: set[str] = frozenset(), seed_std: pd.DataFrame | None = None
-              ) -> str:
+              plots: list[Path] = (), diagnostics: set[str] = frozenset(), seed_std: pd.DataFrame | None = None,
+              stability: pd.DataFrame | None = None) -> str:
     """A self-contained page: one row per encoder, header and first column sticky, click a header to sort
     (best first, in the metric's direction), `value ± CI` (and `σ` over seeds), each column's best
     highlighted, the encoder's provenance one click away, plots embedded."""
     seed_std = ci95 * np.nan if seed_std is None else seed_std
+    stability = ci95 * np.nan if stability is None else stability
     scores = [c for c in board.columns if c == "average_rank" or "·" in c]
     facts = [c for c in board.columns if c not in scores and not c.startswith("rank_ci")]
     lower = {c for c in scores if c == "average_rank" or column_protocol(c) in lower_is_better}
     undirected = {c for c in scores if column_protocol(c) in diagnostics}
     best = {c: None if c in undirected else board[c].min() if c in lower else board[c].max() for c in scores}
     header = "<th>encoder</th>" + "".join(header_cell(c, c in lower, c in undirected) for c in scores)
-    body = [table_row(encoder, row, scores, facts, ci95, lower, best, seed_std) for encoder, row in board.iterrows()]
+    body = [table_row(encoder, row, scores, facts, ci95, lower, best, seed_std, stability)
+            for encoder, row in board.iterrows()]
     seeds_legend = (" σ: standard deviation over seeds (the value is their mean; ± the lowest seed's CI)."
                     if seed_std.notna().any().any() else "")
     images = "".join(f'<img alt="{html.escape(p.name)}" src="data:image/png;base64,'
@@ -262,7 +272,7 @@ def header_cell(column: str, lower: bool, undirected: bool = False) -> str:
 
 
 def table_row(encoder: str, row: pd.Series, scores: list[str], facts: list[str], ci95: pd.DataFrame,
-              lower: set[str], best: dict[str, float], seed_std: pd.DataFrame) -> str:
+              lower: set[str], best: dict[str, float], seed_std: pd.DataFrame, stability: pd.DataFrame) -> str:
     details = "".join(f"<dt>{html.escape(str(k))}</dt><dd>{html.escape(str(row[k]))}</dd>" for k in facts)
     cells = [f"<td data-value='{html.escape(str(encoder))}'><details><summary>{html.escape(str(encoder))}"
              f"</summary><dl>{details}</dl></details></td>"]
@@ -278,6 +288,8 @@ def table_row(encoder: str, row: pd.Series, scores: list[str], facts: list[str],
         sd = seed_std.at[encoder, column] if column in seed_std.columns and encoder in seed_std.index else np.nan
         if not pd.isna(sd):
             shown += f" <span class='ci' title='standard deviation over seeds'>σ {sd:.1f}</span>"
+        shown += stability_mark(stability.at[encoder, column] if column in stability.columns
+                                and encoder in stability.index else np.nan)
         if column == "average_rank" and "rank_ci_examples" in row.index:
             shown += (f" <span class='ci' title='95% intervals: test examples redrawn; datasets resampled'>"
                       f"[{row['rank_ci_examples']} | {row['rank_ci_datasets']}]</span>")
@@ -285,6 +297,15 @@ def table_row(encoder: str, row: pd.Series, scores: list[str], facts: list[str],
                                       "summary" if "·" not in column or column.startswith("mean·") else "") if c)
         cells.append(f"<td class='{classes}' data-value='{value}'>{shown}</td>")
     return f"<tr>{''.join(cells)}</tr>"
+
+
+def stability_mark(spread: float) -> str:
+    """The cell's stability reruns in a tooltip: their spread (`≈`) or that they all agreed."""
+    if pd.isna(spread):
+        return ""
+    text = f"≈{spread:.1f}" if spread > 0 else "stable"
+    return (f" <span class='ci' title='spread of the value over reruns under rounding-level perturbations "
+            f"(stability): {spread:.2f}'>{text}</span>")
 
 
 def pyplot():

@@ -52,6 +52,7 @@ class ProtocolTable:
     is_score: bool = True  # False for label-free diagnostics: nothing is "best"
     spread: pd.DataFrame | None = None  # the linear probe's range over row orders (NaN where not measured)
     seed_std: pd.DataFrame | None = None  # standard deviation over the run's seeds (NaN with one seed)
+    unstable: pd.DataFrame | None = None  # 1.0 where a stability rerun prints another value (`prints_differently`)
 
     def best(self) -> pd.DataFrame:
         """True where a cell holds its column's best value (all of them when tied); none for diagnostics."""
@@ -82,9 +83,12 @@ def protocol_tables(rows: pd.DataFrame, with_ci: bool = True) -> list[ProtocolTa
         ci95 = grid([cell_ci95(row) if with_ci else None for _, row in group.iterrows()])
         spread = grid([order_spread(row) for _, row in group.iterrows()])
         seed_std = grid(list(group["seed_std"]) if "seed_std" in group else [np.nan] * len(group))
+        digits = 1 if is_score(group) else 2
+        unstable = grid([float(prints_differently(row["value"], row.get("details"), digits))
+                         for _, row in group.iterrows()])
         tables.append(ProtocolTable(str(protocol), "/".join(dict.fromkeys(group["metric"])), values,
                                     ci95.loc[values.index], lower_is_better(group), is_score(group),
-                                    spread.loc[values.index], seed_std.loc[values.index]))
+                                    spread.loc[values.index], seed_std.loc[values.index], unstable.loc[values.index]))
     return tables
 
 
@@ -94,11 +98,21 @@ def order_spread(row: pd.Series) -> float:
     return float(details.get("permutation_spread", np.nan)) if isinstance(details, dict) else np.nan
 
 
+def prints_differently(value: float, details: object, digits: int) -> bool:
+    """Whether a stability rerun of the cell (`details.stability`, `benchmark.pipeline.stability`) prints
+    another number at `digits` decimals."""
+    stability = details.get("stability") if isinstance(details, dict) else None
+    if not stability:
+        return False
+    return len({f"{v:.{digits}f}" for v in [value, *stability["values"]]}) > 1
+
+
 def format_cell(value: float, ci95: float, best: bool, digits: int = 1, spread: float = np.nan,
-                seed_std: float = np.nan) -> str:
+                seed_std: float = np.nan, unstable: bool = False) -> str:
     if np.isnan(value):
         return "--"
-    text = f"{value:.{digits}f}" if np.isnan(ci95) else f"{value:.{digits}f} ± {ci95:.{digits}f}"
+    shown = f"{value:.{digits}f}" + ("≈" if unstable else "")
+    text = shown if np.isnan(ci95) else f"{shown} ± {ci95:.{digits}f}"
     text = text if np.isnan(spread) else f"{text} ↔{spread:.{digits}f}"
     text = text if np.isnan(seed_std) else f"{text} σ{seed_std:.{digits}f}"
     return f"**{text}**" if best else text
@@ -108,9 +122,10 @@ def render_protocol_table(table: ProtocolTable) -> str:
     best, digits, nothing = table.best(), 1 if table.is_score else 2, table.values * np.nan
     spread = table.spread if table.spread is not None else nothing
     seed_std = table.seed_std if table.seed_std is not None else nothing
-    shown = pd.DataFrame({dataset: [format_cell(v, c, b, digits, r, sd) for v, c, b, r, sd in
+    unstable = table.unstable if table.unstable is not None else nothing
+    shown = pd.DataFrame({dataset: [format_cell(v, c, b, digits, r, sd, u == 1.0) for v, c, b, r, sd, u in
                                     zip(table.values[dataset], table.ci95[dataset], best[dataset], spread[dataset],
-                                        seed_std[dataset])]
+                                        seed_std[dataset], unstable[dataset])]
                           for dataset in table.values.columns}, index=table.values.index)
     means = table.means()
     if len(table.values.columns) > 1 and means.notna().any():
@@ -146,6 +161,10 @@ def render_report(rows: pd.DataFrame, skips: pd.DataFrame | None = None) -> str:
     if "details" in rows and rows.apply(order_spread, axis=1).notna().any():
         parts.append("↔r: the range r of the linear probe's score when the reference solver re-runs with the rows "
                      "in other orders (`permutations`): differences smaller than r are the protocol's rounding.")
+    if "details" in rows and rows["details"].map(lambda d: isinstance(d, dict) and "stability" in d).any():
+        parts.append("≈: a rerun of the cell under rounding-level perturbations (`stability: N`: features moved by "
+                     "one float32 unit, train rows reordered, one thread) prints another value; the difference is "
+                     "what another CPU may print. Unmarked cells with reruns printed the same every time.")
     if "seed_values" in rows and rows["seed_values"].map(lambda v: isinstance(v, dict) and len(v) > 1).any():
         parts.append(f"σ: standard deviation over the run's seeds ({seeds_line(rows)}); such a cell's value is "
                      f"the mean over its seeds, and its ± the 95% CI of its lowest seed's run.")
