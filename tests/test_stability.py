@@ -88,3 +88,14 @@ def test_the_table_marks_only_the_cell_a_rerun_prints_differently():
          "details": {"stability": {"runs": 2, "values": [90.0, 90.0], "spread": 0.0}}}])
     text = render_protocol_table(protocol_tables(rows, with_ci=False)[0])
     assert "83.5≈" in text and "90.0≈" not in text and "90.0" in text
+
+
+def test_a_fine_tuning_cell_reruns_with_its_train_images_reordered():
+    from benchmark.protocols.base import ModelTask
+
+    task = ModelTask(Features(np.arange(12), np.arange(12) % 3), Features(np.arange(12, 15), np.arange(3)),
+                     Features(np.arange(15, 18), np.arange(3)), 3, Metric.TOP1)
+    moved = perturbed(task, 1)
+    assert sorted(moved.train.x.tolist()) == list(range(12)) and moved.train.x.tolist() != list(range(12))
+    assert (moved.train.y == moved.train.x % 3).all()  # each image keeps its label
+    assert moved.val == task.val and moved.test == task.test
