@@ -138,3 +138,18 @@ def test_the_imagenet_layout_runs_linear_sgd_end_to_end(tmp_path, capsys):
     assert row["protocol"] == "linear_sgd" and row["details"]["input"] == "features"
     assert row["details"]["steps"] == 20 * 4  # 32 train images (8 of them the hold-out): 4 batches of 8 a epoch
     assert row["value"] >= 60.0 and len(row["details"]["val_scores"]) == 10  # 5 classes: chance is 20
+
+
+def test_rows_of_several_splits_read_like_their_concatenation_without_copying_it(tmp_path):
+    from benchmark.protocols.base import Rows
+
+    train = np.lib.format.open_memmap(tmp_path / "train.npy", mode="w+", dtype=np.float32, shape=(7, 3))
+    train[:] = np.arange(21).reshape(7, 3)
+    val = np.arange(100, 112, dtype=np.float32).reshape(4, 3)
+    rows, whole = Rows([train, val]), np.concatenate([train, val])
+    assert rows.shape == (11, 3) and rows.size == 33 and len(rows) == 11
+    for key in (slice(2, 9), slice(0, 4), slice(7, 11), slice(0, 11), slice(9, 30), slice(0, 11, 4)):
+        assert rows[key].tolist() == whole[key].tolist(), key
+    picked = np.array([10, 0, 6, 7, 3])
+    assert rows[picked].tolist() == whole[picked].tolist()
+    assert np.shares_memory(rows[1:5], train)  # a chunk inside one split is a view of it, not a copy

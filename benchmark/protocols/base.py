@@ -42,6 +42,37 @@ def concat(parts: Sequence[Features]) -> Features:
     return Features(np.concatenate([p.x for p in parts]), np.concatenate([p.y for p in parts]))
 
 
+class Rows:
+    """The feature rows of several splits read as one array, without concatenating them: a slice or an
+    index array returns only the rows asked for (train+val of ImageNet would otherwise be a 10 GB copy)."""
+
+    def __init__(self, parts: Sequence[np.ndarray]):
+        self.parts = list(parts)
+        self.offsets = np.cumsum([0] + [len(part) for part in self.parts])
+        self.shape = (int(self.offsets[-1]), *self.parts[0].shape[1:])
+        self.size = int(np.prod(self.shape))
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, key: slice | np.ndarray) -> np.ndarray:
+        if isinstance(key, slice) and key.step in (None, 1):
+            start, stop, _ = key.indices(len(self))
+            pieces = [part[max(start - first, 0):max(stop - first, 0)] for part, first in zip(self.parts, self.offsets)]
+            pieces = [piece for piece in pieces if len(piece)] or pieces[:1]
+            return pieces[0] if len(pieces) == 1 else np.concatenate(pieces)  # within one split: a view, no copy
+        if isinstance(key, slice):
+            key = np.arange(*key.indices(len(self)))
+        key = np.asarray(key)
+        which = np.searchsorted(self.offsets, key, side="right") - 1
+        pieces = [(np.flatnonzero(which == i), part) for i, part in enumerate(self.parts)]
+        out = np.empty((len(key), *self.shape[1:]), dtype=self.parts[0].dtype)
+        for positions, part in pieces:
+            if len(positions):
+                out[positions] = part[key[positions] - self.offsets[which[positions[0]]]]
+        return out
+
+
 class TextTower(Interface):
     """An image-text model's text side, as zero-shot needs it (an `Encoder` with a text tower is one)."""
 

@@ -17,7 +17,7 @@ from benchmark.metrics import correct_per_example, score
 from benchmark.outputs import PerExample
 from benchmark.params import CheckedParams, Constraints, Each, Interval, Options
 from benchmark.protocols import PROTOCOLS
-from benchmark.protocols.base import FeatureTask, Protocol, ProtocolResult, check_finite, require_test_split
+from benchmark.protocols.base import Features, FeatureTask, Protocol, ProtocolResult, Rows, check_finite, require_test_split
 from benchmark.vocab import TaskType
 
 
@@ -81,7 +81,7 @@ def torch_nearest_neighbours(train: np.ndarray, queries: np.ndarray, k: int, dev
     queries_on = torch.as_tensor(normalized(queries), device=device)
     rows = max(k, block_bytes // (4 * max(1, min(len(queries), 4096))))
     resident = fits(4 * train.size, device)  # the whole train set uploaded (and normalised) once
-    train_on = torch.as_tensor(normalized(train), device=device) if resident else None
+    train_on = torch.as_tensor(normalized(train[:len(train)]), device=device) if resident else None
     best_s = queries_on.new_empty(len(queries_on), 0)
     best_i = torch.empty(len(queries_on), 0, dtype=torch.long, device=device)
     for start in range(0, len(train), rows):  # train chunks outside: each uploaded at most once
@@ -143,7 +143,7 @@ class WeightedKNN(Protocol):
     def evaluate(self, data: FeatureTask) -> ProtocolResult:
         check_finite(data)
         require_test_split(data, self.name)
-        reference = data.trainval
+        reference = Features(Rows([data.train.x, data.val.x]), np.concatenate([data.train.y, data.val.y]))
         ks = sorted({min(k, len(reference)) for k in (*self.params.k, self.params.headline_k)})
         similarities, indices = self.search(reference.x, data.test.x, ks[-1], data.device)
         neighbour_labels = reference.y[indices]

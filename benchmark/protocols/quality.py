@@ -26,7 +26,7 @@ import numpy as np
 
 from benchmark.params import CheckedParams, Constraints, Interval, Options
 from benchmark.protocols import PROTOCOLS
-from benchmark.protocols.base import FeatureTask, Protocol, ProtocolResult, check_finite
+from benchmark.protocols.base import FeatureTask, Protocol, ProtocolResult, Rows, check_finite
 from benchmark.vocab import Metric, TaskType
 
 RANKME_EPS = 1e-7  # the paper's epsilon
@@ -110,9 +110,10 @@ class Quality(Protocol):
 
 def all_measures(data: FeatureTask, p: Quality.Params) -> dict[str, float | int | str]:
     """Every measure on the same sample, so the columns of one suite share one computation."""
-    features = np.asarray((data.trainval if p.split == Split.TRAIN else data.test).x)
-    if len(features) > p.max_samples:
-        keep = np.sort(np.random.default_rng(p.seed).choice(len(features), p.max_samples, replace=False))
-        features = features[keep]
+    rows = Rows([data.train.x, data.val.x] if p.split == Split.TRAIN else [data.test.x])
+    if len(rows) > p.max_samples:
+        features = rows[np.sort(np.random.default_rng(p.seed).choice(len(rows), p.max_samples, replace=False))]
+    else:
+        features = rows[:]
     return {**{str(m): fn(features) for m, (fn, _) in MEASURES.items()}, "split": str(p.split),
             "samples": len(features), "dimensions": int(features.shape[1])}
