@@ -153,3 +153,17 @@ def test_rows_of_several_splits_read_like_their_concatenation_without_copying_it
     picked = np.array([10, 0, 6, 7, 3])
     assert rows[picked].tolist() == whole[picked].tolist()
     assert np.shares_memory(rows[1:5], train)  # a chunk inside one split is a view of it, not a copy
+
+
+def test_retrieval_ranked_block_by_block_scores_as_in_one_block(rng, monkeypatch):
+    from benchmark.protocols import retrieval
+
+    x, y = rng.normal(size=(300, 16)).astype(np.float32), rng.integers(0, 7, 300)
+    x[:, :3] += y[:, None]  # classes are separable enough that the scores are not trivial
+    whole = retrieval.retrieval_scores(x, y, (1, 5, 10))
+    monkeypatch.setattr(retrieval, "QUERY_BLOCK", 64)  # 5 blocks, the last one partial
+    blocked = retrieval.retrieval_scores(x, y, (1, 5, 10))
+    assert {k: v for k, v in blocked.items() if k != "top1_relevant"} == {
+        k: v for k, v in whole.items() if k != "top1_relevant"}
+    assert blocked["top1_relevant"].tolist() == whole["top1_relevant"].tolist()
+    assert 20 < whole["recall@1"] < 100 and 5 < whole["map@r"] < whole["recall@10"]
