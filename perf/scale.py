@@ -118,6 +118,8 @@ def main() -> None:
         return worker(args.worker, args.dir)
     if args.quick:
         args.rows, args.dim, args.classes = 5000, 64, 10
+    if args.classes < 2 or args.dim < 1 or args.rows < 25 * args.classes:
+        parser.error("need --classes >= 2, --dim >= 1 and --rows >= 25 x classes (so val and test hold every class)")
     print(describe())
     with tempfile.TemporaryDirectory(prefix="scale-") as folder:
         start = time.perf_counter()

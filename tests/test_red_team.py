@@ -12,6 +12,7 @@ import os
 import pickle
 import shutil
 import sqlite3
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -165,6 +166,18 @@ class World:
     def lowshot_headline(self):
         return self.suite_file("headline", {"textures": {}}, {"lowshot": {"shots": [1, 2], "headline": 4}})
 
+    def sgd_no_lrs(self):
+        return self.suite_file("sgd_no_lrs", {"textures": {}}, {"linear_sgd": {"lrs": []}})
+
+    def sgd_momentum_one(self):
+        return self.suite_file("sgd_momentum", {"textures": {}}, {"linear_sgd": {"momentum": 1.0}})
+
+    def negative_stability(self):
+        return self.suite_file("negative_stability", {"textures": {}}, {"knn": {"stability": -1}})
+
+    def word_stability(self):
+        return self.suite_file("word_stability", {"textures": {}}, {"knn": {"stability": "three"}})
+
     def results(self):
         return self.root / "runs.sqlite"
 
@@ -241,6 +254,15 @@ CASES = [
      "num_classes must be an integer of at least 2, got 'abc'"),
     ("--cache-dir a file", "evaluate --suite {tiny} --model pixels:2 --results {results} --cache-dir {a_file}", 2,
      "is a file; pass a directory as --cache-dir"),
+    # issues 30 and 33 (linear_sgd, stability)
+    ("linear_sgd lrs: []", "evaluate --suite {sgd_no_lrs} --model pixels:2 " + RUN, 2,
+     "parameter lrs=[] is invalid: it must be a non-empty list"),
+    ("linear_sgd momentum: 1.0", "evaluate --suite {sgd_momentum_one} --model pixels:2 " + RUN, 2,
+     "parameter momentum=1.0 is invalid: it must be a number in [0, 0.999]"),
+    ("stability: -1", "evaluate --suite {negative_stability} --model pixels:2 " + RUN, 2,
+     "stability must be a number of reruns from 0 to 100, got -1"),
+    ("stability: three", "evaluate --suite {word_stability} --model pixels:2 " + RUN, 2,
+     "stability must be a number of reruns from 0 to 100, got 'three'"),
 ]
 
 
@@ -368,3 +390,27 @@ def test_16_bit_tiffs_are_read_by_their_range_not_as_white(tmp_path, capsys):
                              {"knn": {"k": [3]}})
     code, output = run_cli(f"evaluate --suite {suite} --model pixels:2 " + RUN, world, capsys)
     assert code == 0 and "tiff knn: 100.00" in output
+
+
+def test_linear_sgd_heads_that_diverge_never_win_and_all_diverged_is_one_message(rng):
+    """Features so large that a learning rate overflows the weights: such a head scores NaN (never chosen);
+    when every head diverges, one message names the fix instead of a chance-level number."""
+    from benchmark.errors import UserError
+    from benchmark.protocols import Features, FeatureTask, make_protocol
+
+    x, y = rng.normal(size=(200, 8)).astype(np.float32) * 1e18, np.arange(200) % 4
+    task = FeatureTask(Features(x[:120], y[:120]), Features(x[120:160], y[120:160]), Features(x[160:], y[160:]), 4,
+                       "top1")
+    with pytest.raises(UserError, match=r"every head diverged .* lower `lrs`"):
+        make_protocol("linear_sgd", {"lrs": [1000.0], "epochs": 3}).evaluate(task)
+    mixed = make_protocol("linear_sgd", {"lrs": [1000.0, 1e-30], "epochs": 3}).evaluate(task)
+    assert np.isnan(mixed.details["val_scores"][0]) and mixed.chosen["lr"] == 1e-30
+
+
+def test_perf_scale_refuses_sizes_without_every_class_in_val_and_test():
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "perf/scale.py", "--rows", "5", "--classes", "10"], capture_output=True,
+                          text=True, cwd=Path(__file__).resolve().parents[1])
+    assert done.returncode == 2 and "--rows >= 25 x classes" in done.stderr and "Traceback" not in done.stderr

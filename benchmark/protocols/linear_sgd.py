@@ -21,6 +21,7 @@ from typing import ClassVar
 
 import numpy as np
 import torch
+from benchmark.errors import UserError
 from benchmark.metrics import correct_per_example, score
 from benchmark.outputs import PerExample
 from benchmark.params import CheckedParams, Constraints, Each, Interval
@@ -98,6 +99,10 @@ class Heads:
         return cls(torch.zeros(len(grid), classes, dim, device=device), torch.zeros(len(grid), classes, device=device),
                    lrs, decays)
 
+    def finite(self) -> list[bool]:
+        """Per head: whether its weights and bias are all finite (a too-large learning rate diverges)."""
+        return (self.weight.isfinite().flatten(1).all(1) & self.bias.isfinite().all(1)).tolist()
+
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         """(B, H, K) logits of every head, in one GEMM."""
         heads, classes, dim = self.weight.shape
@@ -152,9 +157,17 @@ class LinearSGD(Protocol):
         p, grid = self.params, self.params.grid()
         heads = self.trained(data, [data.train], grid)
         val_logits = head_logits(heads, data.val, data.device)
-        val_scores = [score(data.metric, data.val.y, val_logits[:, h]) for h in range(len(grid))]
+        finite = heads.finite()
+        val_scores = [score(data.metric, data.val.y, val_logits[:, h]) if finite[h] else float("nan")
+                      for h in range(len(grid))]  # a diverged head never wins (NaN)
+        if not any(finite):
+            raise UserError(f"linear_sgd: every head diverged (non-finite weights) at learning rates {list(p.lrs)}; "
+                            f"lower `lrs`")
         best = first_strict_best(val_scores)
         final = self.trained(data, [data.train, data.val], [grid[best]])
+        if not final.finite()[0]:
+            raise UserError(f"linear_sgd: the train+val retrain at lr {grid[best][0]} diverged (non-finite weights); "
+                            f"lower `lrs`")
         outputs = head_logits(final, data.test, data.device)[:, 0]
         lr, wd = grid[best]
         return ProtocolResult(
