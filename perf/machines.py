@@ -69,6 +69,16 @@ def readme_command() -> list[str]:
     raise SystemExit("README.md has no `cli.py evaluate` line")
 
 
+def without_models(arguments: list[str]) -> list[str]:
+    """The arguments without their `--model SPEC` pairs."""
+    kept, skip = [], False
+    for argument in arguments:
+        if not skip and argument != "--model":
+            kept.append(argument)
+        skip = argument == "--model" and not skip
+    return kept
+
+
 def report_lines(stdout: str) -> list[str]:
     """What the command printed from its first table on: tables, skipped cells and summary (log lines
     with times, which differ on every run, come before)."""
@@ -123,8 +133,7 @@ def main() -> None:
     arguments = readme_command()
     paths = args.paths
     if args.quick:
-        arguments = [a for a in arguments if not a.startswith("bundled:") and not a.startswith("timm:")
-                     and not a.startswith("pixels:") and a != "--model"] + QUICK_ARGS
+        arguments = without_models(arguments) + QUICK_ARGS
         paths = ["native", "one-thread"]
     print(describe())
     print("command: python3 cli.py " + " ".join(arguments))

@@ -102,8 +102,7 @@ def make_solver(data: FeatureTask, solver: Solver) -> LogReg:
     max_iter, tol = SOLVER_STOPPING[solver]
     if solver in CPU_SOLVERS:
         return CPU_SOLVERS[solver](data.task, data.num_classes, max_iter, tol)
-    resident = 4 * sum(split.x.size for split in (data.train, data.val, data.test, data.trainval))
-    resident += 4 * 5 * len(data.trainval) * data.num_classes  # the solver's logits, probabilities, gradients
+    resident = resident_bytes(data)
     device = data.device if fits(resident, data.device) else "cpu"
     if device != data.device:
         log.warning("linear: %.1f GB of features do not fit on %s; the sweep runs on the CPU", resident / 1e9,
@@ -111,16 +110,23 @@ def make_solver(data: FeatureTask, solver: Solver) -> LogReg:
     return TorchLogReg(data.task, data.num_classes, max_iter, tol, device=device)
 
 
+def resident_bytes(data: FeatureTask) -> int:
+    """The fast solver's resident float32 arrays: train, val, test and the train+val refit's copy, and
+    about five rows x classes working buffers (logits, probabilities, gradients). From the sizes alone:
+    `data.trainval` would concatenate the splits just to measure them."""
+    rows, dim = len(data.train) + len(data.val), data.train.x.shape[1]
+    return 4 * dim * (2 * rows + len(data.test)) + 4 * 5 * rows * data.num_classes
+
+
 def full_batch_bytes(data: FeatureTask, solver: Solver) -> int:
     """Memory a full-batch sweep and refit allocate beyond the features themselves: the train+val
-    concatenation; the float64 copy of the largest split (reference, converged) or every split resident
-    in float32 (fast); and about six rows x classes arrays (logits, exponentials, residuals, products)."""
+    concatenation, then the float64 copy of it and about six rows x classes float64 arrays (reference,
+    converged), or the fast solver's resident arrays (`resident_bytes`)."""
     rows, dim = len(data.train) + len(data.val), data.train.x.shape[1]
     concatenated = 4 * rows * dim
     if solver in CPU_SOLVERS:
         return concatenated + 8 * rows * dim + 6 * 8 * rows * data.num_classes
-    resident = 4 * dim * (2 * rows + len(data.test))
-    return concatenated + resident + 6 * 4 * rows * data.num_classes
+    return concatenated + resident_bytes(data)
 
 
 def check_full_batch_memory(data: FeatureTask, solver: Solver) -> None:

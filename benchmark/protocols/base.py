@@ -65,11 +65,11 @@ class Rows:
             key = np.arange(*key.indices(len(self)))
         key = np.asarray(key)
         which = np.searchsorted(self.offsets, key, side="right") - 1
-        pieces = [(np.flatnonzero(which == i), part) for i, part in enumerate(self.parts)]
         out = np.empty((len(key), *self.shape[1:]), dtype=self.parts[0].dtype)
-        for positions, part in pieces:
+        for i, part in enumerate(self.parts):
+            positions = np.flatnonzero(which == i)
             if len(positions):
-                out[positions] = part[key[positions] - self.offsets[which[positions[0]]]]
+                out[positions] = part[key[positions] - self.offsets[i]]
         return out
 
 

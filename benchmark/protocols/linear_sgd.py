@@ -27,7 +27,8 @@ from benchmark.outputs import PerExample
 from benchmark.params import CheckedParams, Constraints, Each, Interval
 from benchmark.protocols import PROTOCOLS
 from benchmark.protocols._linear_sweep import first_strict_best
-from benchmark.protocols.base import Features, FeatureTask, Protocol, ProtocolResult, check_finite, require_test_split
+from benchmark.protocols.base import (Features, FeatureTask, Protocol, ProtocolResult, Rows, check_finite,
+                                     require_test_split)
 from benchmark.vocab import TaskType
 
 PREDICTION_BATCH = 4096  # rows scored at once when predicting (bounded memory on any split size)
@@ -55,12 +56,12 @@ class RowBatches:
     through page-locked memory without blocking, so the copy overlaps the previous step."""
 
     def __init__(self, parts: list[Features], batch_size: int, device: str):
-        self.parts, self.batch_size, self.device = parts, batch_size, device
-        self.offsets = np.cumsum([0] + [len(part) for part in parts])
+        self.x, self.y = Rows([part.x for part in parts]), np.concatenate([part.y for part in parts])
+        self.batch_size, self.device = batch_size, device
         self.pin = torch.device(device).type == "cuda"
 
     def __len__(self) -> int:
-        return int(self.offsets[-1])
+        return len(self.y)
 
     def steps_per_epoch(self) -> int:
         return math.ceil(len(self) / self.batch_size)
@@ -71,17 +72,12 @@ class RowBatches:
             yield self.gather(np.sort(order[start:start + self.batch_size]))
 
     def gather(self, rows: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        which = np.searchsorted(self.offsets, rows, side="right") - 1
-        xs, ys = [], []
-        for i, part in enumerate(self.parts):
-            local = rows[which == i] - self.offsets[i]
-            if len(local):
-                xs.append(np.asarray(part.x[local], dtype=np.float32))
-                ys.append(np.asarray(part.y[local], dtype=np.int64))
-        x, y = torch.from_numpy(np.concatenate(xs)), torch.from_numpy(np.concatenate(ys))
+        x = torch.from_numpy(np.asarray(self.x[rows], dtype=np.float32))
+        y = torch.from_numpy(np.asarray(self.y[rows], dtype=np.int64))
         if self.pin:
             x, y = x.pin_memory(), y.pin_memory()
         return x.to(self.device, non_blocking=self.pin), y.to(self.device, non_blocking=self.pin)
+
 
 @dataclass
 class Heads:
@@ -173,7 +169,7 @@ class LinearSGD(Protocol):
         return ProtocolResult(
             value=score(data.metric, data.test.y, outputs), metric=data.metric, chosen={"lr": lr, "wd": wd},
             details={"val_score": val_scores[best], "val_scores": val_scores, "grid": [list(g) for g in grid],
-                     "input": "features", "steps": p.epochs * RowBatches([data.train], p.batch_size, "cpu").steps_per_epoch()},
+                     "input": "features", "steps": p.epochs * math.ceil(len(data.train) / p.batch_size)},
             per_example=PerExample(correct_per_example(data.metric, data.test.y, outputs)))
 
     def trained(self, data: FeatureTask, parts: list[Features], grid: list[tuple[float, float]]) -> Heads:
