@@ -188,6 +188,9 @@ class World:
 RUN = "--results {results} --cache-dir {cache}"
 CASES = [
     # code execution
+    ("data fetch --only an unknown dataset", "data fetch --only cifar11 --data-root {a_dir}", 2, "not in this suite"),
+    ("data fetch from a mirror folder without the file", "data fetch --only cifar10 --data-root {a_dir} --mirror "
+     "{a_dir}", 1, "cifar-10-python.tar.gz is not in the mirror folder"),
     ("revisitop ground truth with a __reduce__", "evaluate --suite {evil_ground_truth} --model pixels:2 " + RUN, 1,
      "refused to read"),
     ("a CIFAR batch with a __reduce__", "evaluate --suite {evil_cifar} --model pixels:2 " + RUN, 1, "refused to read"),

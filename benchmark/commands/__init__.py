@@ -2,9 +2,9 @@
 parser (with the shared flags of `common` as argparse parents) and sets `run(args) -> exit code`.
 `cli.py` at the top level is the entry point."""
 
-from benchmark.commands import (check_data, compare, evaluate, extract, leaderboard, listing, plan, pretrain,
+from benchmark.commands import (check_data, compare, data, evaluate, extract, leaderboard, listing, plan, pretrain,
                                 reproduce, table)
 
-SUBCOMMANDS = (listing, extract, evaluate, plan, pretrain, reproduce, table, leaderboard, compare, check_data)
+SUBCOMMANDS = (listing, extract, evaluate, plan, pretrain, reproduce, table, leaderboard, compare, check_data, data)
 
 __all__ = ["SUBCOMMANDS"]

@@ -6,17 +6,20 @@ import argparse
 import sys
 from pathlib import Path
 
-from benchmark.commands import common
+from benchmark.commands import common, data
 from benchmark.errors import UserError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("evaluate", parents=[common.plugins(), common.models(), common.suite(),
-                                                 common.protocols(), common.results(), common.run()],
+                                                 common.protocols(), common.results(), common.run(),
+                                                 data.archive_flags()],
                             help="evaluate encoders on a suite and print the results table")
     parser.add_argument("--models", default=None, metavar="LIST",
                         help="every model of the model list LIST (suites/models/LIST.yaml), weights from --weights-dir")
     parser.add_argument("--weights-dir", type=Path, default=Path("."), help="where --models finds weights files")
+    parser.add_argument("--download", action="store_true",
+                        help="first fetch the suite's datasets missing from --data-root (as `data fetch`)")
     add_executor_flags(parser)
     parser.set_defaults(run=run)
 
@@ -50,6 +53,8 @@ def run(args: argparse.Namespace) -> int:
     from benchmark.pipeline.runner import evaluate
 
     suite, specs = load_suite(args.suite), model_specs(args)
+    if args.download and distributed.current().is_main:
+        fetch_missing(args, suite)
     if args.executor:
         report = run_as_jobs(args, specs, suite)
     else:
@@ -65,6 +70,18 @@ def run(args: argparse.Namespace) -> int:
     for failure in report.failures:
         print(f"FAILED: {failure}", file=sys.stderr)
     return 1 if report.failures else 0
+
+
+def fetch_missing(args: argparse.Namespace, suite) -> None:
+    """`--download`: the datasets without a root yet; one that needs a manual step is reported and its
+    cells fail as a missing dataset's do, while the others run."""
+    from benchmark.data.fetch import fetch_suite, missing_with_recipe
+
+    options = data.fetch_options(args)
+    missing = missing_with_recipe(suite.datasets, options.data_root)
+    if missing:
+        fetch_suite(missing, options)
+        print()
 
 
 def run_as_jobs(args: argparse.Namespace, specs: list[str], suite):

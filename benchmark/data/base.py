@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from benchmark.data.recipe import Recipe
 from benchmark.errors import MissingDataError, UserError
 from benchmark.metrics import SCORERS
 from benchmark.vocab import Metric, TaskType, parse
@@ -156,6 +157,7 @@ class DatasetSpec:
     class_names: tuple[str, ...] = ()
     official_sizes: dict[str, int] = field(default_factory=dict, compare=False)  # images per split, for check-data
     download: str = ""  # the official archive(s) and where to extract them, for check-data
+    fetch: Recipe | None = field(default=None, repr=False, compare=False)  # for `data fetch`
     revision: str = ""  # the data's revision where a hub gives one (recorded in cache keys and rows)
     texts: TextLoader | None = field(default=None, repr=False, compare=False)  # image-text: captions(root)
 
@@ -196,6 +198,9 @@ def resolve_root(spec: DatasetSpec, explicit: str | Path | None, data_root: str 
 def missing_root_error(spec: DatasetSpec, tried: Path | None) -> MissingDataError:
     where = f"looked in {tried}" if tried else "no data root is set"
     download = f" Download: {spec.download}." if spec.download else ""
+    if spec.fetch is not None:
+        download += (f" `transferbench data fetch --suite SUITE --only {spec.name} --data-root DIR` "
+                     f"{'fetches it' if spec.fetch.automatic else 'lists its manual steps'}.")
     return MissingDataError(
         f"Dataset {spec.name!r} not found: {where}. Expected layout: {spec.layout or 'see the dataset docs'}."
         f"{download} "

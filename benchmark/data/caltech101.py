@@ -17,6 +17,7 @@ import numpy as np
 from benchmark.data import register_dataset
 from benchmark.data.base import DatasetSpec, ImageSplit
 from benchmark.data.image_folder import imagefolder_split
+from benchmark.data.recipe import Archive, Recipe
 from benchmark.errors import MissingDataError
 from benchmark.vocab import Metric
 
@@ -53,4 +54,9 @@ register_dataset(DatasetSpec(
     official_sizes={"train": 2416, "test": 6728},
     download="caltech-101.zip from data.caltech.edu (CaltechDATA), whose 101_ObjectCategories.tar.gz extracts "
              "to ROOT/101_ObjectCategories",
+    fetch=Recipe((Archive("caltech-101.zip", "https://data.caltech.edu/records/mzrjq-6wc02/files/caltech-101.zip",
+                          137414764, md5="3138e1922a9193bfa496528edbbc45d0",
+                          source="torchvision's md5; the size as data.caltech.edu serves it",
+                          inner="caltech-101/101_ObjectCategories.tar.gz"),),
+                 page="https://data.caltech.edu/records/mzrjq-6wc02"),
     description="Caltech-101 (102 classes with background), the reference's seeded 30-draw train split"))

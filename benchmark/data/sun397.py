@@ -16,9 +16,11 @@ import numpy as np
 
 from benchmark.data import register_dataset
 from benchmark.data.base import DatasetSpec, ImageSplit
+from benchmark.data.recipe import Archive, Recipe
 from benchmark.errors import MissingDataError, UserError
 
 PARTITION = "01"
+SITE = "https://vision.princeton.edu/projects/2010/SUN"
 LISTS = {"train": f"Training_{PARTITION}.txt", "test": f"Testing_{PARTITION}.txt"}
 LAYOUT = ("ROOT/SUN397/{ClassName.txt, a/abbey/sun_*.jpg, ...} with Training_01.txt and Testing_01.txt (the "
           "Partitions archive) in ROOT/SUN397, ROOT or ROOT/Partitions")
@@ -62,4 +64,11 @@ register_dataset(DatasetSpec(
     name="sun397", num_classes=397, load=load, needs_root=True, layout=LAYOUT,
     official_sizes={"train": 19850, "test": 19850},
     download="SUN397.tar.gz and Partitions.zip from vision.princeton.edu/projects/2010/SUN; extract both into ROOT",
+    fetch=Recipe((
+        Archive("SUN397.tar.gz", f"{SITE}/SUN397.tar.gz", 39077296924, md5="8ca2778205c41d23104230ba66911c7a",
+                sha256="f404130965a7ad77bed5ececc71e720ab50f3cc1e1bb257257610d38f3b928ec",
+                source="torchvision's md5; TensorFlow Datasets' size and sha256"),
+        Archive("Partitions.zip", f"{SITE}/download/Partitions.zip", 18293705,
+                sha256="e3311ea5f812d4cc6faef194688343d1111f6cd6f70f2c62f393c2b8d6ba1ec9",
+                source="TensorFlow Datasets' size and sha256")), page=f"{SITE}/"),
     description="SUN397 scenes, partition 01 as the reference reads it"))

@@ -12,6 +12,7 @@ import numpy as np
 
 from benchmark.data import register_dataset, safe_pickle
 from benchmark.data.base import DatasetSpec, ImageSplit
+from benchmark.data.recipe import Archive, Recipe, Unpack
 from benchmark.errors import MissingDataError
 from benchmark.vocab import Metric
 
@@ -56,6 +57,72 @@ DOWNLOADS: dict[str, str] = {
             "original site is gone, mirrors on Kaggle) into ROOT/stanford_cars",
     "imagenet": "ILSVRC2012_img_train.tar, ILSVRC2012_img_val.tar and ILSVRC2012_devkit_t12.tar.gz from "
                 "image-net.org into ROOT (torchvision sorts them into class folders on first use)",
+}
+TV, TFDS = "torchvision's md5", "TensorFlow Datasets' url_checksums"
+VGG = "https://www.robots.ox.ac.uk/~vgg/data"
+# How `data fetch` makes each layout from the official files (benchmark.data.recipe).
+RECIPES: dict[str, Recipe] = {
+    "cifar10": Recipe((Archive("cifar-10-python.tar.gz", "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",
+                               170498071, md5="c58f30108f718f92721af3b95e74349a", source=TV),),
+                      page="https://www.cs.toronto.edu/~kriz/cifar.html"),
+    "cifar100": Recipe((Archive("cifar-100-python.tar.gz", "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz",
+                                169001437, md5="eb9058c3a382ffc7106e4002c42a8d85", source=TV),),
+                       page="https://www.cs.toronto.edu/~kriz/cifar.html"),
+    "dtd": Recipe((Archive("dtd-r1.0.1.tar.gz", f"{VGG}/dtd/download/dtd-r1.0.1.tar.gz", 625239812,
+                           md5="fff73e5086ae6bdbea199a49dfb8a4c1",
+                           sha256="e42855a52a4950a3b59612834602aa253914755c95b0cff9ead6d07395f8e205",
+                           source=f"{TV}; {TFDS}", into="dtd"),), page=f"{VGG}/dtd"),
+    "flowers102": Recipe(tuple(
+        Archive(file, f"{VGG}/flowers/102/{file}", size, md5=md5, sha256=sha, source=f"{TV}; {TFDS}",
+                into="flowers-102", unpack=Unpack.EXTRACT if file.endswith(".tgz") else Unpack.PLACE)
+        for file, size, md5, sha in (
+            ("102flowers.tgz", 344862509, "52808999861908f626f3c1f4e79d11fa",
+             "2d01ecc807db462958cfe3d92f57a8c252b4abd240eb955770201e45f783b246"),
+            ("imagelabels.mat", 502, "e0620be6f572b9609742df49c70aed4d",
+             "4903e94206bac23bf772aadf06451916df56b58fc483a62db32a97b82656651d"),
+            ("setid.mat", 14989, "a5357ecc9cb78c4bef273ce3793fc85c",
+             "46b8678f91fd95d3c8f4feab80d271a6c834a1dd896fe29fd3e6ad9ce5c8dccd"))), page=f"{VGG}/flowers/102"),
+    "pets": Recipe(tuple(
+        Archive(file, f"{VGG}/pets/data/{file}", size, md5=md5, sha256=sha, source=f"{TV}; {TFDS}",
+                into="oxford-iiit-pet")
+        for file, size, md5, sha in (
+            ("images.tar.gz", 791918971, "5c4f3ee8e5d25df40f4fd59a7f44e54c",
+             "67195c5e1c01f1ab5f9b6a5d22b8c27a580d896ece458917e61d459337fa318d"),
+            ("annotations.tar.gz", 19173078, "95a8c909bbe2e81eed6a22bccdf3f68f",
+             "52425fb6de5c424942b7626b428656fcbd798db970a937df61750c0f1d358e91"))), page=f"{VGG}/pets"),
+    "food101": Recipe((Archive("food-101.tar.gz", "http://data.vision.ee.ethz.ch/cvl/food-101.tar.gz", 4996278331,
+                               md5="85eeb15f3717b99a5da872d97d918f87",
+                               sha256="d97d15e438b7f4498f96086a4f7e2fa42a32f2712e87d3295441b2b6314053a4",
+                               source=f"{TV}; {TFDS}"),),
+                      page="https://data.vision.ee.ethz.ch/cvl/datasets_extra/food-101/"),
+    "aircraft": Recipe((Archive("fgvc-aircraft-2013b.tar.gz", f"{VGG}/fgvc-aircraft/archives/fgvc-aircraft-2013b.tar.gz",
+                                2770575360, sha256="d5f68b1b81d6d7831eb9d5c5517074176b5dfbce6bcb43dc14ed1c66a87b8d75",
+                                source=TFDS),), page=f"{VGG}/fgvc-aircraft"),
+    "cars": Recipe(tuple(
+        Archive(file, size=size, sha256=sha, source=TFDS, into="stanford_cars",
+                unpack=Unpack.PLACE if file.endswith(".mat") else Unpack.EXTRACT)
+        for file, size, sha in (
+            ("cars_train.tgz", 979269282, "512b227b30e2f0a8aab9e09485786ab4479582073a144998da74d64b801fd288"),
+            ("cars_test.tgz", 977350468, "bffea656d6f425cba3c91c6d83336e4c5f86c6cffd8975b0f375d3a10da8e243"),
+            ("car_devkit.tgz", 330960, "b97deb463af7d58b6bfaa18b2a4de9829f0f79e8ce663dfa9261bf7810e9accd"),
+            ("cars_test_annos_withlabels.mat", 185758,
+             "790f75be8ea34eeded134cc559332baf23e30e91367e9ddca97d26ed9b895f05"))),
+        page="https://ai.stanford.edu/~jkrause/cars/car_dataset.html (gone)",
+        manual="Stanford's download links are gone; the four original files are mirrored on Kaggle and elsewhere "
+               "(search for their names). The checksums below are of the original files, so a mirror that repacked "
+               "them is refused."),
+    "imagenet": Recipe(tuple(
+        Archive(file, size=size, md5=md5, source=TV + (f"; size: {TFDS}" if size else ""), unpack=Unpack.PLACE)
+        for file, size, md5 in (("ILSVRC2012_img_train.tar", 147897477120, "1d675b47d978889d74fa0da5fadfb00e"),
+                                ("ILSVRC2012_img_val.tar", 6744924160, "29b22e2961454d5413ddabcf34fc5622"),
+                                ("ILSVRC2012_devkit_t12.tar.gz", None, "fa75699e90414af021442c21a62c3abf"))),
+        page="https://image-net.org/challenges/LSVRC/2012/2012-downloads.php",
+        manual="ImageNet needs an account at image-net.org and its terms of access accepted: log in, open the page "
+               "below, and download the training images (Task 1 & 2), the validation images (all tasks) and the "
+               "development kit (Task 1 & 2).",
+        check_splits=False,
+        note="the tars are placed in ROOT as they are; torchvision checks them and sorts them into class folders "
+             "the first time the dataset is read (hours for the 1.28M training images)"),
 }
 # The official number of images per split, which `check-data` compares against.
 OFFICIAL_SIZES: dict[str, dict[str, int]] = {
@@ -130,4 +197,5 @@ for _name, (_cls, _style, _classes, _metric, _splits, _layout) in LAYOUTS.items(
                                  metric=_metric,
                                  splits=_splits, needs_root=True, layout=f"torchvision {_cls} layout: {_layout}",
                                  description=f"torchvision {_cls} from a local root",
-                                 official_sizes=OFFICIAL_SIZES.get(_name, {}), download=DOWNLOADS.get(_name, "")))
+                                 official_sizes=OFFICIAL_SIZES.get(_name, {}), download=DOWNLOADS.get(_name, ""),
+                                 fetch=RECIPES.get(_name)))

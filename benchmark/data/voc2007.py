@@ -14,6 +14,7 @@ import numpy as np
 
 from benchmark.data import register_dataset
 from benchmark.data.base import DatasetSpec, ImageSplit
+from benchmark.data.recipe import Archive, Recipe
 from benchmark.data.voc_segmentation import VOC_CLASSES
 from benchmark.errors import MissingDataError, UserError
 from benchmark.vocab import Metric, TaskType
@@ -46,6 +47,14 @@ def class_labels(lists: Path, split: str, ids: list[str]) -> np.ndarray:
             labels[row[image_id], column] = int(flag == "1")
     return labels
 
+# torchvision's URLs and md5s; the sizes are TensorFlow Datasets' for the same files
+RECIPE = Recipe(tuple(
+    Archive(file, f"https://thor.robots.ox.ac.uk/pascal/VOC/voc2007/{file}", size, md5=md5,
+            source="torchvision's md5; TensorFlow Datasets' size")
+    for file, size, md5 in (("VOCtrainval_06-Nov-2007.tar", 460032000, "c52e279531787c972589f7e41ab4ae64"),
+                            ("VOCtest_06-Nov-2007.tar", 451020800, "b6e924de25625d8de591ea690078ad9f"))),
+    page="http://host.robots.ox.ac.uk/pascal/VOC/voc2007/")
+
 
 def load(split: str, root: Path | None) -> ImageSplit:
     lists = main_lists(root)
@@ -57,4 +66,7 @@ def load(split: str, root: Path | None) -> ImageSplit:
 register_dataset(DatasetSpec(name="voc2007", num_classes=20, load=load, metric=Metric.VOC_MAP, task=TaskType.MULTILABEL,
                              splits=("train", "val", "test"), needs_root=True, layout=LAYOUT, class_names=CLASSES,
                              official_sizes={"train": 2501, "val": 2510, "test": 4952}, version=2,
+                             download="VOCtrainval_06-Nov-2007.tar and VOCtest_06-Nov-2007.tar from "
+                                      "host.robots.ox.ac.uk/pascal/VOC/voc2007, both extracted into ROOT",
+                             fetch=RECIPE,
                              description="PASCAL VOC 2007 classification (multi-label) from a local VOCdevkit"))
