@@ -15,6 +15,10 @@ import sys
 from benchmark.errors import UserError
 
 
+RESUMES = ("every finished cell is already in the results store and every finished extraction in the cache; run the "
+           "same command again to resume from there")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from benchmark.commands import SUBCOMMANDS
 
@@ -35,8 +39,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("interrupted: every finished cell is already in the results store and every finished extraction in "
-              "the cache; run the same command again to resume from there", file=sys.stderr)
+        print(f"interrupted: {getattr(args, 'interrupted', RESUMES)}", file=sys.stderr)
         return 130
     except OSError as err:  # the machine's: a read-only or full disk, a path that is a file, a permission
         print(f"error: {os_message(err)}", file=sys.stderr)

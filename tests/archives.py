@@ -67,6 +67,20 @@ def build(name: str, src: Path, out: Path) -> list[Path]:
                 tar(out / "cars_test.tgz", [(base / "cars_test", "cars_test")]),
                 tar(out / "car_devkit.tgz", [(base / "devkit", "devkit")]),
                 Path(shutil.copy(base / "cars_test_annos_withlabels.mat", out))]
+    if name == "caltech101":  # the CaltechDATA zip holds the tar.gz the layout comes from
+        mini.write_caltech101(src, 40)
+        inner = tar(src / "101_ObjectCategories.tar.gz", [(src / "101_ObjectCategories", "101_ObjectCategories")])
+        with zipfile.ZipFile(out / "caltech-101.zip", "w") as archive:
+            archive.write(inner, "caltech-101/101_ObjectCategories.tar.gz")
+            archive.writestr("__MACOSX/caltech-101/._101_ObjectCategories.tar.gz", b"resource fork")
+        return [out / "caltech-101.zip"]
+    if name == "sun397":  # the images archive, and the split lists in Partitions.zip
+        mini.write_sun397(src, TWO)
+        lists = lambda arc: Path(arc).name.startswith(("Training_", "Testing_"))  # noqa: E731
+        with zipfile.ZipFile(out / "Partitions.zip", "w") as archive:
+            for path in sorted((src / "SUN397").glob("*_01.txt")):
+                archive.write(path, f"Partitions/{path.name}")
+        return [tar(out / "SUN397.tar.gz", [(src / "SUN397", "SUN397")], skip=lists), out / "Partitions.zip"]
     raise KeyError(name)
 
 

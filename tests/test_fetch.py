@@ -91,6 +91,35 @@ def test_fetch_then_check_data_then_evaluate_end_to_end(tmp_path, server, recipe
     assert "PRESENT" in capsys.readouterr().out and server.requests.count("cifar-10-python.tar.gz") == 1
 
 
+@pytest.mark.parametrize("name", ["caltech101", "sun397"])
+def test_an_archive_inside_an_archive_and_split_lists_in_a_second_one(tmp_path, server, recipes, monkeypatch, name,
+                                                                     capsys):
+    sizes = publish(name, tmp_path, server, recipes, monkeypatch)
+    data = tmp_path / "data"
+    assert fetch(data, "--only", name) == 0
+    assert " ok (" in capsys.readouterr().out
+    spec = dataset_spec(name)
+    assert {s: len(load_split(spec, s, data / name)) for s in spec.splits} == sizes
+    assert not (data / "101_ObjectCategories.tar.gz").exists()  # the inner archive's copy is gone
+
+
+def test_imagenet_tars_are_placed_for_torchvision_and_not_read(tmp_path, recipes, capsys):
+    archives_dir = tmp_path / "data" / "_archives"
+    archives_dir.mkdir(parents=True)
+    files = []
+    for archive in dataset_spec("imagenet").fetch.archives:
+        (archives_dir / archive.file).write_bytes(archive.file.encode())
+        files.append(archives_dir / archive.file)
+    assert fetch(tmp_path / "data", "--only", "imagenet") == 1  # the official checksums: these are not the files
+    assert "ILSVRC2012_img_train.tar is not the official file" in capsys.readouterr().out
+    recipes("imagenet", files)
+    assert fetch(tmp_path / "data", "--only", "imagenet") == 0
+    assert "torchvision checks them and sorts them" in capsys.readouterr().out
+    placed = tmp_path / "data" / "imagenet" / "ILSVRC2012_img_val.tar"
+    assert placed.read_bytes() == b"ILSVRC2012_img_val.tar"
+    assert placed.stat().st_ino == (archives_dir / "ILSVRC2012_img_val.tar").stat().st_ino  # a hard link, not a copy
+
+
 def test_a_dropped_connection_resumes_to_the_same_bytes(tmp_path, server, recipes, monkeypatch, capsys):
     publish("dtd", tmp_path, server, recipes, monkeypatch)
     data, official = tmp_path / "data", server.files["dtd-r1.0.1.tar.gz"]
@@ -266,6 +295,20 @@ def test_dry_run_lists_all_16_ericsson_datasets_with_sources_sizes_and_checksums
     assert "from https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz" in out
     assert "page: https://image-net.org/" in out
     assert not (tmp_path / "data").exists()  # a dry run writes nothing
+
+
+def test_ctrl_c_while_unpacking_leaves_no_staging_folder_and_says_how_to_go_on(tmp_path, server, recipes,
+                                                                              monkeypatch, capsys):
+    publish("dtd", tmp_path, server, recipes, monkeypatch)
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(tarfile, "copyfileobj", interrupted)
+    data = tmp_path / "data"
+    assert fetch(data, "--only", "dtd") == 130
+    assert "run the same command again to go on" in capsys.readouterr().err
+    assert sorted(p.name for p in data.iterdir()) == ["_archives"]
 
 
 def test_unknown_only_names_the_suites_datasets(tmp_path, capsys):

@@ -17,7 +17,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     fetch.add_argument("--only", nargs="+", default=[], metavar="NAME", help="only these datasets of the suite")
     fetch.add_argument("--dry-run", action="store_true",
                        help="print what would be fetched, from where, how large, and what needs a manual step")
-    fetch.set_defaults(run=run)
+    fetch.set_defaults(run=run, interrupted="every dataset reported above is in place; a download keeps what it "
+                                            "received in <file>.part and an unpacking leaves nothing behind: run the "
+                                            "same command again to go on from there")
 
 
 def data_root() -> argparse.ArgumentParser:
@@ -54,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
         print("\n".join(dry_run(suite.datasets, options, args.only)))
         return 0
     results = fetch_suite(suite.datasets, options, args.only)
-    waiting = [r.dataset for r in results if r.outcome in (Outcome.MANUAL, Outcome.FAILED)]
+    waiting = [r.dataset for r in results if r.outcome in (Outcome.MANUAL, Outcome.FAILED, Outcome.NO_RECIPE)]
     print(f"\n{len(results) - len(waiting)} of {len(results)} datasets in place under {options.data_root}"
           + (f"; still to do: {', '.join(waiting)} (see above)" if waiting else ""))
     return 1 if waiting else 0

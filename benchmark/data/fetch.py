@@ -117,8 +117,11 @@ def fetch_suite(suite_datasets: dict[str, dict], options: FetchOptions, only: li
 def fetch_dataset(name: str, suite_options: dict, options: FetchOptions) -> FetchResult:
     spec = dataset_spec(name, suite_options)
     target = target_of(name, suite_options, options.data_root)
+    if spec.fetch is None and not spec.needs_root:
+        return FetchResult(name, Outcome.PRESENT, "nothing to fetch: it is read without a data root")
     if spec.fetch is None:
-        return FetchResult(name, Outcome.NO_RECIPE, f"no fetch recipe; {spec.download or spec.layout}")
+        return FetchResult(name, Outcome.NO_RECIPE, f"no fetch recipe; get it by hand: "
+                                                    f"{spec.download or spec.layout or spec.description}")
     if target.exists():
         return FetchResult(name, Outcome.PRESENT, f"{target} exists and is left as it is (remove it to fetch again)"
                                                   f"{checked(spec, suite_options, options)}")
@@ -222,7 +225,8 @@ def dry_run(suite_datasets: dict[str, dict], options: FetchOptions, only: list[s
         spec = dataset_spec(name, suite_options)
         target = target_of(name, suite_options, options.data_root)
         if spec.fetch is None:
-            lines.append(f"{name}: no fetch recipe ({spec.download or spec.layout})")
+            lines.append(f"{name}: " + ("nothing to fetch" if not spec.needs_root else
+                                        f"no fetch recipe ({spec.download or spec.layout or spec.description})"))
             continue
         state = "present, left as it is" if target.exists() else ("automatic" if spec.fetch.automatic else "MANUAL")
         lines.append(f"{name} -> {target} [{state}]")
