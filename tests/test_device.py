@@ -136,3 +136,55 @@ def test_a_device_this_machine_lacks_is_one_message():
         check_device("cuda")
     with pytest.raises(UserError, match="not a device"):
         check_device("gpu0")
+
+
+def scalar_two_loop(grad, pairs):
+    """The two-loop recursion with Python-float coefficients (one device wait per product)."""
+    q, alphas = grad.clone(), []
+    for s, y, rho in reversed(pairs):
+        alphas.append(rho * float(s @ q))
+        q.sub_(y, alpha=alphas[-1])
+    if pairs:
+        q.mul_(1.0 / (pairs[-1][2] * float(pairs[-1][1] @ pairs[-1][1])))
+    for (s, y, rho), alpha in zip(pairs, reversed(alphas)):
+        q.add_(s, alpha=alpha - rho * float(y @ q))
+    return q
+
+
+def test_the_lbfgs_two_loop_never_waits_for_the_device_and_agrees_with_scalars(monkeypatch):
+    from benchmark.protocols._logreg import _two_loop
+
+    generator = torch.Generator().manual_seed(0)
+    grad, pairs = torch.randn(5000, generator=generator), []
+    for _ in range(10):
+        s = torch.randn(5000, generator=generator)
+        y = 0.5 * s + 0.1 * torch.randn(5000, generator=generator)
+        pairs.append((s, y, 1.0 / float(y @ s)))
+    expected = scalar_two_loop(grad, pairs)
+
+    def waits(self, *args):
+        raise AssertionError("a tensor became a Python number: a GPU would be waited for")
+
+    for method in ("__float__", "item", "tolist"):
+        monkeypatch.setattr(torch.Tensor, method, waits)
+    got = _two_loop(grad, pairs)
+    monkeypatch.undo()
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_a_torch_lbfgs_iteration_waits_a_few_times_not_once_per_history_pair(monkeypatch):
+    from benchmark.protocols._logreg import TorchLogReg
+
+    waits = {"n": 0}
+    for method in ("__float__", "tolist", "item"):
+        original = getattr(torch.Tensor, method)
+
+        def counted(self, *args, _original=original):
+            waits["n"] += 1
+            return _original(self, *args)
+
+        monkeypatch.setattr(torch.Tensor, method, counted)
+    rng = np.random.default_rng(0)
+    model = TorchLogReg("multiclass", 5).fit(rng.normal(size=(600, 40)).astype(np.float32), rng.integers(0, 5, 600), 1.0)
+    assert model.iterations >= 8
+    assert waits["n"] <= 5 * model.iterations + 5  # the scalar two-loop alone waited 2 x 10 + 1 times per iteration

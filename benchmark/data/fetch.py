@@ -148,6 +148,8 @@ def gather(recipe: Recipe, options: FetchOptions) -> tuple[list[tuple[Archive, P
     for archive in recipe.archives:
         local = folder / archive.file
         if local.exists():
+            if archive.checksums and local.stat().st_size > 1e9:
+                print(f"checking {local} ({human_size(local.stat().st_size)}) against its checksum", flush=True)
             verify(local, archive.checksums, delete=False)
         elif options.mirror_folder and not (options.mirror_folder / archive.file).is_file():
             raise UserError(f"{archive.file} is not in the mirror folder {options.mirror_folder}; put it there or "
