@@ -3,8 +3,9 @@ parser (with the shared flags of `common` as argparse parents) and sets `run(arg
 `cli.py` at the top level is the entry point."""
 
 from benchmark.commands import (check_data, compare, data, evaluate, extract, leaderboard, listing, plan, pretrain,
-                                reproduce, table)
+                                reproduce, suite_cmd, table)
 
-SUBCOMMANDS = (listing, extract, evaluate, plan, pretrain, reproduce, table, leaderboard, compare, check_data, data)
+SUBCOMMANDS = (listing, extract, evaluate, plan, pretrain, reproduce, table, leaderboard, compare, check_data, data,
+               suite_cmd)
 
 __all__ = ["SUBCOMMANDS"]

@@ -1,0 +1,56 @@
+"""What a suite's cells cost, estimated in images through the encoder (forward-pass equivalents), from
+the official split sizes: the weight `suite distill` gives a column when it breaks ties, and the size of a
+lite suite against its parent.
+
+Features are extracted once per (dataset, preprocessing) and shared by every column that reads them. A
+fine-tune cell trains (grid + 1) runs x steps x batch images, each a forward and a backward pass (about
+three forwards). Solver, k-NN and episode time is not counted: on a GPU it is small beside these, and it
+does not scale with the encoder.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from benchmark.config import Suite, Task
+from benchmark.data import dataset_spec
+from benchmark.errors import UserError
+from benchmark.protocols import PROTOCOLS
+from benchmark.vocab import FeatureKind
+
+TRAINING_PASSES = 3  # a training image: one forward and a backward of about twice its cost
+
+
+def task_of(suite: Suite, column: str, dataset: str) -> Task:
+    tasks = [t for t in suite.tasks(dataset) if t.protocol == column] if dataset in suite.datasets else []
+    if not tasks:
+        raise UserError(f"suite {suite.name} has no cell {column} on {dataset}")
+    return tasks[0]
+
+
+def dataset_images(dataset: str, options: dict) -> int:
+    """Images over the dataset's splits: the official sizes, else (a dataset shipped with a package) its
+    splits counted; capped by the suite's `train_subset` / `test_subset`."""
+    spec = dataset_spec(dataset, options)
+    sizes = dict(spec.official_sizes) or ({s: len(spec.load(s, None)) for s in spec.splits} if not spec.needs_root
+                                          else {})
+    caps = {"train": options.get("train_subset"), "test": options.get("test_subset")}
+    return sum(min(n, caps.get(split) or n) for split, n in sizes.items())
+
+
+def training_images(task: Task) -> int:
+    params = PROTOCOLS.get(task.kind).Params(**task.params)
+    grid = len(getattr(params, "lrs", (0,))) * len(getattr(params, "regularisation", (0,)))
+    return (grid + (grid > 1)) * params.steps * params.batch_size * TRAINING_PASSES
+
+
+def cells_cost(suite: Suite, cells: Iterable[tuple[str, str]]) -> float:
+    """Images through the encoder for the (column, dataset) cells together."""
+    extractions, training = set(), 0
+    for column, dataset in cells:
+        task = task_of(suite, column, dataset)
+        if FeatureKind.MODEL in PROTOCOLS.get(task.kind).requires:  # it trains the encoder
+            training += training_images(task)
+        else:
+            extractions.add((dataset, repr(sorted(task.preprocessing.items()))))
+    return training + sum(dataset_images(d, suite.datasets[d]) for d, _ in extractions)
