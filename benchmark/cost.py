@@ -10,6 +10,8 @@ does not scale with the encoder.
 
 from __future__ import annotations
 
+import functools
+import json
 from collections.abc import Iterable
 
 from benchmark.config import Suite, Task
@@ -31,6 +33,12 @@ def task_of(suite: Suite, column: str, dataset: str) -> Task:
 def dataset_images(dataset: str, options: dict) -> int:
     """Images over the dataset's splits: the official sizes, else (a dataset shipped with a package) its
     splits counted; capped by the suite's `train_subset` / `test_subset`."""
+    return counted_images(dataset, json.dumps(options, sort_keys=True, default=str))
+
+
+@functools.lru_cache(maxsize=None)
+def counted_images(dataset: str, options_json: str) -> int:  # counting a shipped dataset loads it: once
+    options = json.loads(options_json)
     spec = dataset_spec(dataset, options)
     sizes = dict(spec.official_sizes) or ({s: len(spec.load(s, None)) for s in spec.splits} if not spec.needs_root
                                           else {})
@@ -38,10 +46,16 @@ def dataset_images(dataset: str, options: dict) -> int:
     return sum(min(n, caps.get(split) or n) for split, n in sizes.items())
 
 
-def training_images(task: Task) -> int:
+def trained_images(task: Task) -> int:
+    """Images a fine-tune cell trains on: every (lr, w) run at its budget, plus the train+val retrain."""
     params = PROTOCOLS.get(task.kind).Params(**task.params)
     grid = len(getattr(params, "lrs", (0,))) * len(getattr(params, "regularisation", (0,)))
-    return (grid + (grid > 1)) * params.steps * params.batch_size * TRAINING_PASSES
+    if grid > 1 and getattr(params, "search", "grid") == "halving":
+        from benchmark.protocols._search import halving_budgets
+
+        runs = sum(steps * alive for steps, alive in halving_budgets(grid, params.steps, params.halving_rate))
+        return (runs + params.steps) * params.batch_size
+    return (grid + (grid > 1)) * params.steps * params.batch_size
 
 
 def cells_cost(suite: Suite, cells: Iterable[tuple[str, str]]) -> float:
@@ -50,7 +64,7 @@ def cells_cost(suite: Suite, cells: Iterable[tuple[str, str]]) -> float:
     for column, dataset in cells:
         task = task_of(suite, column, dataset)
         if FeatureKind.MODEL in PROTOCOLS.get(task.kind).requires:  # it trains the encoder
-            training += training_images(task)
+            training += trained_images(task) * TRAINING_PASSES
         else:
             extractions.add((dataset, repr(sorted(task.preprocessing.items()))))
     return training + sum(dataset_images(d, suite.datasets[d]) for d, _ in extractions)

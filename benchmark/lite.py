@@ -55,8 +55,9 @@ def stored_wide(suite: Suite, rows: pd.DataFrame) -> tuple[pd.DataFrame, set[str
 
 def distill_suite(suite: Suite, wide: pd.DataFrame, cells: int, lower: set[str] = frozenset()) -> Distilled:
     complete = wide.dropna(axis=1)  # a column some encoder lacks cannot be ranked on
-    if complete.shape[1] < wide.shape[1]:
-        print(f"left out {wide.shape[1] - complete.shape[1]} columns that some encoder lacks")
+    dropped = [f"{p}·{d}" for p, d in wide.columns if (p, d) not in complete.columns]
+    if dropped:
+        print(f"left out {', '.join(dropped)}: some encoder has no value there")
     return distill(complete, cells, lambda chosen: cells_cost(suite, chosen), lower)
 
 

@@ -169,9 +169,20 @@ P = TypeVar("P", bound="CheckedParams")
 
 
 class CheckedParams:
-    """Mixin for frozen `Params` dataclasses: every field is checked against `constraints` on creation."""
+    """Mixin for frozen `Params` dataclasses: every field is checked against `constraints` on creation.
+
+    `added_later` names fields added after results were stored: while all of them are at their defaults
+    they stay out of the cell key (`key_params`), so the cells stored before they existed keep their
+    keys; once one is set, all of them are in it."""
 
     constraints: ClassVar[Constraints] = {}
+    added_later: ClassVar[tuple[str, ...]] = ()
+
+    def key_params(self) -> dict[str, Any]:
+        defaults = {f.name: f.default for f in dataclasses.fields(self)}  # type: ignore[arg-type]
+        if any(getattr(self, name) != defaults[name] for name in self.added_later):
+            return dict(vars(self))
+        return {name: value for name, value in vars(self).items() if name not in self.added_later}
 
     def __post_init__(self) -> None:
         for field in dataclasses.fields(self):  # type: ignore[arg-type]

@@ -15,6 +15,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--all", action="store_true", help="also list the tasks that are done")
     parser.add_argument("--why", nargs=3, metavar=("MODEL", "DATASET", "PROTOCOL"),
                         help="print one cell's key fields and which of them differ from its newest stored row")
+    parser.add_argument("--estimate", action="store_true",
+                        help="predicted wall time per cell, per protocol and in total on --device, from the "
+                             "encoder's measured throughput (cached) and the official split sizes; needs no data")
     parser.set_defaults(run=run)
 
 
@@ -28,6 +31,10 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if not args.model:
         raise UserError("plan needs --model SPEC (repeatable), or --why MODEL DATASET PROTOCOL")
+    if args.estimate:
+        for spec in args.model:
+            print("\n".join(estimate_lines(args, evaluator.suite, spec, args.all)))
+        return 0
     tasks = evaluator.plan(args.model)
     for stage in ("extract", "evaluate"):
         staged = [t for t in tasks if t.stage == stage]
@@ -37,3 +44,61 @@ def run(args: argparse.Namespace) -> int:
             print(f"  {'done   ' if task.done else 'pending'}  {task.stage:8s} {task.encoder}  {task.dataset}  "
                   f"{task.what}  {task.key[:12]}")
     return 0
+
+
+def estimate_lines(args: argparse.Namespace, suite, spec: str, every_cell: bool) -> list[str]:
+    from benchmark.cache import default_cache_dir
+    from benchmark.devices import Precision
+    from benchmark.encoders import load_encoder
+    from benchmark.pipeline.estimate import cached_throughput, cell_estimates, fine_tune_batch, suite_input_sizes
+
+    lines, rates = [f"estimate: {spec} on {args.device}, suite {suite.name}"], {}
+    for size in suite_input_sizes(suite):
+        rate, new = cached_throughput(args.cache_dir or default_cache_dir(), spec, args.device, size, args.batch_size,
+                                      fine_tune_batch(suite), Precision(args.precision))
+        training = f"{rate.train_per_s:,.1f} img/s" if rate.train_per_s else "none (nothing to train)"
+        lines.append(f"  {size} px on {rate.device}: extraction {rate.extract_per_s:,.1f} img/s, training {training} "
+                     f"({'measured now' if new else 'measured ' + rate.measured + ', cached'})")
+        rates[size] = rate
+    cells = cell_estimates(suite, rates, load_encoder(spec).capabilities)
+    measured = measured_seconds(args.results, suite.name, load_encoder(spec).label)
+    for protocol in dict.fromkeys(c.column for c in cells):
+        mine = [c for c in cells if c.column == protocol]
+        lines.append(f"  {protocol:16s} {len(mine):3d} cells  {duration(sum(c.seconds for c in mine))}")
+    lines.append(f"  {'total':16s} {len(cells):3d} cells  {duration(sum(c.seconds for c in cells))} "
+                 f"(images through the encoder only, each extraction counted at the first column that reads it; "
+                 f"decoding, solvers and episodes are not in the estimate)")
+    for cell in cells if every_cell else []:
+        lines.append(f"    {cell.column}·{cell.dataset}: {cell.extraction_images:,} images extracted, "
+                     f"{cell.training_images:,} trained, {cell.input_size} px -> {duration(cell.seconds)}"
+                     + error_note(cell, measured))
+    return lines
+
+
+def measured_seconds(results, suite_name: str, label: str) -> dict[tuple[str, str], float]:
+    """Seconds our store measured per (column, dataset) for this encoder, where there is a store."""
+    from benchmark.results import ResultsStore
+
+    if not results.is_file():
+        return {}
+    rows = ResultsStore(results).latest(suite_name)
+    rows = rows[rows["encoder"] == label] if not rows.empty else rows
+    return {(p, d): s for p, d, s in zip(rows.get("protocol", []), rows.get("dataset", []), rows.get("seconds", []))}
+
+
+def error_note(cell, measured: dict[tuple[str, str], float]) -> str:
+    """For a training cell the store measured, how far the estimate was (a feature cell's stored seconds
+    time its protocol, not the extraction the estimate models)."""
+    seconds = measured.get((cell.column, cell.dataset))
+    if seconds is None or not cell.training_images:
+        return ""
+    return f" (measured {duration(seconds)}: estimate {100 * (cell.seconds / seconds - 1):+.0f}%)"
+
+
+def duration(seconds: float) -> str:
+    if seconds != seconds:  # NaN
+        return "n/a"
+    for unit, size in (("h", 3600), ("min", 60)):
+        if seconds >= size:
+            return f"{seconds / size:,.1f} {unit}"
+    return f"{seconds:.1f} s"

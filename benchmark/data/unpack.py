@@ -25,17 +25,17 @@ class UnsafeArchiveError(UserError):
 
 
 def extract(archive: Path, into: Path, inner: str = "") -> None:
-    """Extract `archive` (tar in any compression, or zip) into `into`; with `inner`, extract that member
-    archive of it instead (to a temporary file next to `into`, deleted afterwards)."""
+    """Extract `archive` (a .zip, else a tar in any compression) into `into`; with `inner`, extract that
+    member archive of it instead (copied into `into` first, under a hidden name, and deleted afterwards)."""
     into.mkdir(parents=True, exist_ok=True)
     try:
         if inner:
-            nested = pull_member(archive, inner, into.parent)
+            nested = pull_member(archive, inner, into)
             try:
                 extract(nested, into)
             finally:
                 nested.unlink(missing_ok=True)
-        elif zipfile.is_zipfile(archive):
+        elif is_zip(archive):
             extract_zip(archive, into)
         else:
             extract_tar(archive, into)
@@ -43,6 +43,11 @@ def extract(archive: Path, into: Path, inner: str = "") -> None:
         if err.errno == errno.ENOSPC:
             raise DiskFullError(f"the disk filled up while extracting {archive.name} into {into.parent}") from None
         raise
+
+
+def is_zip(archive: Path) -> bool:
+    """By the official file name; a renamed file by its content (a tar can end in bytes that look like a zip)."""
+    return archive.suffix == ".zip" if archive.suffix in (".zip", ".gz", ".tgz", ".tar") else zipfile.is_zipfile(archive)
 
 
 def extract_tar(archive: Path, into: Path) -> None:
@@ -79,9 +84,9 @@ def check_member_name(archive: Path, name: str) -> None:
 
 
 def pull_member(archive: Path, member: str, folder: Path) -> Path:
-    """Copy one member of a zip or tar to `folder/<its file name>` and return that path."""
-    target = folder / PurePosixPath(member).name
-    if zipfile.is_zipfile(archive):
+    """Copy one member of a zip or tar to `folder/.inner-<its file name>` and return that path."""
+    target = folder / f".inner-{PurePosixPath(member).name}"
+    if is_zip(archive):
         with zipfile.ZipFile(archive) as zf:
             if member not in zf.namelist():
                 raise UserError(f"{archive.name} has no file {member!r}; is it the official archive?")

@@ -84,7 +84,7 @@ class Extraction:
 def cell_key(task: Task, protocol: Protocol, pairing: Pairing, seed: int | None) -> CellKey:
     """The identity of one result (`benchmark.identity.CellKey`). A seed that the run injected into the
     protocol's parameters is the key's `seed` field, not a parameter, so the study key ignores it."""
-    params = dict(vars(protocol.params))
+    params = protocol.params.key_params()
     if injects_seed(task, protocol, seed):
         params.pop("seed")
     if task.stability:  # only when asked: a cell without reruns keeps the key it always had

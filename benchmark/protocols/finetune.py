@@ -31,9 +31,10 @@ from benchmark.backbones import output_width
 from benchmark.devices import to_numpy
 from benchmark.metrics import correct_per_example, score
 from benchmark.outputs import PerExample
-from benchmark.params import CheckedParams, Constraints, Each, Interval
+from benchmark.params import CheckedParams, Constraints, Each, Interval, Options
 from benchmark.protocols import PROTOCOLS
 from benchmark.protocols._finetune_data import TrainingBatches, on_device, training_loader
+from benchmark.protocols._search import Search, SearchResult, grid_search, successive_halving
 from benchmark.protocols.base import Features, ModelTask, Protocol, ProtocolResult, require_test_split
 from benchmark.seeding import seeded
 from benchmark.vocab import FeatureKind, TaskType
@@ -76,37 +77,57 @@ class FineTune(Protocol):
         regularisation: tuple[float, ...] = (0.0, *(float(v) for v in np.logspace(-6, -3, 4)))
         momentum: float = 0.9
         seed: int = 0
+        search: Search = Search.GRID  # or halving: successive halving over the same pairs (protocols/_search.py)
+        halving_rate: int = 3  # halving keeps the best 1/rate of the pairs at each rung, at rate x the steps
         constraints: ClassVar[Constraints] = {
             "steps": Interval(int, 1), "batch_size": Interval(int, 1), "lrs": Each(Interval(float, 0, open_low=True)),
-            "regularisation": Each(Interval(float, 0)), "momentum": Interval(float, 0, 1), "seed": Interval(int, 0)}
+            "regularisation": Each(Interval(float, 0)), "momentum": Interval(float, 0, 1), "seed": Interval(int, 0),
+            "search": Options(*Search), "halving_rate": Interval(int, 2)}
+        added_later: ClassVar[tuple[str, ...]] = ("search", "halving_rate")
 
     def evaluate(self, data: ModelTask) -> ProtocolResult:
-        """Grid search on train -> val, then the chosen pair trained on train+val and scored on test. With a
-        single (lr, regularisation) pair there is nothing to select, so the train -> val run is skipped."""
+        """The (lr, regularisation) search on train -> val (the grid, or successive halving), then the chosen
+        pair trained on train+val and scored on test. With a single pair there is nothing to select, so the
+        train -> val run is skipped."""
         require_test_split(data, self.name)
         pairs = [(lr, w) for lr in self.params.lrs for w in self.params.regularisation]
-        if len(pairs) == 1:
-            runs = [(*pairs[0], None)]
-        else:
-            val_y = np.asarray(data.val.y)
-            runs = [(lr, w, score(data.metric, val_y, self.train_and_predict(data, data.train, data.val, lr, w)))
-                    for lr, w in pairs]
-        best_lr, best_w, best_val = runs[0] if len(runs) == 1 else max(runs, key=lambda run: run[2])  # first of ties
+        search = self.search(data, pairs) if len(pairs) > 1 else None
+        best_lr, best_w = pairs[search.best] if search else pairs[0]
         outputs = self.train_and_predict(data, data.trainval, data.test, best_lr, best_w)
         test_y = np.asarray(data.test.y)
         return ProtocolResult(value=score(data.metric, test_y, outputs), metric=data.metric,
                               chosen={"lr": best_lr, "regularisation": best_w},
-                              details={"val_score": best_val, "grid": [[lr, w, v] for lr, w, v in runs],
-                                       "steps": self.params.steps, "batch_size": self.params.batch_size},
+                              details=self.search_details(pairs, search),
                               per_example=PerExample(correct_per_example(data.metric, test_y, outputs)))
 
-    def train_and_predict(self, data: ModelTask, train: Features, evaluate: Features, lr: float, regularisation: float
-                          ) -> np.ndarray:
-        model = self.fit(data, np.asarray(train.x), np.asarray(train.y), lr, regularisation)
+    def search(self, data: ModelTask, pairs: list[tuple[float, float]]) -> SearchResult:
+        val_y = np.asarray(data.val.y)
+
+        def val_score(candidate: int, steps: int) -> float:
+            return score(data.metric, val_y, self.train_and_predict(data, data.train, data.val, *pairs[candidate],
+                                                                    steps=steps))
+
+        if self.params.search == Search.HALVING:
+            return successive_halving(len(pairs), self.params.steps, self.params.halving_rate, val_score)
+        return grid_search(len(pairs), self.params.steps, val_score)
+
+    def search_details(self, pairs: list[tuple[float, float]], search: SearchResult | None) -> dict:
+        details = {"steps": self.params.steps, "batch_size": self.params.batch_size, "search": self.params.search}
+        if search is None:
+            return details | {"val_score": None, "grid": [[*pairs[0], None]]}
+        final = search.rungs[-1].scores
+        details |= {"val_score": final[search.best], "search_steps": search.total_steps()}
+        if self.params.search == Search.HALVING:
+            return details | {"rungs": search.record(pairs), "halving_rate": self.params.halving_rate}
+        return details | {"grid": [[*pair, final[i]] for i, pair in enumerate(pairs)]}
+
+    def train_and_predict(self, data: ModelTask, train: Features, evaluate: Features, lr: float, regularisation: float,
+                          steps: int | None = None) -> np.ndarray:
+        model = self.fit(data, np.asarray(train.x), np.asarray(train.y), lr, regularisation, steps)
         return self.predict(data, model, np.asarray(evaluate.x))
 
-    def fit(self, data: ModelTask, indices: np.ndarray, labels: np.ndarray, lr: float, regularisation: float
-            ) -> nn.Module:
+    def fit(self, data: ModelTask, indices: np.ndarray, labels: np.ndarray, lr: float, regularisation: float,
+            steps: int | None = None) -> nn.Module:
         """Train a copy of the encoder plus a new head. Every random draw (head init, batches,
         augmentations) is seeded, so a cell's score does not depend on what ran before it."""
         p, info = self.params, distributed.current()
@@ -117,18 +138,19 @@ class FineTune(Protocol):
         optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=p.momentum, nesterov=True,
                                     weight_decay=regularisation / lr)
         with seeded(p.seed + 1_000_003 * info.rank + 1):  # dropout and drop-path draw from torch's global RNG
-            self.train_steps(data, model, optimizer, indices, torch.as_tensor(labels, device=data.device))
+            self.train_steps(data, model, optimizer, indices, torch.as_tensor(labels, device=data.device),
+                             steps or p.steps)
         return model.eval()
 
     def train_steps(self, data: ModelTask, model: nn.Module, optimizer: torch.optim.Optimizer, indices: np.ndarray,
-                    targets: torch.Tensor) -> None:
+                    targets: torch.Tensor, steps: int) -> None:
         p, info = self.params, distributed.current()
-        schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=p.steps)
+        schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
         per_rank = max(1, min(p.batch_size, len(indices)) // info.world_size)
         on_gpu = data.device.startswith("cuda")
         trained = (nn.parallel.DistributedDataParallel(model, device_ids=[data.device] if on_gpu else None)
                    if info.enabled else model)
-        batches = TrainingBatches(data.images, indices, p.steps, per_rank, data.preprocessing, p.seed, info.rank)
+        batches = TrainingBatches(data.images, indices, steps, per_rank, data.preprocessing, p.seed, info.rank)
         model.train()
         for step, (rows, crops) in enumerate(training_loader(batches, data.workers, pin=on_gpu)):
             logits = trained(on_device(crops, data.preprocessing, data.device))
