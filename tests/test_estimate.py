@@ -69,3 +69,15 @@ def test_a_measured_training_cell_shows_the_estimates_error():
 def test_a_real_measurement_is_positive_and_says_which_device():
     rate = estimate.measure("timm:resnet18", "cpu", 32, 4, 4, Precision.FP32)
     assert rate.extract_per_s > 0 and rate.train_per_s > 0 and "threads" in rate.device
+
+
+def test_a_feature_cells_protocol_time_is_the_median_of_the_other_encoders_rows():
+    import pandas as pd
+
+    rows = pd.DataFrame({"encoder": ["a", "b", "c", "a"], "protocol": ["linear", "linear", "linear", "finetune"],
+                         "dataset": ["digits"] * 3 + ["textures"], "seconds": [2.0, 4.0, 9.0, 50.0]})
+    cells = [CellEstimate("linear", "digits", 64, 1797, 0, 1.0), CellEstimate("finetune", "textures", 64, 0, 1280, 30.0)]
+    new = estimate.with_protocol_times(cells, rows, "d")
+    assert [c.total for c in new] == [1.0 + 4.0, 30.0]  # median of 2, 4, 9; fine-tune: the measured throughput
+    assert estimate.with_protocol_times(cells, rows, "c")[0].protocol_seconds == 3.0  # its own row left out
+    assert estimate.with_protocol_times(cells, None, "d") == cells

@@ -47,10 +47,30 @@ def run(args: argparse.Namespace) -> int:
 
 
 def estimate_lines(args: argparse.Namespace, suite, spec: str, every_cell: bool) -> list[str]:
+    from benchmark.encoders import load_encoder
+    from benchmark.pipeline.estimate import cell_estimates, with_protocol_times
+
+    encoder = load_encoder(spec)
+    lines, rates = throughput_lines(args, suite, spec)
+    rows = stored_rows(args.results, suite.name)
+    cells = with_protocol_times(cell_estimates(suite, rates, encoder.capabilities), rows, encoder.label)
+    for protocol in dict.fromkeys(c.column for c in cells):
+        mine = [c for c in cells if c.column == protocol]
+        lines.append(f"  {protocol:16s} {len(mine):3d} cells  {duration(sum(c.total for c in mine)):>9s}  (encoder "
+                     f"{duration(sum(c.seconds for c in mine))}, protocol {duration(sum(c.protocol_seconds for c in mine))})")
+    timed = "other encoders' stored rows" if rows is not None and not rows.empty else "nothing: the store is empty"
+    lines.append(f"  {'total':16s} {len(cells):3d} cells  {duration(sum(c.total for c in cells)):>9s}  (each extraction "
+                 f"counted at the first column that reads it; protocol time from {timed}; decoding not modelled)")
+    measured = measured_seconds(rows, encoder.label)
+    lines += [f"    {c.column}·{c.dataset}: {c.extraction_images:,} images extracted, {c.training_images:,} trained, "
+              f"{c.input_size} px -> {duration(c.total)}" + error_note(c, measured) for c in cells if every_cell]
+    return lines
+
+
+def throughput_lines(args: argparse.Namespace, suite, spec: str) -> tuple[list[str], dict]:
     from benchmark.cache import default_cache_dir
     from benchmark.devices import Precision
-    from benchmark.encoders import load_encoder
-    from benchmark.pipeline.estimate import cached_throughput, cell_estimates, fine_tune_batch, suite_input_sizes
+    from benchmark.pipeline.estimate import cached_throughput, fine_tune_batch, suite_input_sizes
 
     lines, rates = [f"estimate: {spec} on {args.device}, suite {suite.name}"], {}
     for size in suite_input_sizes(suite):
@@ -60,30 +80,21 @@ def estimate_lines(args: argparse.Namespace, suite, spec: str, every_cell: bool)
         lines.append(f"  {size} px on {rate.device}: extraction {rate.extract_per_s:,.1f} img/s, training {training} "
                      f"({'measured now' if new else 'measured ' + rate.measured + ', cached'})")
         rates[size] = rate
-    cells = cell_estimates(suite, rates, load_encoder(spec).capabilities)
-    measured = measured_seconds(args.results, suite.name, load_encoder(spec).label)
-    for protocol in dict.fromkeys(c.column for c in cells):
-        mine = [c for c in cells if c.column == protocol]
-        lines.append(f"  {protocol:16s} {len(mine):3d} cells  {duration(sum(c.seconds for c in mine))}")
-    lines.append(f"  {'total':16s} {len(cells):3d} cells  {duration(sum(c.seconds for c in cells))} "
-                 f"(images through the encoder only, each extraction counted at the first column that reads it; "
-                 f"decoding, solvers and episodes are not in the estimate)")
-    for cell in cells if every_cell else []:
-        lines.append(f"    {cell.column}·{cell.dataset}: {cell.extraction_images:,} images extracted, "
-                     f"{cell.training_images:,} trained, {cell.input_size} px -> {duration(cell.seconds)}"
-                     + error_note(cell, measured))
-    return lines
+    return lines, rates
 
 
-def measured_seconds(results, suite_name: str, label: str) -> dict[tuple[str, str], float]:
-    """Seconds our store measured per (column, dataset) for this encoder, where there is a store."""
+def stored_rows(results, suite_name: str):
     from benchmark.results import ResultsStore
 
-    if not results.is_file():
+    return ResultsStore(results).latest(suite_name) if results.is_file() else None
+
+
+def measured_seconds(rows, label: str) -> dict[tuple[str, str], float]:
+    """Seconds our store measured per (column, dataset) for this encoder."""
+    if rows is None or rows.empty:
         return {}
-    rows = ResultsStore(results).latest(suite_name)
-    rows = rows[rows["encoder"] == label] if not rows.empty else rows
-    return {(p, d): s for p, d, s in zip(rows.get("protocol", []), rows.get("dataset", []), rows.get("seconds", []))}
+    mine = rows[rows["encoder"] == label]
+    return dict(zip(zip(mine["protocol"], mine["dataset"]), mine["seconds"]))
 
 
 def error_note(cell, measured: dict[tuple[str, str], float]) -> str:
@@ -92,7 +103,7 @@ def error_note(cell, measured: dict[tuple[str, str], float]) -> str:
     seconds = measured.get((cell.column, cell.dataset))
     if seconds is None or not cell.training_images:
         return ""
-    return f" (measured {duration(seconds)}: estimate {100 * (cell.seconds / seconds - 1):+.0f}%)"
+    return f" (measured {duration(seconds)}: estimate {100 * (cell.total / seconds - 1):+.0f}%)"
 
 
 def duration(seconds: float) -> str:

@@ -5,13 +5,16 @@ downloaded. The model has two inputs, both printed:
 - the encoder's throughput on the device at the cell's input size: extraction images/s (the real
   extraction forward, at the run's batch and precision) and training images/s (forward, backward and an
   SGD step at the fine-tune batch), measured once and cached in CACHE_DIR/throughput.json.
-Decoding, solver and episode time are not in the model; where a stored row measured a cell, the
-estimate's error against it is shown.
+- the protocol's own time (solvers, episodes, searches) of a feature cell, where the results store holds
+  that cell for other encoders: their median (it hardly depends on the encoder; its features' width
+  aside). With an empty store it is left out, and said so.
+Decoding is not in the model; where a stored row measured a fine-tune cell, the estimate's error is shown.
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import platform
 import time
@@ -47,7 +50,12 @@ class CellEstimate:
     input_size: int
     extraction_images: int
     training_images: int
-    seconds: float
+    seconds: float  # the images through the encoder at the measured throughput
+    protocol_seconds: float = 0.0  # the protocol's own time, where other encoders' rows measured it
+
+    @property
+    def total(self) -> float:
+        return self.seconds + self.protocol_seconds
 
 
 def timed(step, batch: int) -> float:
@@ -157,3 +165,13 @@ def fine_tune_batch(suite: Suite) -> int:
     batches = [PROTOCOLS.get(t.kind).Params(**t.params).batch_size for d in suite.datasets for t in suite.tasks(d)
                if FeatureKind.MODEL in PROTOCOLS.get(t.kind).requires]
     return max(batches, default=64)
+
+
+def with_protocol_times(cells: list[CellEstimate], rows, label: str) -> list[CellEstimate]:
+    """Each feature cell plus the median seconds its protocol took for the other encoders in `rows`."""
+    if rows is None or rows.empty:
+        return cells
+    others = rows[rows["encoder"] != label].groupby(["protocol", "dataset"])["seconds"].median()
+    return [cell if cell.training_images else
+            dataclasses.replace(cell, protocol_seconds=float(others.get((cell.column, cell.dataset), 0.0)))
+            for cell in cells]
