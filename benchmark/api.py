@@ -24,6 +24,7 @@ from benchmark.errors import UserError
 from benchmark.pipeline.runner import RunOptions, evaluate
 from benchmark.preprocessing import Preprocessing
 from benchmark.results import DEFAULT_RESULTS
+from benchmark.results.series import series_label
 
 
 def evaluate_model(model: nn.Module, suite: str | Suite = "offline", *, name: str, step: int | None = None,
@@ -34,7 +35,7 @@ def evaluate_model(model: nn.Module, suite: str | Suite = "offline", *, name: st
     same weights were evaluated before. `step` is appended to the name (`name@step3`), so a training run's
     evaluations are told apart in tables; the rows' identity is the weights, not the name. Cells that
     failed are reported through `echo` and left out."""
-    label = name if step is None else f"{name}@step{step}"
+    label = name if step is None else series_label(name, step)
     encoder = encoder_from_module(model, label, preprocessing)
     suite = suite if isinstance(suite, Suite) else load_suite(suite)
     options = RunOptions(cache_dir=cache_dir, results_path=Path(results_path), device=device,

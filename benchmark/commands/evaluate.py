@@ -18,6 +18,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--models", default=None, metavar="LIST",
                         help="every model of the model list LIST (suites/models/LIST.yaml), weights from --weights-dir")
     parser.add_argument("--weights-dir", type=Path, default=Path("."), help="where --models finds weights files")
+    parser.add_argument("--series", action="append", default=[], metavar="SPEC",
+                        help="a training run's checkpoints, SOURCE:ARCH@GLOB or checkpoint:GLOB (a glob or a folder): "
+                             "each evaluated once as <series>@step<N>, step from the file name; repeatable")
+    parser.add_argument("--series-name", default=None, help="the series' name (default: the checkpoints' folder)")
     parser.add_argument("--download", action="store_true",
                         help="first fetch the suite's datasets missing from --data-root (as `data fetch`)")
     add_executor_flags(parser)
@@ -42,8 +46,12 @@ def model_specs(args: argparse.Namespace) -> list[str]:
         from benchmark.models import model_specs as listed
 
         specs += listed(args.models, args.weights_dir)
+    if args.series:
+        from benchmark.series import expand
+
+        specs += [member for series in args.series for member in expand(series, args.series_name)]
     if not specs:
-        raise UserError("name at least one encoder: --model SPEC or --models LIST --weights-dir DIR")
+        raise UserError("name at least one encoder: --model SPEC, --models LIST --weights-dir DIR or --series SPEC")
     return specs
 
 

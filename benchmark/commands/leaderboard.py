@@ -15,6 +15,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--reference", default=None, metavar="NAME", help="a published table instead of our store")
     parser.add_argument("--correlate-with", default=None, metavar="PROTOCOL·DATASET",
                         help="reference column for the correlation analysis, e.g. linear·imagenet")
+    parser.add_argument("--series", action="store_true",
+                        help="checkpoint series (<series>@step<N> encoders): each cell's metric against the step "
+                             "with its CI band, and the best checkpoint per cell with a paired test of its lead")
     parser.add_argument("--out", type=Path, default=Path("results/leaderboard"))
     parser.set_defaults(run=run)
 
@@ -26,6 +29,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.out.exists() and not args.out.is_dir():
         raise UserError(f"--out {args.out} is a file; the leaderboard is a directory of files: name a directory")
+    if args.series:
+        return write_series_outputs(args)
     if args.reference:
         rows, title, version = labelled(load_reference(args.reference)), f"{args.reference} (published)", None
     else:
@@ -45,3 +50,15 @@ def suite_version(name: str | None) -> int | None:
         return load_suite(name.removesuffix(STUDY_SUFFIX)).version if name else None
     except UserError:
         return None
+
+
+def write_series_outputs(args: argparse.Namespace) -> int:
+    from benchmark.results import ResultsStore
+    from benchmark.results.series import best_checkpoint_lines, write_series
+
+    rows = ResultsStore(common.existing_results(args.results)).latest(args.suite)
+    for line in best_checkpoint_lines(rows):
+        print(line)
+    for path in write_series(rows, args.out):
+        print(f"wrote {path}")
+    return 0

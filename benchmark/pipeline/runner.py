@@ -28,6 +28,7 @@ from benchmark.pipeline.planner import Cell, CellState, explain as explain_cell,
 from benchmark.pipeline.stability import rerun_values, stability_details
 from benchmark.protocols import Features, ProtocolResult
 from benchmark.results import DEFAULT_RESULTS, ResultRow, ResultsStore, code_revision
+from benchmark.series import SeriesMember
 from benchmark.vocab import FeatureKind, ValSplit
 
 log = logging.getLogger(__name__)
@@ -126,7 +127,7 @@ class Evaluator:
         self.store = ResultsStore(options.results_path)
         self.report = RunReport()
 
-    def run(self, models: list[str | Encoder]) -> RunReport:
+    def run(self, models: list[str | Encoder | SeriesMember]) -> RunReport:
         """Every cell of every model: a model spec, or an `Encoder` already built (an in-memory model)."""
         start = time.perf_counter()
         for model in models:
@@ -159,13 +160,17 @@ class Evaluator:
                                       c.key, c.state == CellState.DONE) for c in group if c.state != CellState.SKIPPED]
         return tasks
 
-    def planned(self, model: str | Encoder) -> list[Cell]:
+    def planned(self, model: str | Encoder | SeriesMember) -> list[Cell]:
         """The encoder's cells; under torchrun rank 0's view of which are done wins (one broadcast)."""
-        encoder = model if isinstance(model, Encoder) else load_encoder(ModelSpec.parse(model))
+        if isinstance(model, SeriesMember):  # a checkpoint of a series, loaded when its turn comes
+            encoder, spec = model.load(), model.spec
+        elif isinstance(model, Encoder):
+            encoder, spec = model, model.name
+        else:
+            encoder, spec = load_encoder(ModelSpec.parse(model)), str(ModelSpec.parse(model))
         self.report.encoders.append(encoder.label)
         for line in encoder.load_report:
             self.echo(f"[{encoder.label}] {line}")
-        spec = encoder.name if isinstance(model, Encoder) else str(ModelSpec.parse(model))
         cells, failures = plan_cells(self.suite, encoder, spec, self.store,
                                      self.options.data_root, self.options.protocols, self.options.recompute,
                                      self.options.precision)
@@ -278,7 +283,7 @@ def once(memo: dict[Any, Any], key: Any, compute: Callable[[], Any]) -> Any:
     return memo[key]
 
 
-def evaluate(models: list[str | Encoder], suite: Suite, options: RunOptions = RunOptions(),
+def evaluate(models: list[str | Encoder | SeriesMember], suite: Suite, options: RunOptions = RunOptions(),
              echo: Callable[[str], None] = print) -> RunReport:
     """Library entry point: evaluate every model (a spec or a built Encoder) on every suite cell; returns
     the run report."""
