@@ -99,6 +99,9 @@ class World:
     def knnn_column(self):
         return self.suite_file("knnn", {"textures": {"protocols": ["knnn"]}}, {"knn": {}})
 
+    def hyperband(self):
+        return self.suite_file("hyperband", {"textures": {}}, {"finetune": {"search": "hyperband"}})
+
     def unknown_override(self):
         return self.suite_file("override", {"textures": {}}, {"knn": {}},
                                overrides=[{"dataset": "texturez", "protocol": "knn", "params": {"k": [5]}}])
@@ -191,6 +194,14 @@ CASES = [
     ("data fetch --only an unknown dataset", "data fetch --only cifar11 --data-root {a_dir}", 2, "not in this suite"),
     ("data fetch from a mirror folder without the file", "data fetch --only cifar10 --data-root {a_dir} --mirror "
      "{a_dir}", 1, "cifar-10-python.tar.gz is not in the mirror folder"),
+    ("suite distill from an unknown reference", "suite distill --reference ericson2021 --cells 3 --out {a_dir}/l.yaml",
+     2, "Did you mean 'ericsson2021'"),
+    ("suite distill keeping every cell", "suite distill --reference ericsson2021 --cells 45 --out {a_dir}/l.yaml", 2,
+     "choose between 1 and 44"),
+    ("evaluate --series matching nothing", "evaluate --suite {tiny} --series checkpoint:{a_dir}/ckpt_*.pt " + RUN, 2,
+     "no checkpoint matches"),
+    ("finetune search: hyperband", "evaluate --suite {hyperband} --model pixels:2 " + RUN, 2,
+     "search='hyperband' is invalid"),
     ("revisitop ground truth with a __reduce__", "evaluate --suite {evil_ground_truth} --model pixels:2 " + RUN, 1,
      "refused to read"),
     ("a CIFAR batch with a __reduce__", "evaluate --suite {evil_cifar} --model pixels:2 " + RUN, 1, "refused to read"),
