@@ -60,6 +60,9 @@ def run(args: argparse.Namespace) -> int:
     from benchmark.config import load_suite
     from benchmark.pipeline.runner import evaluate
 
+    if args.series and args.executor:
+        raise UserError("--series runs in this process (each checkpoint is loaded when its turn comes); drop "
+                        "--executor, or pass the checkpoints as --model specs")
     suite, specs = load_suite(args.suite), model_specs(args)
     if args.download and distributed.current().is_main:
         fetch_missing(args, suite)
