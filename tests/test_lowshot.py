@@ -54,3 +54,28 @@ def test_more_shots_than_a_class_has_is_one_message():
         draw_shots(np.array([0, 0, 0, 1, 1]), 3, 2, np.random.default_rng(0))
     with pytest.raises(UserError, match="headline=3 must be one of shots"):
         make_protocol("lowshot", {"shots": [1, 2], "headline": 3})
+
+
+def test_the_report_says_how_many_shots_zero_shot_is_worth(tmp_path):
+    import pandas as pd
+
+    from benchmark.results.lowshot import lowshot_lines, matching_shots, plot_lowshot
+
+    curve = {"1": {"mean": 40.0, "ci95": 2.0}, "2": {"mean": 55.0, "ci95": 2.5}, "4": {"mean": 70.0, "ci95": 1.5},
+             "8": {"mean": 80.0, "ci95": 1.0}}
+    rows = pd.DataFrame([
+        {"encoder": "clip", "dataset": "pets", "protocol": "lowshot", "protocol_kind": "lowshot", "value": 80.0,
+         "metric": "top1", "details": {"curve": curve}},
+        {"encoder": "clip", "dataset": "pets", "protocol": "zeroshot", "protocol_kind": "zeroshot", "value": 62.0,
+         "metric": "top1", "details": {}},
+        {"encoder": "clip", "dataset": "dtd", "protocol": "lowshot", "protocol_kind": "lowshot", "value": 50.0,
+         "metric": "top1", "details": {"curve": {"1": {"mean": 30.0, "ci95": 3.0}, "2": {"mean": 50.0, "ci95": 3.0}}}},
+        {"encoder": "clip", "dataset": "dtd", "protocol": "zeroshot", "protocol_kind": "zeroshot", "value": 55.0,
+         "metric": "top1", "details": {}}])
+    # 62 lies 7/15 of the way from 2 shots (55) to 4 shots (70) on log2(shots): 2 ** (1 + 7/15)
+    assert matching_shots([(1, 40.0), (2, 55.0), (4, 70.0), (8, 80.0)], 62.0) == pytest.approx(2 ** (1 + 7 / 15))
+    lines = lowshot_lines(rows)
+    assert lines[0] == ("clip · pets: 1: 40.0 ± 2.0, 2: 55.0 ± 2.5, 4: 70.0 ± 1.5, 8: 80.0 ± 1.0; zero-shot 62.0 is "
+                        "worth about 2.8 shots per class")
+    assert lines[1].endswith("zero-shot 55.0 is above the whole curve (more than 2 shots)")
+    assert plot_lowshot(rows, tmp_path / "lowshot.png").stat().st_size > 10_000

@@ -167,6 +167,10 @@ def write_leaderboard(rows: pd.DataFrame, out_dir: Path, title: str, reference: 
         table = correlations(wide, reference)
         table.to_csv(out_dir / "correlations.csv", index=False, float_format="%.3f")
         plots.append(plot_scatter(wide, reference, out_dir / "scatter.png", title))
+    if "details" in rows.columns:
+        from benchmark.results.lowshot import plot_lowshot
+
+        plots += [p for p in [plot_lowshot(rows, out_dir / "lowshot.png")] if p is not None]
     long_columns = [c for c in rows.columns if c not in ("id",)]
     pairwise = pairwise_significance(rows) if "per_example" in rows.columns else None
     written = {"leaderboard_long.csv": rows[long_columns].to_csv(index=False),
