@@ -74,6 +74,10 @@ def compare(name: str, data: ModelTask, params: dict, rates: list[int]) -> list[
     return results
 
 
+def pair(lr_w: tuple[float, float]) -> str:
+    return f"({lr_w[0]:g}, {lr_w[1]:g})"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="2 tasks, 6 pairs, 9 steps: a smoke run")
@@ -95,7 +99,7 @@ def main() -> None:
         start = time.perf_counter()
         for r in compare(name, model_task(name, options, encoder, args.input_size), params, args.rates):
             results.append(r)
-            print(f"{name:14s} {r['rate']:4d} {str(r['grid']):>20s} {r['grid_val']:6.1f} {str(r['halving']):>20s} "
+            print(f"{name:14s} {r['rate']:4d} {pair(r['grid']):>20s} {r['grid_val']:6.1f} {pair(r['halving']):>20s} "
                   f"{r['halving_val']:6.1f} {r['noise']:6.1f} {'yes' if r['ok'] else 'no':>3s} {r['ratio']:6.1%}")
         print(f"{'':14s} ({time.perf_counter() - start:.0f} s)", flush=True)
     for rate in args.rates:
