@@ -103,3 +103,12 @@ def mean_over_ranks(value: torch.Tensor) -> torch.Tensor:
     value = value.detach().clone()
     dist.all_reduce(value)
     return value / current().world_size
+
+
+def gather_dicts(mine: dict[Any, Any]) -> dict[Any, Any]:
+    """Every rank's dict merged, on every rank (picklable keys and values)."""
+    if not current().enabled:
+        return dict(mine)
+    gathered: list[Any] = [None] * current().world_size
+    dist.all_gather_object(gathered, mine)
+    return {key: value for part in gathered for key, value in part.items()}

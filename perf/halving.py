@@ -28,7 +28,7 @@ from benchmark.encoders import load_encoder  # noqa: E402
 from benchmark.metrics import score  # noqa: E402
 from benchmark.pipeline.inputs import concat_images  # noqa: E402
 from benchmark.protocols import Features, ModelTask, make_protocol  # noqa: E402
-from benchmark.protocols._search import grid_search, successive_halving  # noqa: E402
+from benchmark.protocols._search import grid_search, one_by_one, successive_halving  # noqa: E402
 from perf._machine import describe  # noqa: E402
 
 TASKS = {"digits": {}, "lfw_faces": {}, "textures": {}, "mnist5k": {"train_subset": 600, "test_subset": 100},
@@ -59,13 +59,13 @@ def compare(name: str, data: ModelTask, params: dict, rates: list[int]) -> list[
             memo[candidate, steps] = score(data.metric, val_y, outputs)
         return memo[candidate, steps]
 
-    grid = grid_search(len(pairs), protocol.params.steps, val_score)
+    grid = grid_search(len(pairs), protocol.params.steps, one_by_one(val_score))
     scores = grid.rungs[0].scores
     best = scores[grid.best]
     noise = 100 * math.sqrt(best / 100 * (1 - best / 100) / len(val_y))
     results = []
     for rate in rates:
-        halving = successive_halving(len(pairs), protocol.params.steps, rate, val_score)
+        halving = successive_halving(len(pairs), protocol.params.steps, rate, one_by_one(val_score))
         chosen = scores[halving.best]
         results.append({"task": name, "rate": rate, "grid": pairs[grid.best], "halving": pairs[halving.best],
                         "grid_val": best, "halving_val": chosen, "noise": noise,

@@ -1,5 +1,6 @@
 """Scale-out: rank-sharded cache entries, torchrun with gloo on CPU, submitit jobs, the task plan."""
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -168,3 +169,25 @@ def test_the_process_group_waits_a_day_not_nccls_ten_minutes(monkeypatch):
     monkeypatch.setenv("TRANSFERBENCH_DIST_TIMEOUT_MIN", "90")
     distributed.init_from_env("cpu")
     assert seen["timeout"] == datetime.timedelta(minutes=90)
+
+
+def test_torchrun_shares_the_grid_runs_out_and_chooses_as_one_process_does(tmp_path):
+    """`parallel: runs`: each (lr, w) run trained whole on one rank, scores gathered; the grid's validation
+    scores and choice equal one process's (both at one thread: torchrun sets OMP_NUM_THREADS=1)."""
+    suite_path = write_suite(tmp_path / "ft.yaml", {"lfw_faces": {"protocols": ["finetune"]}},
+                             {"finetune": {"steps": 4, "batch_size": 8, "lrs": [0.1, 0.01, 0.001],
+                                           "regularisation": [0.0, 0.001], "parallel": "runs"}},
+                             preprocessing={"input_size": 16})
+    common = [str(REPO / "cli.py"), "evaluate", "--suite", str(suite_path), "--model", "timm:resnet18"]
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    for name, launcher in (("dist", torchrun), ("single", [sys.executable])):
+        done = subprocess.run([*launcher, *common, "--cache-dir", str(tmp_path / name), "--results",
+                               str(tmp_path / f"{name}.sqlite")], capture_output=True, text=True, timeout=300,
+                              cwd=tmp_path, env=env)
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    rows = {name: ResultsStore(tmp_path / f"{name}.sqlite").latest().iloc[0] for name in ("dist", "single")}
+    assert rows["dist"]["chosen"] == rows["single"]["chosen"]
+    assert rows["dist"]["details"]["grid"] == rows["single"]["details"]["grid"]  # all 6 runs, each on one rank
+    assert len(rows["single"]["details"]["grid"]) == 6
+    assert (rows["dist"]["details"]["search_ranks"], rows["single"]["details"]["search_ranks"]) == (2, 1)

@@ -9,7 +9,7 @@ import pytest
 
 from benchmark.errors import UserError
 from benchmark.protocols import Features, ModelTask, make_protocol
-from benchmark.protocols._search import grid_search, halving_budgets, successive_halving
+from benchmark.protocols._search import grid_search, halving_budgets, one_by_one, successive_halving
 
 
 def test_the_ericsson_grid_halves_to_three_runs_at_the_full_budget():
@@ -28,7 +28,7 @@ def test_halving_keeps_the_best_third_and_chooses_at_the_full_budget():
         calls.append((candidate, steps))
         return quality[candidate] * steps / (steps + 50)
 
-    result = successive_halving(9, 900, 3, evaluate)
+    result = successive_halving(9, 900, 3, one_by_one(evaluate))
     assert [(r.steps, sorted(r.scores)) for r in result.rungs] == [(300, list(range(9))), (900, [1, 3, 5])]
     assert result.best == 5 and result.total_steps() == 9 * 300 + 3 * 900 and len(calls) == 12
     assert calls[-3:] == [(1, 900), (3, 900), (5, 900)]
@@ -36,8 +36,8 @@ def test_halving_keeps_the_best_third_and_chooses_at_the_full_budget():
 
 def test_a_diverged_candidate_never_wins_and_ties_go_to_the_earlier_one():
     scores = {0: math.nan, 1: 0.5, 2: 0.5, 3: 0.1}
-    assert grid_search(4, 10, lambda c, s: scores[c]).best == 1
-    assert successive_halving(4, 9, 3, lambda c, s: scores[c]).best == 1
+    assert grid_search(4, 10, one_by_one(lambda c, s: scores[c])).best == 1
+    assert successive_halving(4, 9, 3, one_by_one(lambda c, s: scores[c])).best == 1
 
 
 def tiny_finetune_task(encoder_spec="timm:resnet18"):
@@ -63,9 +63,9 @@ def test_finetune_with_halving_trains_each_rung_at_its_budget_and_records_the_ru
     steps_run = []
     original = FineTune.train_steps
 
-    def spy(self, data, model, optimizer, indices, targets, steps):
+    def spy(self, data, model, optimizer, indices, targets, steps, info):
         steps_run.append(steps)
-        return original(self, data, model, optimizer, indices, targets, steps)
+        return original(self, data, model, optimizer, indices, targets, steps, info)
 
     monkeypatch.setattr(FineTune, "train_steps", spy)
     params = {"steps": 9, "batch_size": 16, "lrs": [0.05, 0.01], "regularisation": [0.0, 1e-4], "search": "halving"}

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from benchmark import distributed
+
 
 class Search(StrEnum):
     GRID = "grid"
@@ -31,6 +33,7 @@ class Rung:
 class SearchResult:
     best: int  # index of the chosen candidate
     rungs: list[Rung] = field(default_factory=list)
+    ranks: int = 1  # how many torchrun ranks shared the runs out
 
     def total_steps(self) -> int:
         return sum(r.steps * len(r.scores) for r in self.rungs)
@@ -61,18 +64,38 @@ def top(scores: dict[int, float], keep: int) -> list[int]:
     return sorted(ranked[:keep])
 
 
-def successive_halving(candidates: int, steps: int, rate: int, evaluate: Callable[[int, int], float]) -> SearchResult:
-    """`evaluate(candidate, steps)` -> validation score (higher is better)."""
+Scores = Callable[[list[int], int], dict[int, float]]  # (candidates, steps) -> validation score of each
+
+
+def one_by_one(evaluate: Callable[[int, int], float]) -> Scores:
+    """Scores from `evaluate(candidate, steps)`, run in turn (a runner may instead share them out)."""
+    return lambda candidates, steps: {i: evaluate(i, steps) for i in candidates}
+
+
+def shared_out(evaluate: Callable[[int, int], float]) -> Scores:
+    """Scores with the candidates shared out among a torchrun job's ranks (rank r takes every world-th
+    one) and gathered on every rank, so all ranks take the same next step."""
+    def scores_of(candidates: list[int], steps: int) -> dict[int, float]:
+        info = distributed.current()
+        mine = {i: evaluate(i, steps) for i in candidates[info.rank::info.world_size]}
+        return distributed.gather_dicts(mine)
+
+    return scores_of
+
+
+def successive_halving(candidates: int, steps: int, rate: int, scores_of: Scores) -> SearchResult:
+    """Validation scores are higher-is-better; `scores_of` trains the candidates it is given at `steps`."""
     rungs, alive = [], list(range(candidates))
     budgets = halving_budgets(candidates, steps, rate)
     for number, (budget, _) in enumerate(budgets):
-        scores = {i: evaluate(i, budget) for i in alive}
-        rungs.append(Rung(budget, scores))
+        scores = scores_of(alive, budget)
+        rungs.append(Rung(budget, {i: scores[i] for i in alive}))
         if number + 1 < len(budgets):
-            alive = top(scores, budgets[number + 1][1])
+            alive = top(rungs[-1].scores, budgets[number + 1][1])
     return SearchResult(best_of(rungs[-1].scores), rungs)
 
 
-def grid_search(candidates: int, steps: int, evaluate: Callable[[int, int], float]) -> SearchResult:
-    rung = Rung(steps, {i: evaluate(i, steps) for i in range(candidates)})
+def grid_search(candidates: int, steps: int, scores_of: Scores) -> SearchResult:
+    scores = scores_of(list(range(candidates)), steps)
+    rung = Rung(steps, {i: scores[i] for i in range(candidates)})
     return SearchResult(best_of(rung.scores), [rung])

@@ -17,8 +17,10 @@ recorded with the result.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import ClassVar
 
 import numpy as np
@@ -34,7 +36,7 @@ from benchmark.outputs import PerExample
 from benchmark.params import CheckedParams, Constraints, Each, Interval, Options
 from benchmark.protocols import PROTOCOLS
 from benchmark.protocols._finetune_data import TrainingBatches, on_device, training_loader
-from benchmark.protocols._search import Search, SearchResult, grid_search, successive_halving
+from benchmark.protocols._search import Search, SearchResult, grid_search, one_by_one, shared_out, successive_halving
 from benchmark.protocols.base import Features, ModelTask, Protocol, ProtocolResult, require_test_split
 from benchmark.seeding import seeded
 from benchmark.vocab import FeatureKind, TaskType
@@ -43,9 +45,16 @@ from benchmark.vocab import FeatureKind, TaskType
 DIVERGENCE_CHECK = 25  # steps between reads of the loss (each read waits for the device)
 
 
-def diverged(loss: torch.Tensor) -> bool:
-    """Whether the loss is no longer finite on any rank (all ranks stop together)."""
-    return not math.isfinite(float(distributed.mean_over_ranks(loss.detach())))
+def diverged(loss: torch.Tensor, info: distributed.DistInfo) -> bool:
+    """Whether the loss is no longer finite on any rank of the run (all its ranks stop together)."""
+    return not math.isfinite(float(distributed.mean_over_ranks(loss.detach()) if info.enabled else loss.detach()))
+
+
+class Parallel(StrEnum):
+    """How a fine-tune cell uses the ranks of a torchrun job."""
+
+    DDP = "ddp"  # every run trained by all ranks together, each drawing batch_size / world_size images
+    RUNS = "runs"  # the search's runs shared out, each trained whole on one rank; the retrain stays DDP
 
 
 class Classifier(nn.Module):
@@ -79,11 +88,12 @@ class FineTune(Protocol):
         seed: int = 0
         search: Search = Search.GRID  # or halving: successive halving over the same pairs (protocols/_search.py)
         halving_rate: int = 3  # halving keeps the best 1/rate of the pairs at each rung, at rate x the steps
+        parallel: Parallel = Parallel.DDP  # under torchrun: runs share the search's runs out among the ranks
         constraints: ClassVar[Constraints] = {
             "steps": Interval(int, 1), "batch_size": Interval(int, 1), "lrs": Each(Interval(float, 0, open_low=True)),
             "regularisation": Each(Interval(float, 0)), "momentum": Interval(float, 0, 1), "seed": Interval(int, 0),
-            "search": Options(*Search), "halving_rate": Interval(int, 2)}
-        added_later: ClassVar[tuple[str, ...]] = ("search", "halving_rate")
+            "search": Options(*Search), "halving_rate": Interval(int, 2), "parallel": Options(*Parallel)}
+        added_later: ClassVar[tuple[str, ...]] = ("search", "halving_rate", "parallel")
 
     def evaluate(self, data: ModelTask) -> ProtocolResult:
         """The (lr, regularisation) search on train -> val (the grid, or successive halving), then the chosen
@@ -102,35 +112,41 @@ class FineTune(Protocol):
 
     def search(self, data: ModelTask, pairs: list[tuple[float, float]]) -> SearchResult:
         val_y = np.asarray(data.val.y)
+        sharing = self.params.parallel == Parallel.RUNS and distributed.current().enabled
+        alone = distributed.DistInfo() if sharing else None  # a shared-out run is trained whole by one rank
 
         def val_score(candidate: int, steps: int) -> float:
             return score(data.metric, val_y, self.train_and_predict(data, data.train, data.val, *pairs[candidate],
-                                                                    steps=steps))
+                                                                    steps=steps, info=alone))
 
+        scores_of = shared_out(val_score) if sharing else one_by_one(val_score)
         if self.params.search == Search.HALVING:
-            return successive_halving(len(pairs), self.params.steps, self.params.halving_rate, val_score)
-        return grid_search(len(pairs), self.params.steps, val_score)
+            result = successive_halving(len(pairs), self.params.steps, self.params.halving_rate, scores_of)
+        else:
+            result = grid_search(len(pairs), self.params.steps, scores_of)
+        return dataclasses.replace(result, ranks=distributed.current().world_size if sharing else 1)
 
     def search_details(self, pairs: list[tuple[float, float]], search: SearchResult | None) -> dict:
         details = {"steps": self.params.steps, "batch_size": self.params.batch_size, "search": self.params.search}
         if search is None:
             return details | {"val_score": None, "grid": [[*pairs[0], None]]}
         final = search.rungs[-1].scores
-        details |= {"val_score": final[search.best], "search_steps": search.total_steps()}
+        details |= {"val_score": final[search.best], "search_steps": search.total_steps(), "search_ranks": search.ranks}
         if self.params.search == Search.HALVING:
             return details | {"rungs": search.record(pairs), "halving_rate": self.params.halving_rate}
         return details | {"grid": [[*pair, final[i]] for i, pair in enumerate(pairs)]}
 
     def train_and_predict(self, data: ModelTask, train: Features, evaluate: Features, lr: float, regularisation: float,
-                          steps: int | None = None) -> np.ndarray:
-        model = self.fit(data, np.asarray(train.x), np.asarray(train.y), lr, regularisation, steps)
+                          steps: int | None = None, info: distributed.DistInfo | None = None) -> np.ndarray:
+        model = self.fit(data, np.asarray(train.x), np.asarray(train.y), lr, regularisation, steps, info)
         return self.predict(data, model, np.asarray(evaluate.x))
 
     def fit(self, data: ModelTask, indices: np.ndarray, labels: np.ndarray, lr: float, regularisation: float,
-            steps: int | None = None) -> nn.Module:
+            steps: int | None = None, info: distributed.DistInfo | None = None) -> nn.Module:
         """Train a copy of the encoder plus a new head. Every random draw (head init, batches,
-        augmentations) is seeded, so a cell's score does not depend on what ran before it."""
-        p, info = self.params, distributed.current()
+        augmentations) is seeded, so a cell's score does not depend on what ran before it. `info`: the
+        ranks that train it (default: all of the job's; rank 0 of 1 trains it alone)."""
+        p, info = self.params, info or distributed.current()
         with seeded(p.seed):
             backbone = copy.deepcopy(image_module(data.encoder.model))
             model = Classifier(backbone, output_width(backbone, data.preprocessing.input_size), data.num_classes)
@@ -139,12 +155,12 @@ class FineTune(Protocol):
                                     weight_decay=regularisation / lr)
         with seeded(p.seed + 1_000_003 * info.rank + 1):  # dropout and drop-path draw from torch's global RNG
             self.train_steps(data, model, optimizer, indices, torch.as_tensor(labels, device=data.device),
-                             steps or p.steps)
+                             steps or p.steps, info)
         return model.eval()
 
     def train_steps(self, data: ModelTask, model: nn.Module, optimizer: torch.optim.Optimizer, indices: np.ndarray,
-                    targets: torch.Tensor, steps: int) -> None:
-        p, info = self.params, distributed.current()
+                    targets: torch.Tensor, steps: int, info: distributed.DistInfo) -> None:
+        p = self.params
         schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
         per_rank = max(1, min(p.batch_size, len(indices)) // info.world_size)
         on_gpu = data.device.startswith("cuda")
@@ -161,7 +177,7 @@ class FineTune(Protocol):
             loss.backward()
             optimizer.step()
             schedule.step()
-            if (step + 1) % DIVERGENCE_CHECK == 0 and diverged(loss):  # read every 25 steps: no wait per step
+            if (step + 1) % DIVERGENCE_CHECK == 0 and diverged(loss, info):  # every 25 steps: no wait per step
                 break  # diverged at this lr: its validation score will show it
 
     @staticmethod
