@@ -113,7 +113,8 @@ def test_leaderboard_of_our_runs_writes_csvs_markdown_html_and_plots(tmp_path):
     assert len(pd.read_csv(tmp_path / "board" / "leaderboard_long.csv")) == len(rows) == 12
     page = TableRows()
     page.feed((tmp_path / "board" / "leaderboard.html").read_text())
-    assert page.headers[:3] == ["encoder", "average rank ▼", "mean linear ▲"] and "linear digits ▲" in page.headers
+    assert page.headers[:6] == ["encoder", "average rank ▼", "params M", "GFLOPs", "img per s", "mean linear ▲"]
+    assert "linear digits ▲" in page.headers
     assert len(page.rows) == 4 and page.scripts == 1  # header row + one row per encoder; the sort script
     body = page.rows[1:]
     assert [r[0][1].split()[0] for r in body] == list(wide.index)  # best average rank first
@@ -185,3 +186,24 @@ def test_check_data_names_the_short_split_and_its_official_count(tmp_path, rng, 
     out = capsys.readouterr().out
     assert "split 'test' has 20 images, the official split has 10000" in out and "train 60000" in out
     assert "cifar10" in out and "not found" in out
+
+
+def test_the_board_shows_dinos_cost_columns_beside_the_average_rank(tmp_path):
+    from benchmark.config import load_suite
+    from benchmark.pipeline.runner import RunOptions, evaluate
+    from benchmark.results import ResultsStore
+    from benchmark.results.leaderboard import leaderboard, write_leaderboard
+    from tests.conftest import write_suite
+
+    suite = write_suite(tmp_path / "s.yaml", {"digits": {}}, {"knn": {}}, {"input_size": 32})
+    evaluate(["timm:resnet18", "pixels:8"], load_suite(str(suite)),
+             RunOptions(cache_dir=tmp_path / "c", results_path=tmp_path / "r.sqlite"), echo=lambda _: None)
+    rows = ResultsStore(tmp_path / "r.sqlite").latest("tiny")
+    board = leaderboard(rows)
+    assert list(board.columns[:4]) == ["average_rank", "params_M", "GFLOPs", "img_per_s"]
+    resnet = board.loc["timm:resnet18 [random init]"]
+    # ResNet-18 without its classifier: 11.18M parameters; 1.82 GMACs at 224 px, so 2 x 1.82 x (32/224)^2
+    assert resnet["params_M"] == 11.18 and resnet["GFLOPs"] == pytest.approx(2 * 1.82 * (32 / 224) ** 2, rel=0.01)
+    assert board.loc["pixels:8", "params_M"] == 0.0 and (board["img_per_s"] > 0).all()
+    page = (write_leaderboard(rows, tmp_path / "board", "tiny") and (tmp_path / "board" / "leaderboard.html")).read_text()
+    assert ">GFLOPs </th>" in page and ">params M </th>" in page

@@ -175,3 +175,20 @@ def with_protocol_times(cells: list[CellEstimate], rows, label: str) -> list[Cel
     return [cell if cell.training_images else
             dataclasses.replace(cell, protocol_seconds=float(others.get((cell.column, cell.dataset), 0.0)))
             for cell in cells]
+
+
+def model_costs(encoder, input_size: int) -> dict[str, float]:
+    """DINO's cost columns that need no timing: parameters (millions) of the image network and GFLOPs of
+    one image's forward at `input_size` (torch's FlopCounterMode: a multiply-add counts 2)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from benchmark.protocols.finetune import image_module
+
+    network = image_module(encoder.model)
+    parameters = sum(p.numel() for p in network.parameters())
+    device = next(network.parameters()).device if parameters else torch.device("cpu")
+    counter = FlopCounterMode(display=False)
+    with torch.no_grad(), counter:
+        encoder.encode(torch.zeros(1, 3, input_size, input_size, device=device))
+    return {"parameters_m": round(parameters / 1e6, 2), "gflops": round(counter.get_total_flops() / 1e9, 3),
+            "gflops_input_px": input_size}

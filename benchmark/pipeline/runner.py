@@ -25,6 +25,7 @@ from benchmark.encoders import Encoder, ModelSpec, load_encoder
 from benchmark.errors import UserError
 from benchmark.pipeline.inputs import ExtractOptions, Pairing, TaskInputs, cached_features, feature_task, model_task
 from benchmark.pipeline.planner import Cell, CellState, explain as explain_cell, group_by_pairing, needed_extractions, plan_cells, validate_suite
+from benchmark.pipeline.estimate import model_costs
 from benchmark.pipeline.stability import rerun_values, stability_details
 from benchmark.protocols import Features, ProtocolResult
 from benchmark.results import DEFAULT_RESULTS, ResultRow, ResultsStore, code_revision
@@ -177,7 +178,9 @@ class Evaluator:
         for failure in failures:
             self.fail(failure)
         states = distributed.broadcast_from_main([cell.state for cell in cells] if self.dist.is_main else None)
-        return [dataclasses.replace(cell, state=state) for cell, state in zip(cells, states)]
+        cells = [dataclasses.replace(cell, state=state) for cell, state in zip(cells, states)]
+        record_model_costs(encoder, cells)
+        return cells
 
     def run_group(self, cells: list[Cell]) -> None:
         """One (encoder, dataset): record reused and skipped cells, then run the pending ones; each kind
@@ -236,7 +239,10 @@ class Evaluator:
 
     def features(self, pairing: Pairing, kind: FeatureKind = FeatureKind.POOLED
                  ) -> tuple[dict[str, Features], dict[str, str]]:
+        start = time.perf_counter()
         splits, keys, hits = cached_features(self.cache, pairing, self.options.extraction, kind=kind)
+        if hits == 0 and kind == FeatureKind.POOLED:  # extracted here: the run's own images/s, decoding included
+            record_speed(pairing.encoder, sum(len(f) for f in splits.values()), time.perf_counter() - start)
         self.report.cache_hits += hits
         self.report.cache_misses += len(splits) - hits
         source = "from cache" if hits == len(splits) else f"extracted {len(splits) - hits} split(s)"
@@ -257,6 +263,18 @@ class Evaluator:
     def fail(self, message: str) -> None:
         self.report.failures.append(message)
         self.echo(f"FAILED {message}")
+
+
+def record_model_costs(encoder: Encoder, cells: list[Cell]) -> None:
+    """The cost columns that need no timing (parameters, GFLOPs at the run's input size) into the facts that
+    the encoder's new rows record; a copy of the facts, so a registry's shared dict is never changed."""
+    pending = [cell for cell in cells if cell.state == CellState.PENDING]
+    if pending:
+        encoder.facts = {**encoder.facts, **model_costs(encoder, pending[0].pairing.preprocessing.input_size)}
+
+
+def record_speed(encoder: Encoder, images: int, seconds: float) -> None:
+    encoder.facts = {**encoder.facts, "extract_images_per_s": round(images / max(seconds, 1e-9), 1)}
 
 
 def explain(evaluator: Evaluator, text: str, dataset: str, protocol: str) -> list[str]:

@@ -20,6 +20,8 @@ from benchmark.results.table import results_table
 from benchmark.vocab import Direction, direction_of
 
 PROVENANCE = ("suite", "suite_version", "package_version", "code_revision", "seed", "cache_keys")
+# DINO's cost columns, from the rows' encoder_facts: board column <- fact
+COSTS = {"params_M": "parameters_m", "GFLOPs": "gflops", "img_per_s": "extract_images_per_s"}
 
 
 def column_name(protocol: str, dataset: str) -> str:
@@ -94,8 +96,20 @@ def leaderboard(rows: pd.DataFrame, suite_version: int | None = None) -> pd.Data
     board = summary(scored, lower_is_better_protocols(rows))
     if "per_example" in rows.columns:  # our rows: intervals from what they store (published tables have none)
         board = board.join(rank_intervals(rows).drop(columns="average_rank"))
+    cost = costs(rows)
+    board = board[["average_rank"]].join(cost).join(board.drop(columns="average_rank"))  # costs beside the rank
     board = board.join(flat(wide)).join(provenance(rows, suite_version))
     return board.sort_values("average_rank").rename_axis("encoder")
+
+
+def costs(rows: pd.DataFrame) -> pd.DataFrame:
+    """Per encoder, the cost facts its newest rows recorded (parameters, GFLOPs per image at the recorded
+    size, extraction images/s on the run's device); no columns for rows without them (published tables)."""
+    if "encoder_facts" not in rows.columns:
+        return pd.DataFrame(index=pd.Index([], name="encoder"))
+    facts = rows.drop_duplicates("encoder", keep="last").set_index("encoder")["encoder_facts"]
+    table = pd.DataFrame({column: facts.map(lambda f, k=key: (f or {}).get(k, np.nan)) for column, key in COSTS.items()})
+    return table.dropna(axis=1, how="all").astype(float)
 
 
 def spearman_ci95(x: pd.Series, y: pd.Series, resamples: int = 1000, seed: int = 0) -> tuple[float, float]:
@@ -233,10 +247,10 @@ def html_page(board: pd.DataFrame, ci95: pd.DataFrame, lower_is_better: set[str]
     highlighted, the encoder's provenance one click away, plots embedded."""
     seed_std = ci95 * np.nan if seed_std is None else seed_std
     stability = ci95 * np.nan if stability is None else stability
-    scores = [c for c in board.columns if c == "average_rank" or "·" in c]
+    scores = [c for c in board.columns if c == "average_rank" or c in COSTS or "·" in c]
     facts = [c for c in board.columns if c not in scores and not c.startswith("rank_ci")]
     lower = {c for c in scores if c == "average_rank" or column_protocol(c) in lower_is_better}
-    undirected = {c for c in scores if column_protocol(c) in diagnostics}
+    undirected = {c for c in scores if column_protocol(c) in diagnostics or c in COSTS}
     best = {c: None if c in undirected else board[c].min() if c in lower else board[c].max() for c in scores}
     header = "<th>encoder</th>" + "".join(header_cell(c, c in lower, c in undirected) for c in scores)
     body = [table_row(encoder, row, scores, facts, ci95, lower, best, seed_std, stability)
@@ -286,7 +300,7 @@ def table_row(encoder: str, row: pd.Series, scores: list[str], facts: list[str],
             cells.append("<td data-value=''>--</td>")
             continue
         ci = ci95.at[encoder, column] if column in ci95.columns and encoder in ci95.index else np.nan
-        shown = f"{value:.2f}" if column == "average_rank" else f"{value:.1f}"
+        shown = f"{value:.2f}" if column == "average_rank" else f"{value:,.3g}" if column in COSTS else f"{value:.1f}"
         if not pd.isna(ci):
             shown += f" <span class='ci'>± {ci:.1f}</span>"
         sd = seed_std.at[encoder, column] if column in seed_std.columns and encoder in seed_std.index else np.nan
