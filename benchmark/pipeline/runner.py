@@ -179,7 +179,8 @@ class Evaluator:
             self.fail(failure)
         states = distributed.broadcast_from_main([cell.state for cell in cells] if self.dist.is_main else None)
         cells = [dataclasses.replace(cell, state=state) for cell, state in zip(cells, states)]
-        record_model_costs(encoder, cells)
+        if self.dist.is_main:  # only rank 0 writes rows
+            record_model_costs(encoder, cells)
         return cells
 
     def run_group(self, cells: list[Cell]) -> None:
@@ -269,8 +270,12 @@ def record_model_costs(encoder: Encoder, cells: list[Cell]) -> None:
     """The cost columns that need no timing (parameters, GFLOPs at the run's input size) into the facts that
     the encoder's new rows record; a copy of the facts, so a registry's shared dict is never changed."""
     pending = [cell for cell in cells if cell.state == CellState.PENDING]
-    if pending:
+    if not pending:
+        return
+    try:
         encoder.facts = {**encoder.facts, **model_costs(encoder, pending[0].pairing.preprocessing.input_size)}
+    except Exception:  # noqa: BLE001 - a cost column is never worth a failed run; the cells will say what is wrong
+        log.debug("no cost columns for %s", encoder.label, exc_info=True)
 
 
 def record_speed(encoder: Encoder, images: int, seconds: float) -> None:
