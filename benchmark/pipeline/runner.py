@@ -179,8 +179,7 @@ class Evaluator:
             self.fail(failure)
         states = distributed.broadcast_from_main([cell.state for cell in cells] if self.dist.is_main else None)
         cells = [dataclasses.replace(cell, state=state) for cell, state in zip(cells, states)]
-        if self.dist.is_main:  # only rank 0 writes rows
-            record_model_costs(encoder, cells)
+        record_model_costs(encoder, cells, self.dist.is_main)
         return cells
 
     def run_group(self, cells: list[Cell]) -> None:
@@ -266,11 +265,12 @@ class Evaluator:
         self.echo(f"FAILED {message}")
 
 
-def record_model_costs(encoder: Encoder, cells: list[Cell]) -> None:
+def record_model_costs(encoder: Encoder, cells: list[Cell], is_main: bool) -> None:
     """The cost columns that need no timing (parameters, GFLOPs at the run's input size) into the facts that
-    the encoder's new rows record; a copy of the facts, so a registry's shared dict is never changed."""
+    the encoder's new rows record (on rank 0, which writes them); a copy of the facts, so a registry's
+    shared dict is never changed."""
     pending = [cell for cell in cells if cell.state == CellState.PENDING]
-    if not pending:
+    if not pending or not is_main:
         return
     try:
         encoder.facts = {**encoder.facts, **model_costs(encoder, pending[0].pairing.preprocessing.input_size)}
