@@ -18,6 +18,7 @@ from benchmark.config import Suite, Task
 from benchmark.data import dataset_spec
 from benchmark.errors import UserError
 from benchmark.protocols import PROTOCOLS
+from benchmark.protocols._search import Search, halving_budgets
 from benchmark.vocab import FeatureKind
 
 TRAINING_PASSES = 3  # a training image: one forward and a backward of about twice its cost
@@ -50,9 +51,7 @@ def trained_images(task: Task) -> int:
     """Images a fine-tune cell trains on: every (lr, w) run at its budget, plus the train+val retrain."""
     params = PROTOCOLS.get(task.kind).Params(**task.params)
     grid = len(getattr(params, "lrs", (0,))) * len(getattr(params, "regularisation", (0,)))
-    if grid > 1 and getattr(params, "search", "grid") == "halving":
-        from benchmark.protocols._search import halving_budgets
-
+    if grid > 1 and getattr(params, "search", Search.GRID) == Search.HALVING:
         runs = sum(steps * alive for steps, alive in halving_budgets(grid, params.steps, params.halving_rate))
         return (runs + params.steps) * params.batch_size
     return (grid + (grid > 1)) * params.steps * params.batch_size

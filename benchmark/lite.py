@@ -53,12 +53,13 @@ def stored_wide(suite: Suite, rows: pd.DataFrame) -> tuple[pd.DataFrame, set[str
     return wide.drop(columns=[c for c in wide.columns if c[0] in diagnostics]), lower_is_better_protocols(rows)
 
 
-def distill_suite(suite: Suite, wide: pd.DataFrame, cells: int, lower: set[str] = frozenset()) -> Distilled:
-    complete = wide.dropna(axis=1)  # a column some encoder lacks cannot be ranked on
+def distill_suite(suite: Suite, wide: pd.DataFrame, cells: int, lower: set[str] = frozenset()
+                  ) -> tuple[Distilled, list[str]]:
+    """The distilled cells, and the columns left out because some encoder has no value there (a column
+    with a gap cannot be ranked on)."""
+    complete = wide.dropna(axis=1)
     dropped = [f"{p}·{d}" for p, d in wide.columns if (p, d) not in complete.columns]
-    if dropped:
-        print(f"left out {', '.join(dropped)}: some encoder has no value there")
-    return distill(complete, cells, lambda chosen: cells_cost(suite, chosen), lower)
+    return distill(complete, cells, lambda chosen: cells_cost(suite, chosen), lower), dropped
 
 
 def lite_yaml(suite: Suite, result: Distilled, source: str, encoders: int) -> str:

@@ -36,7 +36,9 @@ def run(args: argparse.Namespace) -> int:
     else:
         rows = ResultsStore(common.existing_results(args.results)).latest(suite.name)
         (wide, lower), source = stored_wide(suite, rows), f"{args.results} (suite {suite.name})"
-    result = distill_suite(suite, wide, args.cells, lower)
+    result, dropped = distill_suite(suite, wide, args.cells, lower)
+    if dropped:
+        print(f"left out {', '.join(dropped)}: some encoder has no value there")
     out = args.out or Path(f"{suite.name}-lite.yaml")
     out.write_text(lite_yaml(suite, result, source, len(wide)))
     print(f"wrote {out}: {len(result.columns)} cells, Kendall tau {result.tau:.3f} (held out: mean "

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from benchmark.config import Suite
 from benchmark.data import dataset_spec, load_split, resolve_root
+from benchmark.data.base import DatasetSpec
 from benchmark.errors import MissingDataError, UserError
 
 
@@ -48,20 +49,26 @@ def check_dataset(name: str, options: dict, data_root: Path | None) -> DataRepor
         where = options.get("root") or (Path(data_root) / name if data_root else None)
         return DataReport(name, None, {}, [f"not found ({f'looked in {where}' if where else 'no --data-root'})"],
                           **hints)
-    counts, problems = {}, []
+    counts, unloaded = split_counts(spec, root)
+    return DataReport(name, root, counts, unloaded + size_problems(spec, counts), **hints)
+
+
+def split_counts(spec: DatasetSpec, root: Path | None) -> tuple[dict[str, int], list[str]]:
+    """Images per split read from `root`, and a problem line for each split that did not load."""
+    counts, unloaded = {}, []
     for split in spec.splits:
         try:
             counts[split] = len(load_split(spec, split, root))
         except UserError as err:
-            problems.append(f"split {split!r} did not load: {err}")
-            continue
+            unloaded.append(f"split {split!r} did not load: {err}")
         except Exception as err:  # a malformed file: report it for this dataset and check the others
-            problems.append(f"split {split!r} did not load: {type(err).__name__}: {err}")
-            continue
-        expected = spec.official_sizes.get(split)
-        if expected is not None and counts[split] != expected:
-            problems.append(f"split {split!r} has {counts[split]} images, the official split has {expected}")
-    return DataReport(name, root, counts, problems, **hints)
+            unloaded.append(f"split {split!r} did not load: {type(err).__name__}: {err}")
+    return counts, unloaded
+
+
+def size_problems(spec: DatasetSpec, counts: dict[str, int]) -> list[str]:
+    return [f"split {split!r} has {n} images, the official split has {spec.official_sizes[split]}"
+            for split, n in counts.items() if spec.official_sizes.get(split, n) != n]
 
 
 def check_suite_data(suite: Suite, data_root: Path | None) -> list[DataReport]:

@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
-from benchmark.data import dataset_spec, load_split
+from benchmark.data import dataset_spec
 from benchmark.data.base import DATA_ROOT_ENV, DatasetSpec
-from benchmark.data.check import check_dataset
+from benchmark.data.check import DataReport, check_dataset, size_problems, split_counts
 from benchmark.data.download import DiskFullError, Unreachable, download, mismatches, verify
 from benchmark.data.recipe import Archive, Recipe, Unpack
 from benchmark.data.unpack import extract, place
@@ -128,16 +128,23 @@ def fetch_dataset(name: str, suite_options: dict, options: FetchOptions) -> Fetc
     files, missing = gather(spec.fetch, options)
     if missing:
         return FetchResult(name, Outcome.MANUAL, manual_steps(spec.fetch, missing, options))
-    staged = stage(spec, files, target)
+    staged, counts = stage(spec, files, target)
     os.replace(staged, target)
-    return FetchResult(name, Outcome.FETCHED, f"{target}{checked(spec, suite_options, options)}")
+    if not spec.fetch.check_splits:
+        return FetchResult(name, Outcome.FETCHED, f"{target}{noted(spec)}")
+    report = DataReport(name, target, counts, size_problems(spec, counts), spec.download, spec.layout)  # read staging
+    return FetchResult(name, Outcome.FETCHED, f"{target}\n{'':16s}check-data: {report.line()}")
 
 
 def checked(spec: DatasetSpec, suite_options: dict, options: FetchOptions) -> str:
-    """check-data's line for the dataset, unless reading it is a job of its own (ImageNet's first read)."""
+    """check-data's line for a dataset already in place, unless reading it is a job of its own (ImageNet)."""
     if not spec.fetch.check_splits:
-        return f"\n{'':16s}{spec.fetch.note}" if spec.fetch.note else ""
+        return noted(spec)
     return f"\n{'':16s}check-data: {check_dataset(spec.name, suite_options, options.data_root).line()}"
+
+
+def noted(spec: DatasetSpec) -> str:
+    return f"\n{'':16s}{spec.fetch.note}" if spec.fetch.note else ""
 
 
 def gather(recipe: Recipe, options: FetchOptions) -> tuple[list[tuple[Archive, Path]], list[Archive]]:
@@ -163,9 +170,10 @@ def gather(recipe: Recipe, options: FetchOptions) -> tuple[list[tuple[Archive, P
     return files, missing
 
 
-def stage(spec: DatasetSpec, files: list[tuple[Archive, Path]], target: Path) -> Path:
-    """Unpack into a staging folder beside `target` and load every split from it; on any failure the
-    staging folder is removed, so nothing half-made is left."""
+def stage(spec: DatasetSpec, files: list[tuple[Archive, Path]], target: Path) -> tuple[Path, dict[str, int]]:
+    """Unpack into a staging folder beside `target` and load every split from it (the images per split come
+    back); on any failure the staging folder is removed, so nothing half-made is left."""
+    counts: dict[str, int] = {}
     staging = target.parent / f".{target.name}.partial"
     shutil.rmtree(staging, ignore_errors=True)
     try:
@@ -175,7 +183,7 @@ def stage(spec: DatasetSpec, files: list[tuple[Archive, Path]], target: Path) ->
             else:
                 extract(path, staging / archive.into, archive.inner)
         if spec.fetch.check_splits:
-            check_splits_load(spec, staging)
+            counts = counts_that_load(spec, staging)
     except OSError as err:
         shutil.rmtree(staging, ignore_errors=True)
         if err.errno == errno.ENOSPC:
@@ -185,16 +193,15 @@ def stage(spec: DatasetSpec, files: list[tuple[Archive, Path]], target: Path) ->
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    return staging
+    return staging, counts
 
 
-def check_splits_load(spec: DatasetSpec, root: Path) -> None:
-    for split in spec.splits:
-        try:
-            load_split(spec, split, root)
-        except Exception as err:  # noqa: BLE001 - any failure means the archives did not give the layout
-            raise UserError(f"the archives of {spec.name} did not give the layout its loader reads (split {split!r}: "
-                            f"{err}); nothing was moved into place") from None
+def counts_that_load(spec: DatasetSpec, root: Path) -> dict[str, int]:
+    counts, unloaded = split_counts(spec, root)
+    if unloaded:
+        raise UserError(f"the archives of {spec.name} did not give the layout its loader reads ({unloaded[0]}); "
+                        f"nothing was moved into place")
+    return counts
 
 
 def manual_steps(recipe: Recipe, missing: list[Archive], options: FetchOptions) -> str:

@@ -168,7 +168,7 @@ class Evaluator:
         elif isinstance(model, Encoder):
             encoder, spec = model, model.name
         else:
-            encoder, spec = load_encoder(ModelSpec.parse(model)), str(ModelSpec.parse(model))
+            encoder, spec = load_encoder(parsed := ModelSpec.parse(model)), str(parsed)
         self.report.encoders.append(encoder.label)
         for line in encoder.load_report:
             self.echo(f"[{encoder.label}] {line}")
