@@ -99,6 +99,15 @@ class World:
     def knnn_column(self):
         return self.suite_file("knnn", {"textures": {"protocols": ["knnn"]}}, {"knn": {}})
 
+    def halving_rate_one(self):
+        return self.suite_file("rate", {"textures": {}}, {"finetune": {"search": "halving", "halving_rate": 1}})
+
+    def stepless_checkpoint(self):
+        path = self.root / "run" / "final.pt"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"not a checkpoint")
+        return path
+
     def hyperband(self):
         return self.suite_file("hyperband", {"textures": {}}, {"finetune": {"search": "hyperband"}})
 
@@ -200,6 +209,15 @@ CASES = [
      "choose between 1 and 44"),
     ("evaluate --series matching nothing", "evaluate --suite {tiny} --series checkpoint:{a_dir}/ckpt_*.pt " + RUN, 2,
      "no checkpoint matches"),
+    ("suite distill with nothing to distil", "suite distill --cells 3 --out {a_dir}/l.yaml", 2,
+     "name the suite to distil"),
+    ("plan --estimate without a model", "plan --suite offline --estimate " + RUN, 2, "plan needs --model SPEC"),
+    ("leaderboard --series without a series", "leaderboard --series --results {results} --out {a_dir}/b", 2,
+     "no checkpoint series in these results"),
+    ("a series checkpoint without a step", "evaluate --suite {tiny} --series checkpoint:{stepless_checkpoint} " + RUN,
+     2, "cannot tell the step"),
+    ("finetune halving_rate: 1", "evaluate --suite {halving_rate_one} --model pixels:2 " + RUN, 2,
+     "halving_rate=1 is invalid"),
     ("finetune search: hyperband", "evaluate --suite {hyperband} --model pixels:2 " + RUN, 2,
      "search='hyperband' is invalid"),
     ("revisitop ground truth with a __reduce__", "evaluate --suite {evil_ground_truth} --model pixels:2 " + RUN, 1,
