@@ -4,17 +4,12 @@ and numpy use, and the GPU if there is one. Every perf script prints this above 
 from __future__ import annotations
 
 import os
-import platform
 import re
 from pathlib import Path
 
+from benchmark.pipeline.estimate import cpu_model  # the package's one reading of the CPU's name
+
 SIMD_LEVELS = ("amx_tile", "avx512f", "avx2", "avx", "sse4_2", "asimd")  # widest first
-
-
-def cpu_model() -> str:
-    text = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
-    found = re.search(r"model name\s*:\s*(.+)", text)
-    return found.group(1).strip() if found else platform.processor() or "unknown CPU"
 
 
 def simd_levels() -> list[str]:
