@@ -9,6 +9,8 @@
     datasets: {mnist5k: {}, fashion_mnist: {train_subset: 10000, preprocessing: {input_size: 32}}}
     overrides:                     # optional, per (dataset, protocol)
       - {dataset: mnist5k, protocol: knn, params: {k: [10, 20]}}
+      - {dataset: imagenet, protocol: linear, params: {protocol: linear_sgd, epochs: 100}}  # another protocol
+                                   # fills this one cell of the column, with only the parameters given here
 
 A protocol entry's key is the column it fills. Two reserved keys let one protocol fill several columns
 and read the images differently from the dataset's other protocols:
@@ -88,7 +90,11 @@ class Suite:
                 continue
             for override in self.overrides:
                 if override["dataset"] == dataset and override["protocol"] == protocol:
-                    entry.update(override.get("params") or {})
+                    params = dict(override.get("params") or {})
+                    if "protocol" in params:  # this cell of the column runs another protocol: its own params only
+                        kind, entry = params.pop("protocol"), params
+                    else:
+                        entry.update(params)
             stability = entry.pop("stability", 0)
             tasks.append(Task(dataset, protocol, entry, kind, preprocessing, stability))
         return tasks

@@ -16,8 +16,9 @@ from collections.abc import Iterable
 
 from benchmark.config import Suite, Task
 from benchmark.data import dataset_spec
+from benchmark.data.splits import HOLDOUT_FRACTION
 from benchmark.errors import UserError
-from benchmark.protocols import PROTOCOLS
+from benchmark.protocols import PROTOCOLS, make_protocol
 from benchmark.protocols._search import Search, halving_budgets
 from benchmark.vocab import FeatureKind
 
@@ -32,19 +33,43 @@ def task_of(suite: Suite, column: str, dataset: str) -> Task:
 
 
 def dataset_images(dataset: str, options: dict) -> int:
-    """Images over the dataset's splits: the official sizes, else (a dataset shipped with a package) its
-    splits counted; capped by the suite's `train_subset` / `test_subset`."""
-    return counted_images(dataset, json.dumps(options, sort_keys=True, default=str))
+    """Images over the dataset's splits (`split_images`)."""
+    return sum(split_images(dataset, options).values())
+
+
+def split_images(dataset: str, options: dict) -> dict[str, int]:
+    """Images per split: the official sizes, else (a dataset shipped with a package) its splits counted;
+    capped by the suite's `train_subset` / `test_subset`."""
+    return dict(counted_splits(dataset, json.dumps(options, sort_keys=True, default=str)))
 
 
 @functools.lru_cache(maxsize=None)
-def counted_images(dataset: str, options_json: str) -> int:  # counting a shipped dataset loads it: once
+def counted_splits(dataset: str, options_json: str) -> tuple[tuple[str, int], ...]:  # counting loads it: once
     options = json.loads(options_json)
     spec = dataset_spec(dataset, options)
     sizes = dict(spec.official_sizes) or ({s: len(spec.load(s, None)) for s in spec.splits} if not spec.needs_root
                                           else {})
     caps = {"train": options.get("train_subset"), "test": options.get("test_subset")}
-    return sum(min(n, caps.get(split) or n) for split, n in sizes.items())
+    return tuple((split, min(n, caps.get(split) or n)) for split, n in sizes.items())
+
+
+def runs_encoder(task: Task) -> bool:
+    """Whether the cell runs the encoder itself (fine-tuning; linear_sgd with `augment: true`) rather than
+    reading cached features."""
+    return FeatureKind.MODEL in make_protocol(task.kind, task.params).requires
+
+
+def augmented_images(task: Task, dataset: str, options: dict) -> int:
+    """Images a linear_sgd cell in augment mode encodes (forward passes only): every epoch over the fit split,
+    then over train+val for the retrain, plus val and test once each for the heads' predictions. Without an
+    official val split, the hold-out takes 20% of train."""
+    params = make_protocol(task.kind, task.params).params
+    sizes = split_images(dataset, options)
+    train, val = sizes.get("train", 0), sizes.get("val", 0)
+    held_out = val or int(HOLDOUT_FRACTION * train)
+    fit, refit = (train, train + val) if val else (train - held_out, train)
+    epochs = params.epochs * sum(min(n, params.steps_per_epoch(n) * params.batch_size) for n in (fit, refit))
+    return epochs + held_out + sizes.get("test", 0)
 
 
 def trained_images(task: Task) -> int:
@@ -62,7 +87,9 @@ def cells_cost(suite: Suite, cells: Iterable[tuple[str, str]]) -> float:
     extractions, training = set(), 0
     for column, dataset in cells:
         task = task_of(suite, column, dataset)
-        if FeatureKind.MODEL in PROTOCOLS.get(task.kind).requires:  # it trains the encoder
+        if getattr(make_protocol(task.kind, task.params).params, "augment", False):
+            training += augmented_images(task, dataset, suite.datasets[dataset])  # forward passes only
+        elif runs_encoder(task):  # it trains the encoder
             training += trained_images(task) * TRAINING_PASSES
         else:
             extractions.add((dataset, repr(sorted(task.preprocessing.items()))))

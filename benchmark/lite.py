@@ -24,11 +24,15 @@ from benchmark.results.table import results_table
 
 
 def task_setting(suite: Suite, column: str, dataset: str) -> str:
-    """A few-shot column's "5-way 20-shot", as published tables label their columns; "" otherwise."""
+    """How a published table labels the cell: a few-shot column's "fewshot 5-way 20-shot"; else the
+    registered protocol, or the column's own name where that names one (the Ericsson suite's `linear`
+    column keeps its name on ImageNet, where linear_sgd fills it)."""
     task = task_of(suite, column, dataset)
     params = PROTOCOLS.get(task.kind).Params(**task.params)
     ways, shots = getattr(params, "ways", None), getattr(params, "shots", None)
-    return f"{task.kind} {ways}-way {shots}-shot" if ways and shots else task.kind
+    if ways and shots:
+        return f"{task.kind} {ways}-way {shots}-shot"
+    return column if column in PROTOCOLS else task.kind
 
 
 def published_wide(suite: Suite, name: str) -> pd.DataFrame:
@@ -75,6 +79,9 @@ def lite_yaml(suite: Suite, result: Distilled, source: str, encoders: int) -> st
                            f"table does (suite distill)",
             **{k: parent[k] for k in ("seeds", "preprocessing") if k in parent},
             "protocols": {k: v for k, v in parent["protocols"].items() if k in used}, "datasets": datasets}
+    overrides = [o for o in parent.get("overrides") or [] if (o["protocol"], o["dataset"]) in set(result.columns)]
+    if overrides:
+        body["overrides"] = overrides
     return header(suite, result, source, encoders) + yaml.safe_dump(body, sort_keys=False, width=110)
 
 
@@ -84,5 +91,5 @@ def header(suite: Suite, result: Distilled, source: str, encoders: int) -> str:
             f"# Kendall tau of this suite's average rank with the whole table's: {result.tau:.3f} on the encoders "
             f"that chose it;\n# {result.held_out_tau:.3f} on average (lowest {result.held_out_min:.3f}) when each "
             f"encoder in turn is left out of the choice.\n"
-            f"# Estimated cost: {result.cost_fraction:.1%} of the table's cells in images through the encoder "
+            f"# Estimated cost: {result.cost_fraction:.2%} of the table's cells in images through the encoder "
             f"(benchmark/cost.py).\n")

@@ -125,6 +125,10 @@ def test_the_whole_suite_runs_on_miniatures_and_lines_up_with_every_published_co
     cdfsl = {"cropdiseases", "eurosat", "isic", "chestx"}
     assert set(rows.loc[rows["protocol"] == "fewshot_50shot", "dataset"]) == cdfsl
     assert (rows.loc[rows["protocol"] == "fewshot_50shot", "protocol_kind"] == "fewshot").all()
+    imagenet = rows[rows["dataset"] == "imagenet"].iloc[0]  # the papers' recipe, in the `linear` column
+    assert (imagenet["protocol"], imagenet["protocol_kind"], imagenet["details"]["input"]) == (
+        "linear", "linear_sgd", "augment")
+    assert imagenet["params"]["epochs"] == 100 and len(imagenet["details"]["grid"]) == 16
     few, linear = (rows[(rows["dataset"] == "cars") & (rows["protocol"] == p)].iloc[0] for p in ("fewshot", "linear"))
     assert few["preprocessing"]["resize_mode"] == "square" and few["preprocessing"]["interpolation"] == "bilinear"
     assert linear["preprocessing"]["resize_mode"] == "shorter" and linear["preprocessing"]["interpolation"] == "bicubic"
@@ -132,6 +136,8 @@ def test_the_whole_suite_runs_on_miniatures_and_lines_up_with_every_published_co
     assert cli.main(["table", "--compare", "ericsson2021", "--results", str(results)]) == 0
     out = capsys.readouterr().out
     assert "Ours, in the published layout (47 of 47 columns with a value of ours)" in out
+    sources = out.split("Where these published values come from")[1].split("Ours")[0]
+    assert "MoCo-v1 / imagenet / linear 60.60: facebookresearch/moco README" in sources and sources.count("\n- ") == 14
     compared = out.split("Ours vs published:")[1]
     assert len([line for line in compared.splitlines() if line.startswith("| SimCLR-v1")]) == 47
     published = load_reference("ericsson2021").query("encoder == 'SimCLR-v1' and dataset == 'isic' and shots == 50")

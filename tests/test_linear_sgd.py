@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 import pytest
+import torch
 import yaml
 
 import cli
@@ -167,3 +168,74 @@ def test_retrieval_ranked_block_by_block_scores_as_in_one_block(rng, monkeypatch
         k: v for k, v in whole.items() if k != "top1_relevant"}
     assert blocked["top1_relevant"].tolist() == whole["top1_relevant"].tolist()
     assert 20 < whole["recall@1"] < 100 and 5 < whole["map@r"] < whole["recall@10"]
+
+
+@pytest.fixture(scope="module")
+def lite0_digits_images():
+    """Real images through a real pretrained encoder: digits as a ModelTask, Lite0 at 32 px."""
+    from benchmark.pipeline.inputs import concat_images
+    from benchmark.protocols import ModelTask
+
+    encoder, spec = load_encoder("bundled:efficientnet_lite0"), DATASETS.get("digits")
+    train, test = load_split(spec, "train", None), load_split(spec, "test", None)
+    pool, preprocessing = concat_images([train, test]), encoder.preprocessing.with_overrides({"input_size": 32})
+    fit, val = holdout_split(len(train))
+    part = lambda rows: Features(rows, pool.labels[rows])  # noqa: E731
+    task = ModelTask(part(fit), part(val), part(np.arange(len(train), len(pool))), 10, Metric.TOP1, images=pool,
+                     encoder=encoder, preprocessing=preprocessing)
+    return task, test
+
+
+def test_augment_mode_scores_val_and_test_on_exactly_the_features_the_cache_holds(lite0_digits_images):
+    from benchmark.protocols.linear_sgd import AugmentedInputs
+
+    task, test_split = lite0_digits_images
+    params = make_protocol("linear_sgd", {"augment": True}).params
+    encoded = torch.cat(list(AugmentedInputs(task, params).feature_batches(task.test))).numpy()
+    cached = extract_features(task.encoder, test_split, task.preprocessing).features
+    assert encoded.shape == cached.shape == (len(test_split), 1280)
+    assert np.allclose(encoded, cached, atol=1e-4)
+
+
+def test_an_augmented_epoch_visits_every_image_once_with_crops_drawn_per_epoch(lite0_digits_images):
+    from benchmark.protocols._finetune_data import TrainingBatches
+
+    task, _ = lite0_digits_images
+    indices = np.asarray(task.train.x)
+    epochs = [TrainingBatches.one_epoch(task.images, indices, 100, task.preprocessing, seed=5, epoch=e) for e in (0, 1)]
+    orders = [torch.cat(list(batches.batches)).tolist() for batches in epochs]
+    assert sorted(orders[0]) == sorted(orders[1]) == list(range(len(indices))) and orders[0] != orders[1]
+    assert [len(b) for b in epochs[0].batches] == [100] * (len(indices) // 100) + [len(indices) % 100]
+    rows, crops = epochs[0][0]
+    assert crops.shape == (100, 3, 32, 32) and crops.dtype == torch.uint8
+    again = TrainingBatches.one_epoch(task.images, indices, 100, task.preprocessing, seed=5, epoch=0)
+    assert torch.equal(again[0][1], crops)  # seeded: the same crops for the same (seed, epoch)
+    capped = TrainingBatches.one_epoch(task.images, indices, 100, task.preprocessing, seed=5, epoch=0, max_steps=3)
+    assert len(capped) == 3 and torch.equal(torch.cat(list(capped.batches)), torch.cat(list(epochs[0].batches))[:300])
+
+
+def test_augment_mode_trains_on_re_encoded_images_and_records_its_mode(lite0_digits_images):
+    task, _ = lite0_digits_images
+    params = {"augment": True, "epochs": 4, "batch_size": 64, "lrs": [0.1, 1.0, 10.0]}
+    result = make_protocol("linear_sgd", params).evaluate(task)
+    assert result.details["input"] == "augment" and result.details["steps"] == 4 * math.ceil(len(task.train) / 64)
+    assert result.value > 60, result.value  # 10 classes: chance is 10 (measured: 74.7)
+    assert result.details["val_score"] == max(result.details["val_scores"])
+
+
+def test_the_runner_hands_augment_mode_the_model_and_skips_an_encoder_without_one(tmp_path, capsys):
+    suite = tmp_path / "s.yaml"
+    suite.write_text(yaml.safe_dump({"name": "s", "preprocessing": {"input_size": 32},
+                                     "protocols": {"linear_sgd": {"augment": True, "epochs": 1, "batch_size": 128,
+                                                                  "epoch_length": 2}},
+                                     "datasets": {"digits": {"protocols": ["linear_sgd"]}}}))
+    results = tmp_path / "r.sqlite"
+    code = cli.main(["evaluate", "--suite", str(suite), "--model", "bundled:efficientnet_lite0", "--model", "pixels:8",
+                     "--results", str(results), "--cache-dir", str(tmp_path / "cache")])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    rows = ResultsStore(results).latest()
+    assert rows["encoder"].tolist() == ["bundled:efficientnet_lite0"] and "has no model" in out, out
+    row = rows.iloc[0]
+    assert row["details"]["input"] == "augment" and row["details"]["steps"] == 2
+    assert row["params"]["augment"] is True and row["params"]["epoch_length"] == 2

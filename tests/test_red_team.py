@@ -184,6 +184,16 @@ class World:
     def sgd_momentum_one(self):
         return self.suite_file("sgd_momentum", {"textures": {}}, {"linear_sgd": {"momentum": 1.0}})
 
+    def sgd_augment_word(self):
+        return self.suite_file("sgd_augment", {"textures": {}}, {"linear_sgd": {"augment": "yes"}})
+
+    def sgd_epoch_length_zero(self):
+        return self.suite_file("sgd_epoch_length", {"textures": {}}, {"linear_sgd": {"epoch_length": 0}})
+
+    def override_to_unknown_protocol(self):
+        override = {"dataset": "textures", "protocol": "linear", "params": {"protocol": "linear_sdg"}}
+        return self.suite_file("override_unknown", {"textures": {}}, {"linear": {}}, overrides=[override])
+
     def negative_stability(self):
         return self.suite_file("negative_stability", {"textures": {}}, {"knn": {"stability": -1}})
 
@@ -291,6 +301,12 @@ CASES = [
      "parameter lrs=[] is invalid: it must be a non-empty list"),
     ("linear_sgd momentum: 1.0", "evaluate --suite {sgd_momentum_one} --model pixels:2 " + RUN, 2,
      "parameter momentum=1.0 is invalid: it must be a number in [0, 0.999]"),
+    ("linear_sgd augment: yes", "evaluate --suite {sgd_augment_word} --model pixels:2 " + RUN, 2,
+     "parameter augment='yes' is invalid"),
+    ("linear_sgd epoch_length: 0", "evaluate --suite {sgd_epoch_length_zero} --model pixels:2 " + RUN, 2,
+     "parameter epoch_length=0 is invalid"),
+    ("an override naming a misspelt protocol", "evaluate --suite {override_to_unknown_protocol} --model pixels:2 "
+     + RUN, 2, "linear_sgd"),
     ("stability: -1", "evaluate --suite {negative_stability} --model pixels:2 " + RUN, 2,
      "stability must be a number of reruns from 0 to 100, got -1"),
     ("stability: three", "evaluate --suite {word_stability} --model pixels:2 " + RUN, 2,

@@ -42,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
     out = args.out or Path(f"{suite.name}-lite.yaml")
     out.write_text(lite_yaml(suite, result, source, len(wide)))
     print(f"wrote {out}: {len(result.columns)} cells, Kendall tau {result.tau:.3f} (held out: mean "
-          f"{result.held_out_tau:.3f}, lowest {result.held_out_min:.3f}), {result.cost_fraction:.1%} of the cost")
+          f"{result.held_out_tau:.3f}, lowest {result.held_out_min:.3f}), {result.cost_fraction:.2%} of the cost")
     for column, dataset in result.columns:
         print(f"  {column}·{dataset}")
     return 0

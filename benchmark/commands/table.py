@@ -44,13 +44,18 @@ def show_comparison(args: argparse.Namespace) -> int:
     cell); then each matched cell with the difference."""
     from benchmark.models import reference_names
     from benchmark.results import ResultsStore
-    from benchmark.results.reference import by_registered_protocol, compare, labelled, load_reference, with_averages
+    from benchmark.results.reference import (by_registered_protocol, compare, labelled, load_reference, value_notes,
+                                             with_averages)
     from benchmark.results.table import render, results_table
 
     reference = load_reference(args.compare)
     published = results_table(labelled(reference))
     print(f"Published ({reference['citation'].iloc[0]}):\n")
     print(render(published, args.format, digits=2))
+    notes = value_notes(reference)
+    if notes:
+        print("\nWhere these published values come from (not the paper's own protocol):\n")
+        print("\n".join(f"- {line}" for line in notes))
     if not args.results.exists():
         print(f"\n(no results store at {args.results}: nothing of ours to compare)")
         return 0
@@ -60,7 +65,8 @@ def show_comparison(args: argparse.Namespace) -> int:
     if matched.empty:
         print(f"\nNone of our encoders in {args.results} is named in the reference (see --models).")
         return 0
-    mine = labelled(with_averages(by_registered_protocol(ours).assign(encoder=ours["encoder"].map(names))))
+    mine = by_registered_protocol(ours, reference["protocol"]).assign(encoder=ours["encoder"].map(names))
+    mine = labelled(with_averages(mine))
     mine = mine[mine["encoder"].isin(set(reference["encoder"]))]
     laid_out = results_table(mine).reindex(columns=published.columns)
     print(f"\nOurs, in the published layout ({int(laid_out.notna().any().sum())} of {laid_out.shape[1]} columns "

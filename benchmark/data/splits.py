@@ -40,7 +40,10 @@ def stratified_subset(labels: np.ndarray, size: int, seed: int = 0) -> np.ndarra
     return stratified_indices(labels, size / len(labels), seed)
 
 
-def holdout_split(num_train: int, fraction: float = 0.2, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+HOLDOUT_FRACTION = 0.2  # the reference's validation share of train, where a dataset has no val split
+
+
+def holdout_split(num_train: int, fraction: float = HOLDOUT_FRACTION, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Ericsson's validation hold-out: shuffle range(n) with np.random.seed(seed); the first
     floor(fraction * n) indices validate, the rest train. Legacy seeding keeps it bit-stable."""
     indices = np.arange(num_train)

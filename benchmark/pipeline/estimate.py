@@ -25,11 +25,11 @@ import torch
 import torch.nn.functional as F
 
 from benchmark.config import Suite
-from benchmark.cost import dataset_images, task_of, trained_images
+from benchmark.cost import augmented_images, dataset_images, runs_encoder, task_of, trained_images
 from benchmark.devices import Precision
 from benchmark.encoders import load_encoder
 from benchmark.pipeline.extraction import HalvingEncoder
-from benchmark.protocols import PROTOCOLS
+from benchmark.protocols import PROTOCOLS, make_protocol
 from benchmark.vocab import FeatureKind
 
 MIN_SECONDS = 1.0  # each throughput is timed over at least this long (and at least 2 batches)
@@ -134,11 +134,15 @@ def cell_estimates(suite: Suite, rates: dict[int, Throughput], capabilities: tup
     seen, estimates = set(), []
     for dataset, options in suite.datasets.items():
         for task in suite.tasks(dataset):
-            if not set(PROTOCOLS.get(task.kind).requires) <= set(capabilities):
+            protocol = make_protocol(task.kind, task.params)
+            if not set(protocol.requires) <= set(capabilities):
                 continue
             size = input_size(suite, task.protocol, dataset)
             trained, extracted = 0, 0
-            if FeatureKind.MODEL in PROTOCOLS.get(task.kind).requires:
+            if getattr(protocol.params, "augment", False):  # linear_sgd re-encoding augmented images: forwards
+                extracted = augmented_images(task, dataset, options)
+                seconds = extracted / rates[size].extract_per_s
+            elif FeatureKind.MODEL in protocol.requires:
                 trained = trained_images(task)
                 seconds = trained / rates[size].train_per_s if rates[size].train_per_s else float("nan")
             else:
@@ -163,7 +167,7 @@ def suite_input_sizes(suite: Suite) -> list[int]:
 def fine_tune_batch(suite: Suite) -> int:
     """The batch the suite fine-tunes at (the largest, if columns differ), for the training throughput."""
     batches = [PROTOCOLS.get(t.kind).Params(**t.params).batch_size for d in suite.datasets for t in suite.tasks(d)
-               if FeatureKind.MODEL in PROTOCOLS.get(t.kind).requires]
+               if runs_encoder(t) and not t.params.get("augment")]
     return max(batches, default=64)
 
 

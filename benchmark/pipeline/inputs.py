@@ -21,7 +21,7 @@ from benchmark.cache import FeatureCache
 from benchmark.config import Suite
 from benchmark.data import SUITE_OPTIONS, DatasetSpec, ImageSplit, dataset_spec, load_split, resolve_root
 from benchmark.data.fingerprint import content_digest
-from benchmark.data.splits import holdout_split
+from benchmark.data.splits import HOLDOUT_FRACTION, holdout_split
 from benchmark.data.base import LazyImages
 from benchmark.encoders import Encoder
 from benchmark.devices import Precision
@@ -33,7 +33,6 @@ from benchmark.protocols import FeatureTask, Features, ModelTask
 from benchmark.protocols.base import TaskInputs, concat
 from benchmark.vocab import FeatureKind, TaskType, ValSplit
 
-HOLDOUT_FRACTION = 0.2
 HOLDOUT_RULE = Component("holdout_split", "1")  # 20% of train, np.random.seed(seed) shuffle (data.splits)
 # the code behind each kind of input: its versions are part of the feature key
 EXTRACTION_COMPONENTS: dict[FeatureKind, tuple[Component, ...]] = {

@@ -54,11 +54,21 @@ class TrainingBatches(Dataset):
     """Item `step`: that step's pool positions and its augmented uint8 batch (N, 3, S, S)."""
 
     def __init__(self, images, indices: np.ndarray, steps: int, per_rank: int, preprocessing: Preprocessing,
-                 seed: int, rank: int = 0):
+                 seed: int, rank: int = 0, batches: list[torch.Tensor] | None = None):
         self.images, self.indices, self.preprocessing = images, indices, preprocessing
         self.seed = seed + 1_000_003 * rank
         draws = torch.Generator().manual_seed(self.seed)
-        self.batches = torch.randint(len(indices), (steps, per_rank), generator=draws)
+        self.batches = batches if batches is not None else torch.randint(len(indices), (steps, per_rank),
+                                                                         generator=draws)
+
+    @classmethod
+    def one_epoch(cls, images, indices: np.ndarray, batch_size: int, preprocessing: Preprocessing, seed: int,
+                  epoch: int, max_steps: int | None = None) -> TrainingBatches:
+        """Every position once, in an order drawn from (seed, epoch), in batches of `batch_size` (the last one
+        smaller); at most `max_steps` of them. Its augmentations are drawn from (seed, epoch) too."""
+        order = torch.from_numpy(np.random.default_rng([seed, epoch]).permutation(len(indices)))
+        batches = list(order.split(batch_size))[:max_steps]
+        return cls(images, indices, len(batches), batch_size, preprocessing, seed * 10_007 + epoch, batches=batches)
 
     def __len__(self) -> int:
         return len(self.batches)

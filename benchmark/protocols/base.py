@@ -90,9 +90,13 @@ class ImagePool(Interface):
 
 
 class TrainableEncoder(Interface):
-    """What fine-tuning copies and trains (an `Encoder` is one)."""
+    """What fine-tuning copies and trains, and what linear_sgd's augment mode runs frozen (an `Encoder` is one)."""
 
     model: nn.Module
+
+    def encode(self, images: torch.Tensor) -> torch.Tensor: ...
+
+    def to(self, device: str) -> TrainableEncoder: ...
 
 
 class SharedWork:
@@ -184,11 +188,11 @@ class Protocol:
     def __init__(self, **params: Any):
         self.params = build_params(self.Params, params, f"protocol {self.name}")
 
-    @classmethod
-    def input_kind(cls) -> FeatureKind:
-        """Which data the runner assembles: the model itself, dense maps, or pooled features."""
+    def input_kind(self) -> FeatureKind:
+        """Which data the runner assembles: the model itself, dense maps, or pooled features (an instance's
+        `requires` may depend on its parameters: linear_sgd with `augment: true` runs the encoder)."""
         for kind in (FeatureKind.MODEL, FeatureKind.DENSE):
-            if kind in cls.requires:
+            if kind in self.requires:
                 return kind
         return FeatureKind.POOLED
 

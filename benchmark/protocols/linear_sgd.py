@@ -8,8 +8,15 @@ batch, not the features. Each step computes all heads' logits with one GEMM and 
 (momentum 0.9) at its own learning rate, scaled by batch_size / 256 and annealed by a cosine schedule. The
 head with the first strictly best validation score (the linear protocol's rule, in grid order) is chosen;
 as the linear protocol refits on train+val at its chosen C, its (lr, wd) is retrained on train+val and
-scores the test split. Input mode `features` (the cached features, as DINOv2): re-encoding augmented
-images every epoch, the SSL papers' recipe, is not built.
+scores the test split.
+
+Two input modes, recorded in the row as `input`:
+- `features` (default): the cached features, as DINOv2 trains its linear grid (minutes on a GPU);
+- `augment: true`: the SSL papers' recipe (MoCo, SimCLR, BYOL, SwAV: about 100 epochs of a linear head on a
+  frozen encoder with random-resized-crop + flip): every epoch re-encodes the train images, augmented as
+  fine-tuning augments them, with the frozen encoder in eval mode; val and test are encoded with the
+  encoder's own preprocessing. One encoder pass per batch serves every head (hours on a GPU for ImageNet).
+`epoch_length` caps the steps of an epoch (DINOv2's option of that name), for a budgeted run.
 """
 
 from __future__ import annotations
@@ -24,14 +31,16 @@ import torch
 from benchmark.errors import UserError
 from benchmark.metrics import correct_per_example, score
 from benchmark.outputs import PerExample
-from benchmark.params import CheckedParams, Constraints, Each, Interval
+from benchmark.params import Boolean, CheckedParams, Constraints, Each, Interval, Optional
 from benchmark.protocols import PROTOCOLS
+from benchmark.protocols._finetune_data import TrainingBatches, on_device, training_loader
 from benchmark.protocols._linear_sweep import first_strict_best
-from benchmark.protocols.base import (Features, FeatureTask, Protocol, ProtocolResult, Rows, check_finite,
+from benchmark.protocols.base import (Features, FeatureTask, ModelTask, Protocol, ProtocolResult, Rows, check_finite,
                                      require_test_split)
-from benchmark.vocab import TaskType
+from benchmark.vocab import FeatureKind, TaskType
 
 PREDICTION_BATCH = 4096  # rows scored at once when predicting (bounded memory on any split size)
+IMAGE_BATCH = 128  # images encoded at once when predicting in augment mode
 
 @dataclass(frozen=True)
 class LinearSGDParams(CheckedParams):
@@ -41,38 +50,48 @@ class LinearSGDParams(CheckedParams):
     batch_size: int = 256
     momentum: float = 0.9
     seed: int = 0
+    augment: bool = False  # re-encode augmented train images every epoch (the SSL papers' recipe)
+    epoch_length: int | None = None  # steps per epoch (DINOv2's epoch_length); None: one pass over the data
     constraints: ClassVar[Constraints] = {
         "lrs": Each(Interval(float, 0, 1e4, open_low=True)), "weight_decays": Each(Interval(float, 0, 1)),
         "epochs": Interval(int, 1, 10_000), "batch_size": Interval(int, 1, 1 << 20),
-        "momentum": Interval(float, 0, 0.999), "seed": Interval(int, 0)}
+        "momentum": Interval(float, 0, 0.999), "seed": Interval(int, 0), "augment": Boolean(),
+        "epoch_length": Optional(Interval(int, 1))}
+    added_later: ClassVar[tuple[str, ...]] = ("augment", "epoch_length")
 
     def grid(self) -> list[tuple[float, float]]:
         """The heads' (lr, wd) pairs, learning rates outermost."""
         return [(lr, wd) for lr in self.lrs for wd in self.weight_decays]
+
+    def steps_per_epoch(self, rows: int) -> int:
+        return min(math.ceil(rows / self.batch_size), self.epoch_length or math.inf)
+
 
 class RowBatches:
     """Batches of rows of one or more splits (train, or train and val) in a seeded order per epoch,
     gathered from their arrays (memory-mapped cache files stay on disk) and sent to the device; on a GPU
     through page-locked memory without blocking, so the copy overlaps the previous step."""
 
-    def __init__(self, parts: list[Features], batch_size: int, device: str):
+    def __init__(self, parts: list[Features], batch_size: int, device: str, epoch_length: int | None = None):
         self.x, self.y = Rows([part.x for part in parts]), np.concatenate([part.y for part in parts])
-        self.batch_size, self.device = batch_size, device
+        self.batch_size, self.device, self.epoch_length = batch_size, device, epoch_length
         self.pin = torch.device(device).type == "cuda"
 
     def __len__(self) -> int:
         return len(self.y)
 
     def steps_per_epoch(self) -> int:
-        return math.ceil(len(self) / self.batch_size)
+        return min(math.ceil(len(self) / self.batch_size), self.epoch_length or math.inf)
 
     def epoch(self, seed: int, epoch: int):
         order = np.random.default_rng([seed, epoch]).permutation(len(self))
-        for start in range(0, len(order), self.batch_size):
-            yield self.gather(np.sort(order[start:start + self.batch_size]))
+        for step in range(self.steps_per_epoch()):
+            yield self.gather(np.sort(order[step * self.batch_size:(step + 1) * self.batch_size]))
 
     def gather(self, rows: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        x = torch.from_numpy(np.asarray(self.x[rows], dtype=np.float32))
+        with warnings.catch_warnings():  # cached features are read-only arrays; a batch is a copy
+            warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+            x = torch.from_numpy(np.asarray(self.x[rows], dtype=np.float32))
         y = torch.from_numpy(np.asarray(self.y[rows], dtype=np.int64))
         if self.pin:
             x, y = x.pin_memory(), y.pin_memory()
@@ -131,13 +150,73 @@ def train_heads(heads: Heads, batches: RowBatches, epochs: int, momentum: float,
             step += 1
     return heads
 
-def head_logits(heads: Heads, split: Features, device: str) -> np.ndarray:
-    """(N, H, K) float32 logits of every head on a split, computed batch by batch."""
-    batches = RowBatches([split], PREDICTION_BATCH, device)
+class CachedInputs:
+    """Input mode `features`: the cached features, streamed in batches (DINOv2's linear evaluation)."""
+
+    mode = "features"
+
+    def __init__(self, data: FeatureTask, params: LinearSGDParams):
+        self.data, self.params = data, params
+
+    def batches(self, parts: list[Features]) -> RowBatches:
+        return RowBatches(parts, self.params.batch_size, self.data.device, self.params.epoch_length)
+
+    def feature_batches(self, split: Features):
+        """The split's features in order, PREDICTION_BATCH rows at a time, on the device."""
+        batches = RowBatches([split], PREDICTION_BATCH, self.data.device)
+        for start in range(0, len(split), PREDICTION_BATCH):
+            yield batches.gather(np.arange(start, min(start + PREDICTION_BATCH, len(split))))[0]
+
+
+class AugmentedImages:
+    """One epoch after another of random-resized-crop + flip train images (fine-tuning's augmentation, made
+    in DataLoader workers), each batch encoded by the frozen encoder: (features, labels) on the device."""
+
+    def __init__(self, data: ModelTask, parts: list[Features], params: LinearSGDParams):
+        self.data, self.params = data, params
+        self.indices = np.concatenate([np.asarray(part.x) for part in parts])
+        self.y = torch.as_tensor(np.concatenate([np.asarray(part.y) for part in parts]), device=data.device)
+
+    def steps_per_epoch(self) -> int:
+        return self.params.steps_per_epoch(len(self.indices))
+
+    def epoch(self, seed: int, epoch: int):
+        p, data = self.params, self.data
+        batches = TrainingBatches.one_epoch(data.images, self.indices, p.batch_size, data.preprocessing, seed, epoch,
+                                            self.steps_per_epoch())
+        for rows, crops in training_loader(batches, data.workers, pin=data.device.startswith("cuda")):
+            yield data.encoder.encode(on_device(crops, data.preprocessing, data.device)), self.y[rows.to(self.y.device)]
+
+
+class AugmentedInputs:
+    """Input mode `augment`: the SSL papers' recipe. Train images are re-encoded every epoch with fine-tuning's
+    augmentation; val and test images are encoded once per prediction with the encoder's own preprocessing
+    (what the feature cache holds). The encoder stays frozen and in eval mode (batch norm's running stats)."""
+
+    mode = "augment"
+
+    def __init__(self, data: ModelTask, params: LinearSGDParams):
+        self.data, self.params = data, params
+        data.encoder.to(data.device)
+
+    def batches(self, parts: list[Features]) -> AugmentedImages:
+        return AugmentedImages(self.data, parts, self.params)
+
+    def feature_batches(self, split: Features):
+        data, transform = self.data, self.data.preprocessing.transform()
+        indices = np.asarray(split.x)
+        for start in range(0, len(indices), IMAGE_BATCH):
+            images = torch.stack([transform(data.images.image_tensor(int(i))) for i in indices[start:start + IMAGE_BATCH]])
+            yield data.encoder.encode(images.to(data.device))
+
+
+def head_predictions(heads: Heads, inputs: CachedInputs | AugmentedInputs, split: Features) -> np.ndarray:
+    """(N, H) class predicted by every head on a split, batch by batch (never the (N, H, K) logits: ImageNet's
+    held-out val x 10 heads x 1000 classes would be 10 GB)."""
     with torch.no_grad():
-        parts = [heads.logits(batches.gather(np.arange(start, min(start + PREDICTION_BATCH, len(split))))[0]).cpu()
-                 for start in range(0, len(split), PREDICTION_BATCH)]
-    return torch.cat(parts).numpy()
+        parts = [heads.logits(x).argmax(2).cpu() for x in inputs.feature_batches(split)]
+    return torch.cat(parts).numpy() if parts else np.zeros((0, len(heads.lrs)), dtype=np.int64)
+
 
 @PROTOCOLS.register
 class LinearSGD(Protocol):
@@ -147,34 +226,44 @@ class LinearSGD(Protocol):
     tasks = (TaskType.MULTICLASS,)
     selects_on_val = True
 
-    def evaluate(self, data: FeatureTask) -> ProtocolResult:
+    def __init__(self, **params):
+        super().__init__(**params)
+        if self.params.augment:  # it runs the encoder on images: the runner hands it the model, not features
+            self.requires = (FeatureKind.MODEL,)
+
+    def evaluate(self, data: FeatureTask | ModelTask) -> ProtocolResult:
         require_test_split(data, self.name)
-        check_finite(data)
         p, grid = self.params, self.params.grid()
-        heads = self.trained(data, [data.train], grid)
-        val_logits = head_logits(heads, data.val, data.device)
-        finite = heads.finite()
-        val_scores = [score(data.metric, data.val.y, val_logits[:, h]) if finite[h] else float("nan")
+        if not p.augment:
+            check_finite(data)
+        inputs = AugmentedInputs(data, p) if p.augment else CachedInputs(data, p)
+        heads = train_heads(self.fresh_heads(data, grid), inputs.batches([data.train]), p.epochs, p.momentum, p.seed)
+        val_predictions, finite = head_predictions(heads, inputs, data.val), heads.finite()
+        val_scores = [score(data.metric, data.val.y, val_predictions[:, h]) if finite[h] else float("nan")
                       for h in range(len(grid))]  # a diverged head never wins (NaN)
         if not any(finite):
             raise UserError(f"linear_sgd: every head diverged (non-finite weights) at learning rates {list(p.lrs)}; "
                             f"lower `lrs`")
         best = first_strict_best(val_scores)
-        final = self.trained(data, [data.train, data.val], [grid[best]])
+        final = train_heads(self.fresh_heads(data, [grid[best]]), inputs.batches([data.train, data.val]), p.epochs,
+                            p.momentum, p.seed)
         if not final.finite()[0]:
             raise UserError(f"linear_sgd: the train+val retrain at lr {grid[best][0]} diverged (non-finite weights); "
                             f"lower `lrs`")
-        outputs = head_logits(final, data.test, data.device)[:, 0]
+        outputs = head_predictions(final, inputs, data.test)[:, 0]
         lr, wd = grid[best]
         return ProtocolResult(
             value=score(data.metric, data.test.y, outputs), metric=data.metric, chosen={"lr": lr, "wd": wd},
             details={"val_score": val_scores[best], "val_scores": val_scores, "grid": [list(g) for g in grid],
-                     "input": "features", "steps": p.epochs * math.ceil(len(data.train) / p.batch_size)},
+                     "input": inputs.mode, "epochs": p.epochs, "steps": p.epochs * p.steps_per_epoch(len(data.train))},
             per_example=PerExample(correct_per_example(data.metric, data.test.y, outputs)))
 
-    def trained(self, data: FeatureTask, parts: list[Features], grid: list[tuple[float, float]]) -> Heads:
-        p = self.params
-        heads = Heads.zeros(grid, data.train.x.shape[1], data.num_classes, p.batch_size, data.device)
-        with warnings.catch_warnings():  # cached features are read-only arrays; batches are copies
-            warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
-            return train_heads(heads, RowBatches(parts, p.batch_size, data.device), p.epochs, p.momentum, p.seed)
+    def fresh_heads(self, data: FeatureTask | ModelTask, grid: list[tuple[float, float]]) -> Heads:
+        dim = self.feature_width(data) if self.params.augment else data.train.x.shape[1]
+        return Heads.zeros(grid, dim, data.num_classes, self.params.batch_size, data.device)
+
+    @staticmethod
+    def feature_width(data: ModelTask) -> int:
+        """The encoder's feature width, from one image through it."""
+        image = data.preprocessing.transform()(data.images.image_tensor(int(np.asarray(data.train.x)[0])))
+        return data.encoder.to(data.device).encode(image[None].to(data.device)).shape[1]

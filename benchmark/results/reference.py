@@ -3,6 +3,7 @@ plus `ci95`, `source` and `citation` columns, and the comparison of our numbers 
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 
 import pandas as pd
@@ -69,20 +70,32 @@ def with_averages(ours: pd.DataFrame) -> pd.DataFrame:
     return pd.concat([ours, pd.DataFrame(extra)], ignore_index=True) if extra else ours
 
 
-def by_registered_protocol(ours: pd.DataFrame) -> pd.DataFrame:
+def by_registered_protocol(ours: pd.DataFrame, published: Iterable[str] = ()) -> pd.DataFrame:
     """Our rows with `protocol` naming the registered protocol ("fewshot") rather than the suite's column
-    ("fewshot_50shot"), as published tables name them; the setting then tells the columns apart."""
+    ("fewshot_50shot"), as published tables name them; the setting then tells the columns apart. A column
+    named as the published table names one (`linear`) keeps its name, whatever protocol filled the cell:
+    the Ericsson suite's ImageNet cell of its `linear` column is run by linear_sgd."""
     if "protocol_kind" not in ours.columns:
         return ours
     kinds = ours["protocol_kind"].fillna("")
-    return ours.assign(protocol=kinds.where(kinds != "", ours["protocol"]))
+    keep = (kinds == "") | ours["protocol"].isin(set(published))
+    return ours.assign(protocol=ours["protocol"].where(keep, kinds))
+
+
+def value_notes(reference: pd.DataFrame) -> list[str]:
+    """One line per published value that carries a note (where it comes from, when not from the paper's
+    own protocol): "MoCo-v1 / imagenet / linear 60.60: ..."."""
+    if "note" not in reference.columns:
+        return []
+    noted = reference.dropna(subset=["note"])
+    return [f"{r.encoder} / {r.dataset} / {r.protocol} {r.value:.2f}: {r.note}" for r in noted.itertuples()]
 
 
 def compare(ours: pd.DataFrame, reference: pd.DataFrame, names: dict[str, str]) -> pd.DataFrame:
     """Our cells next to the published ones: one row per (reference encoder, protocol, setting, dataset)
     that we also measured. `names` maps our encoder labels to the reference's encoder names."""
     keys = ["encoder", "protocol", "setting", "dataset"]
-    ours = with_averages(by_registered_protocol(ours))
+    ours = with_averages(by_registered_protocol(ours, reference["protocol"]))
     mine = with_settings(ours.assign(encoder=ours["encoder"].map(names))).dropna(subset=["encoder"])
     joined = with_settings(reference)[[*keys, "value"]].merge(mine[[*keys, "value"]], on=keys,
                                                                 suffixes=("_published", "_ours"))
