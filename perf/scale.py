@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import subprocess
 import sys
 import tempfile
@@ -27,8 +28,9 @@ sys.path.insert(0, str(ROOT))
 
 from perf._machine import describe  # noqa: E402
 
+SGD_SLICE = 100  # linear_sgd steps measured per training; a full epoch is projected from them
 PROTOCOLS = {  # name -> (registered protocol, parameters): one short sweep each, not a full study's budget
-    "linear_sgd": ("linear_sgd", {"epochs": 1}),
+    "linear_sgd": ("linear_sgd", {"epochs": 1, "epoch_length": SGD_SLICE}),
     "knn": ("knn", {}),
     "fewshot": ("fewshot", {}),
     "retrieval": ("retrieval", {}),
@@ -63,9 +65,14 @@ def anonymous_gb() -> float:
     return float("nan")
 
 
-def peak_anonymous_gb(stop: threading.Event, peak: list[float]) -> None:
+def peak_anonymous_gb(stop: threading.Event, peak: list[float], before: float) -> None:
+    """Sample RssAnon every 20 ms; every 5 s print the peak so far (a run stopped at --timeout still reports it)."""
+    last = time.monotonic()
     while not stop.is_set():
         peak[0] = max(peak[0], anonymous_gb())
+        if time.monotonic() - last > 5:
+            print(json.dumps({"peak_anon_gb": peak[0], "before_gb": before}), flush=True)
+            last = time.monotonic()
         time.sleep(0.02)
 
 
@@ -78,7 +85,7 @@ def worker(name: str, folder: Path) -> None:
              for s in ("train", "val", "test")}
     task = FeatureTask(split["train"], split["val"], split["test"], int(split["train"].y.max()) + 1, "top1")
     stop, peak, before = threading.Event(), [0.0], anonymous_gb()
-    threading.Thread(target=peak_anonymous_gb, args=(stop, peak), daemon=True).start()
+    threading.Thread(target=peak_anonymous_gb, args=(stop, peak, before), daemon=True).start()
     kind, params = PROTOCOLS[name]
     start = time.perf_counter()
     try:
@@ -90,17 +97,35 @@ def worker(name: str, folder: Path) -> None:
     print(json.dumps({"seconds": seconds, "peak_anon_gb": peak[0], "before_gb": before, "outcome": outcome}))
 
 
-def measure(name: str, folder: Path, timeout: float) -> str:
+def measure(name: str, folder: Path, timeout: float, rows: int) -> str:
     command = [sys.executable, __file__, "--worker", name, "--dir", str(folder)]
     try:
         done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, cwd=ROOT)
-    except subprocess.TimeoutExpired:
-        return f"{name:18s} not finished in {timeout:.0f} s (stopped)"
+    except subprocess.TimeoutExpired as stopped:
+        lines = (stopped.stdout or b"").decode().strip().splitlines() if isinstance(stopped.stdout, bytes) else (
+            (stopped.stdout or "").strip().splitlines())
+        memory = memory_text(json.loads(lines[-1])) if lines else "no memory sample yet"
+        return f"{name:18s} not finished in {timeout:.0f} s (stopped)  {memory} while running"
     if done.returncode:
         return f"{name:18s} exit {done.returncode}: {done.stderr.strip().splitlines()[-1:]}"
     row = json.loads(done.stdout.strip().splitlines()[-1])
-    return (f"{name:18s} {row['seconds']:8.1f} s  peak RssAnon {row['peak_anon_gb']:6.2f} GB "
-            f"(+{row['peak_anon_gb'] - row['before_gb']:.2f} over the imports)  {row['outcome']}")
+    return f"{name:18s} {row['seconds']:8.1f} s  {memory_text(row)}  {row['outcome']}{projection(name, row, rows)}"
+
+
+def memory_text(row: dict) -> str:
+    return (f"peak RssAnon {row['peak_anon_gb']:6.2f} GB (+{row['peak_anon_gb'] - row['before_gb']:.2f} over the "
+            f"imports)")
+
+
+def projection(name: str, row: dict, rows: int) -> str:
+    """linear_sgd trained at most SGD_SLICE steps on train, then on train+val: one full epoch of each projected
+    from them (its finite check, val and test predictions counted in the measured time, so an upper bound)."""
+    if name != "linear_sgd" or row["outcome"].startswith("refused"):
+        return ""
+    full = math.ceil(rows / 256) + math.ceil((rows + max(rows // 25, 1)) / 256)
+    measured = min(SGD_SLICE, math.ceil(rows / 256)) + min(SGD_SLICE, math.ceil((rows + max(rows // 25, 1)) / 256))
+    return (f" (after {measured} steps; one epoch of train and of train+val, {full:,} steps, projected: "
+            f"{row['seconds'] * full / measured:,.0f} s)")
 
 
 def main() -> None:
@@ -128,7 +153,7 @@ def main() -> None:
         print(f"{args.rows:,} x {args.dim} train rows, {args.classes} classes: {size:.2f} GB of float32 features "
               f"(written in {time.perf_counter() - start:.0f} s)", flush=True)
         for name in args.protocols:
-            print(measure(name, Path(folder), args.timeout), flush=True)
+            print(measure(name, Path(folder), args.timeout, args.rows), flush=True)
 
 
 if __name__ == "__main__":
