@@ -34,6 +34,7 @@ PROTOCOLS = {  # name -> (registered protocol, parameters): one short sweep each
     "knn": ("knn", {}),
     "fewshot": ("fewshot", {}),
     "retrieval": ("retrieval", {}),
+    "retrieval_train": ("retrieval", {"database": "train"}),  # test queries against the train+val gallery
     "quality": ("quality", {}),
     "linear_fast": ("linear", {"solver": "fast", "num_wd": 3}),
     "linear_reference": ("linear", {"solver": "reference", "num_wd": 3}),

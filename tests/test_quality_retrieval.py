@@ -77,6 +77,44 @@ def test_class_retrieval_matches_a_direct_transcription():
     assert 0 < scores["map@r"] < scores["recall@10"] <= 100
 
 
+def direct_gallery_retrieval(queries, labels, gallery, gallery_labels, ks):
+    """The definitions with a separate database, one query at a time, with a full sort."""
+    unit = lambda a: a / np.linalg.norm(a, axis=1, keepdims=True)  # noqa: E731
+    queries, gallery = unit(queries), unit(gallery)
+    recalls, aps = {k: [] for k in ks}, []
+    for q, label in zip(queries, labels):
+        relevant = [gallery_labels[i] == label for i in np.argsort(-(gallery @ q), kind="stable")]
+        r = sum(relevant)
+        if r == 0:
+            continue
+        for k in ks:
+            recalls[k].append(any(relevant[:k]))
+        aps.append(sum(sum(relevant[:i + 1]) / (i + 1) for i in range(r) if relevant[i]) / r)
+    return {f"recall@{k}": 100 * np.mean(v) for k, v in recalls.items()} | {"map@r": 100 * np.mean(aps)}
+
+
+def test_retrieval_against_a_separate_gallery_streams_it_and_matches_the_definitions(monkeypatch):
+    from benchmark.protocols import Features, FeatureTask, make_protocol, retrieval
+
+    rng = np.random.default_rng(4)
+    gallery_y, test_y = rng.integers(0, 5, 300), rng.integers(0, 6, 60)  # class 5: in no gallery, left out
+    centres = rng.normal(size=(6, 8))
+    gallery, queries = (centres[y] + 1.5 * rng.normal(size=(len(y), 8)) for y in (gallery_y, test_y))
+    direct = direct_gallery_retrieval(queries, test_y, gallery, gallery_y, (1, 5, 10))
+    monkeypatch.setattr(retrieval, "GALLERY_CHUNK", 37)  # the gallery in 9 chunks, merged
+    monkeypatch.setattr(retrieval, "GALLERY_BLOCK_BYTES", 24 * 90 * 16)  # queries in blocks of 16
+    part = lambda x, y: Features(x.astype(np.float32), y)  # noqa: E731
+    task = FeatureTask(part(gallery[:240], gallery_y[:240]), part(gallery[240:], gallery_y[240:]),
+                       part(queries, test_y), 6, "top1")
+    result = make_protocol("retrieval", {"database": "train"}).evaluate(task)
+    for key, value in direct.items():
+        assert result.details[key] == pytest.approx(value, abs=1e-6), key
+    assert result.details["queries"] == int((test_y < 5).sum()) and result.details["database"] == "train"
+    assert 20 < result.details["map@r"] < result.details["recall@10"] <= 100
+    itself = make_protocol("retrieval").evaluate(task)  # the default: test images search each other
+    assert itself.details["database"] == "test" and itself.details["queries"] == 60
+
+
 def test_quality_and_retrieval_columns_run_in_a_suite(tmp_path):
     from benchmark.config import load_suite
     from benchmark.results import ResultsStore

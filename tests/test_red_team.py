@@ -194,6 +194,9 @@ class World:
         override = {"dataset": "textures", "protocol": "linear", "params": {"protocol": "linear_sdg"}}
         return self.suite_file("override_unknown", {"textures": {}}, {"linear": {}}, overrides=[override])
 
+    def retrieval_unknown_database(self):
+        return self.suite_file("retrieval_database", {"textures": {}}, {"retrieval": {"database": "gallery"}})
+
     def negative_stability(self):
         return self.suite_file("negative_stability", {"textures": {}}, {"knn": {"stability": -1}})
 
@@ -307,6 +310,8 @@ CASES = [
      "parameter epoch_length=0 is invalid"),
     ("an override naming a misspelt protocol", "evaluate --suite {override_to_unknown_protocol} --model pixels:2 "
      + RUN, 2, "linear_sgd"),
+    ("retrieval database: gallery", "evaluate --suite {retrieval_unknown_database} --model pixels:2 " + RUN, 2,
+     "parameter database='gallery' is invalid: it must be one of 'test', 'train'"),
     ("stability: -1", "evaluate --suite {negative_stability} --model pixels:2 " + RUN, 2,
      "stability must be a number of reruns from 0 to 100, got -1"),
     ("stability: three", "evaluate --suite {word_stability} --model pixels:2 " + RUN, 2,
