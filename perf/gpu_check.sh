@@ -14,3 +14,5 @@ fi
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
 python3 -m pytest -q -x -rs tests/test_cuda.py tests/test_device_placement.py tests/test_device.py
 python3 perf/gpu.py --device cuda
+# issue 30's GPU projection: per-batch costs of the streamed protocols at ImageNet's width and class count
+python3 perf/scale.py --rows 200000 --dim 2048 --classes 1000 --device cuda --protocols linear_sgd knn retrieval_train --timeout 120

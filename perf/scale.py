@@ -2,6 +2,7 @@
 as memory-mapped .npy files (as the feature cache stores them), each protocol in its own process.
 
     python perf/scale.py --rows 100000 --dim 2048 --classes 1000 [--protocols knn linear_sgd ...] [--timeout 600]
+                         [--device cuda]
 
 Memory is RssAnon sampled every 20 ms (anonymous pages: the mapped features, which the kernel can drop,
 are not counted), so it shows what a protocol allocates, not the cache it reads. A protocol still
@@ -77,14 +78,15 @@ def peak_anonymous_gb(stop: threading.Event, peak: list[float], before: float) -
         time.sleep(0.02)
 
 
-def worker(name: str, folder: Path) -> None:
+def worker(name: str, folder: Path, device: str) -> None:
     """Run one protocol on the mapped features; print one JSON line."""
     from benchmark.errors import UserError
     from benchmark.protocols import Features, FeatureTask, make_protocol
 
     split = {s: Features(np.load(folder / f"{s}_x.npy", mmap_mode="r"), np.load(folder / f"{s}_y.npy"))
              for s in ("train", "val", "test")}
-    task = FeatureTask(split["train"], split["val"], split["test"], int(split["train"].y.max()) + 1, "top1")
+    task = FeatureTask(split["train"], split["val"], split["test"], int(split["train"].y.max()) + 1, "top1",
+                       device=device)
     stop, peak, before = threading.Event(), [0.0], anonymous_gb()
     threading.Thread(target=peak_anonymous_gb, args=(stop, peak, before), daemon=True).start()
     kind, params = PROTOCOLS[name]
@@ -98,8 +100,8 @@ def worker(name: str, folder: Path) -> None:
     print(json.dumps({"seconds": seconds, "peak_anon_gb": peak[0], "before_gb": before, "outcome": outcome}))
 
 
-def measure(name: str, folder: Path, timeout: float, rows: int) -> str:
-    command = [sys.executable, __file__, "--worker", name, "--dir", str(folder)]
+def measure(name: str, folder: Path, timeout: float, rows: int, device: str) -> str:
+    command = [sys.executable, __file__, "--worker", name, "--dir", str(folder), "--device", device]
     try:
         done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, cwd=ROOT)
     except subprocess.TimeoutExpired as stopped:
@@ -136,12 +138,13 @@ def main() -> None:
     parser.add_argument("--classes", type=int, default=1000)
     parser.add_argument("--protocols", nargs="+", choices=list(PROTOCOLS), default=list(PROTOCOLS))
     parser.add_argument("--timeout", type=float, default=600)
+    parser.add_argument("--device", default="cpu", help="where the protocols compute (cuda: the GPU projection)")
     parser.add_argument("--quick", action="store_true", help="5,000 x 64 x 10: a smoke run")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--dir", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        return worker(args.worker, args.dir)
+        return worker(args.worker, args.dir, args.device)
     if args.quick:
         args.rows, args.dim, args.classes = 5000, 64, 10
     if args.classes < 2 or args.dim < 1 or args.rows < 25 * args.classes:
@@ -154,7 +157,7 @@ def main() -> None:
         print(f"{args.rows:,} x {args.dim} train rows, {args.classes} classes: {size:.2f} GB of float32 features "
               f"(written in {time.perf_counter() - start:.0f} s)", flush=True)
         for name in args.protocols:
-            print(measure(name, Path(folder), args.timeout, args.rows), flush=True)
+            print(measure(name, Path(folder), args.timeout, args.rows, args.device), flush=True)
 
 
 if __name__ == "__main__":

@@ -102,3 +102,56 @@ def test_an_evaluation_period_below_one_is_one_message():
 
     with pytest.raises(UserError, match="every must be a whole number of epochs >= 1"):
         EvaluateEvery("offline", name="x", every=0)
+
+
+def test_the_lightning_callback_evaluates_a_three_epoch_run_and_logs_each_cell(tmp_path, suite):
+    """A Lightning Trainer on a tiny network, evaluated every epoch: rows per epoch's weights, the cells
+    logged through the LightningModule, and the network left training on its own weights."""
+    lightning = pytest.importorskip("lightning")
+    from benchmark.callbacks import TransferbenchCallback
+    from benchmark.data import DATASETS, load_split
+    from benchmark.preprocessing import Preprocessing
+
+    preprocessing = Preprocessing(input_size=32, resize_size=32, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25))
+    train = load_split(DATASETS.get("textures"), "train", None)
+    images = torch.stack([preprocessing.transform()(train.image_tensor(i)) for i in range(64)])
+    batches = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(images, torch.as_tensor(train.labels[:64])),
+                                          batch_size=16)
+
+    class Tiny(lightning.LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.backbone = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, stride=2), torch.nn.ReLU(),
+                                                torch.nn.AdaptiveAvgPool2d(2), torch.nn.Flatten())
+            self.head = torch.nn.Linear(32, 3)
+
+        def training_step(self, batch, _):
+            x, y = batch
+            return torch.nn.functional.cross_entropy(self.head(self.backbone(x)), y)
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=0.5)
+
+    torch.manual_seed(0)
+    model = Tiny()
+    callback = TransferbenchCallback(str(suite), name="tiny-pl", module="backbone", echo=lambda _: None, options={
+        "preprocessing": preprocessing, "protocols": ["knn"], "cache_dir": tmp_path / "cache",
+        "results_path": tmp_path / "r.sqlite"})
+    trainer = lightning.Trainer(max_epochs=3, callbacks=[callback], accelerator="cpu", logger=False,
+                                enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                                default_root_dir=tmp_path)
+    trainer.fit(model, batches)
+    assert [set(rows["encoder"]) for rows in callback.history] == [{f"tiny-pl@step{e}"} for e in (1, 2, 3)]
+    assert len({rows["encoder_identity"][0]["state_sha256"] for rows in callback.history}) == 3
+    last = callback.history[-1]["value"].iloc[0]
+    assert float(trainer.callback_metrics["transferbench/knn/textures"]) == pytest.approx(last)
+    assert model.backbone.training and 0 < last <= 100
+
+
+def test_the_lightning_callback_names_a_missing_encoder_attribute(suite):
+    pytest.importorskip("lightning")
+    from benchmark.callbacks import TransferbenchCallback
+    from benchmark.errors import UserError
+
+    with pytest.raises(UserError, match="has no module `encoder`"):
+        TransferbenchCallback(str(suite), name="x", module="encoder").encoder(torch.nn.Linear(2, 2))
