@@ -17,7 +17,7 @@ SMALL = {"linear": {"num_wd": 4, "solver": "fast"}, "calibration": {"num_wd": 4,
          "segmentation": {"epochs": 2}, "zeroshot": {}, "quality": {"max_samples": 100}, "retrieval": {},
          "instance_retrieval": {}, "image_text": {"ks": [1, 2]},
          "lowshot": {"num_wd": 4, "solver": "fast", "shots": [1, 5], "draws": 2},
-         "linear_sgd": {"epochs": 2, "lrs": [0.01, 0.1]}}
+         "linear_sgd": {"epochs": 2, "lrs": [0.01, 0.1]}, "attentive": {"epochs": 2, "lrs": [1e-3], "weight_decays": [0.0]}}
 
 
 class HandMadeTextTower:
@@ -43,6 +43,15 @@ def dense(rng, device):
     part = lambda s: Features(x[s], masks[s])
     return FeatureTask(part(slice(0, 20)), part(slice(20, 24)), part(slice(24, 30)), 3, "miou", "segmentation",
                        device=device)
+
+
+def dense_classes(rng, device):
+    """Dense maps labelled by class (what attentive probing reads): 4 channels on a 3 x 3 grid."""
+    y = np.arange(40) % 2
+    x = rng.normal(size=(40, 4, 3, 3)).astype(np.float32)
+    x[:, 0, 1, 1] += 3 * y
+    part = lambda s: Features(x[s], y[s])
+    return FeatureTask(part(slice(0, 24)), part(slice(24, 30)), part(slice(30, 40)), 2, "top1", device=device)
 
 
 def instance(rng, device):
@@ -91,9 +100,11 @@ def holds_no_tensor(value) -> bool:
 @pytest.mark.parametrize("name", PROTOCOLS.names())
 def test_every_protocol_takes_the_device_and_hands_back_cpu_values(name, rng):
     protocol = make_protocol(name, SMALL[name])
-    by_name = {"instance_retrieval": lambda: instance(rng, "cpu"), "image_text": lambda: captions(rng, "cpu")}
-    inputs = {"model": lambda: model_task("cpu"), "dense": lambda: dense(rng, "cpu")}.get(
-        protocol.input_kind(), by_name.get(name, lambda: pooled(rng, "cpu")))()
+    by_name = {"instance_retrieval": lambda: instance(rng, "cpu"), "image_text": lambda: captions(rng, "cpu"),
+               "attentive": lambda: dense_classes(rng, "cpu")}
+    inputs = by_name.get(name) or {"model": lambda: model_task("cpu"), "dense": lambda: dense(rng, "cpu")}.get(
+        protocol.input_kind(), lambda: pooled(rng, "cpu"))
+    inputs = inputs()
     result = protocol.evaluate(inputs)
     assert isinstance(result.value, float) and np.isfinite(result.value)
     assert holds_no_tensor(result.details) and holds_no_tensor(result.chosen)

@@ -24,9 +24,9 @@ import numpy as np
 from benchmark.outputs import PerExample
 from benchmark.params import CheckedParams, Constraints, Each, Interval, Options
 from benchmark.protocols import PROTOCOLS
+from benchmark.protocols._neighbours import nearest_neighbours
 from benchmark.protocols.base import (Features, FeatureTask, Protocol, ProtocolResult, Rows, check_finite,
                                      require_test_split, unit_rows)
-from benchmark.protocols.knn import nearest_neighbours
 from benchmark.vocab import Metric, TaskType
 
 
