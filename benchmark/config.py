@@ -37,7 +37,8 @@ SUITE_KEYS = ("name", "version", "description", "include", "seed", "seeds", "pre
 OVERRIDE_KEYS = ("dataset", "protocol", "params")
 PROTOCOL_ENTRY_KEYS = ("protocol", "preprocessing", "stability")  # the rest of a protocol entry are its parameters
 MAX_STABILITY_RUNS = 100
-DATASET_KEYS = ("root", "train_subset", "test_subset", "source", "preprocessing", "protocols")  # + a source's fields
+DATASET_KEYS = ("root", "train_subset", "test_subset", "train_fraction", "train_list", "source", "preprocessing",
+                "protocols")  # + a source's fields
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ from collections.abc import Iterable
 
 from benchmark.config import Suite, Task
 from benchmark.data import dataset_spec
+from benchmark.data.label_fractions import LIST_NAMES
 from benchmark.data.splits import HOLDOUT_FRACTION
 from benchmark.errors import UserError
 from benchmark.protocols import PROTOCOLS, make_protocol
@@ -50,6 +51,10 @@ def counted_splits(dataset: str, options_json: str) -> tuple[tuple[str, int], ..
     sizes = dict(spec.official_sizes) or ({s: len(spec.load(s, None)) for s in spec.splits} if not spec.needs_root
                                           else {})
     caps = {"train": options.get("train_subset"), "test": options.get("test_subset")}
+    if "train" in sizes and options.get("train_list") in LIST_NAMES:  # an official label list: its names
+        sizes["train"] = LIST_NAMES[options["train_list"]]
+    if "train" in sizes and options.get("train_fraction"):
+        sizes["train"] = round(sizes["train"] * options["train_fraction"])
     return tuple((split, min(n, caps.get(split) or n)) for split, n in sizes.items())
 
 

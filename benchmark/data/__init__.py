@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from benchmark.data.base import DatasetSpec, ImageSplit, resolve_root
+from benchmark.data.label_fractions import Labelled
 from benchmark.data.splits import stratified_subset
 from benchmark.errors import UserError
 from benchmark.registry import Registry
@@ -18,7 +19,8 @@ DATASETS: Registry[DatasetSpec] = Registry("dataset", package=__name__, check=la
                                           expected="a benchmark.data.DatasetSpec")
 SOURCES: Registry[Callable[..., DatasetSpec]] = Registry("dataset source", package=__name__, check=callable,
                                                                expected="a function returning a DatasetSpec")
-SUITE_OPTIONS = ("root", "train_subset", "test_subset", "preprocessing", "protocols")  # suite-side keys of a dataset entry
+SUITE_OPTIONS = ("root", "train_subset", "test_subset", "train_fraction", "train_list", "preprocessing",
+                 "protocols")  # suite-side keys of a dataset entry
 
 
 def register_dataset(spec: DatasetSpec) -> DatasetSpec:
@@ -40,10 +42,13 @@ def dataset_spec(name: str, options: dict[str, Any] | None = None) -> DatasetSpe
 
 
 def load_split(spec: DatasetSpec, split: str, root: Path | None, train_subset: int | None = None,
-               test_subset: int | None = None) -> ImageSplit:
-    """Load one split; `train_subset` / `test_subset` keep a seeded, stratified subset of that split."""
+               test_subset: int | None = None, labelled: Labelled | None = None) -> ImageSplit:
+    """Load one split; `labelled` keeps the train images of a label fraction (`data.label_fractions`), then
+    `train_subset` / `test_subset` keep a seeded, stratified subset of that split."""
     spec.check_split(split)
     data = spec.load(split, root)
+    if labelled is not None and split == "train":
+        data = labelled.select(data)
     keep = {"train": train_subset, "test": test_subset}.get(split)
     if keep:
         data = data.subset(stratified_subset(_class_of(data.labels), keep))

@@ -21,11 +21,11 @@ from benchmark.data import dataset_spec
 from benchmark.data.base import DATA_ROOT_ENV, DatasetSpec
 from benchmark.data.check import DataReport, check_dataset, size_problems, split_counts
 from benchmark.data.download import DiskFullError, Unreachable, download, mismatches, verify
-from benchmark.data.recipe import Archive, Recipe, Unpack
+from benchmark.data.label_fractions import OFFICIAL_LISTS
+from benchmark.data.recipe import ARCHIVES_FOLDER, Archive, Recipe, Unpack
 from benchmark.data.unpack import extract, place
 from benchmark.errors import UserError
 
-ARCHIVES_FOLDER = "_archives"
 
 
 class Outcome(StrEnum):
@@ -101,6 +101,7 @@ def fetch_suite(suite_datasets: dict[str, dict], options: FetchOptions, only: li
     results = []
     for name, suite_options in selected(suite_datasets, list(only)).items():
         try:
+            fetch_label_list(name, suite_options, options)
             result = fetch_dataset(name, suite_options, options)
         except Unreachable as err:
             raise UserError(f"{err}. This machine seems to have no internet. Fetch on a machine that has it and "
@@ -112,6 +113,15 @@ def fetch_suite(suite_datasets: dict[str, dict], options: FetchOptions, only: li
         print(result.line(), flush=True)
         results.append(result)
     return results
+
+
+def fetch_label_list(name: str, suite_options: dict, options: FetchOptions) -> None:
+    """The official label list a dataset entry names (`train_list: simclr_1percent`), into the archives
+    folder, checked against its sha256 (`data.label_fractions`)."""
+    listed = OFFICIAL_LISTS.get(str(suite_options.get("train_list")))
+    if listed is not None:
+        [(_, path)], _ = gather(Recipe((listed,)), options)
+        print(f"{name:14s} train_list {suite_options['train_list']}: {path} ({listed.source})", flush=True)
 
 
 def fetch_dataset(name: str, suite_options: dict, options: FetchOptions) -> FetchResult:

@@ -16,6 +16,9 @@ from pathlib import PurePosixPath
 from benchmark.errors import UserError
 
 
+ARCHIVES_FOLDER = "_archives"  # DATA_ROOT/_archives: where fetched and user-provided archives are kept
+
+
 class Unpack(StrEnum):
     EXTRACT = "extract"  # a tar / tgz / zip, extracted into `into`
     PLACE = "place"  # kept as it is in `into` (a .mat sidecar; ImageNet's tars, which torchvision reads itself)

@@ -21,6 +21,8 @@ from benchmark.cache import FeatureCache
 from benchmark.config import Suite
 from benchmark.data import SUITE_OPTIONS, DatasetSpec, ImageSplit, dataset_spec, load_split, resolve_root
 from benchmark.data.fingerprint import content_digest
+from benchmark.data.label_fractions import Labelled, resolve_list
+from benchmark.data.recipe import ARCHIVES_FOLDER
 from benchmark.data.splits import HOLDOUT_FRACTION, holdout_split
 from benchmark.data.base import LazyImages
 from benchmark.encoders import Encoder
@@ -49,6 +51,7 @@ class DatasetPlan:
     train_subset: int | None
     identity: dict[str, Any]
     test_subset: int | None = None
+    labelled: Labelled | None = None  # a label fraction of train (`data.label_fractions`)
 
 
 def plan_dataset(name: str, options: dict[str, Any], data_root: Path | None) -> DatasetPlan:
@@ -59,17 +62,33 @@ def plan_dataset(name: str, options: dict[str, Any], data_root: Path | None) -> 
         raise UserError(f"dataset {name!r}: {named} take a class-stratified subset, but {name} is {spec.task} data "
                         f"without classes to stratify; remove {named} from its suite entry")
     root = resolve_root(spec, options.get("root"), data_root)
-    return DatasetPlan(spec, root, options.get("train_subset"), dataset_identity(spec, root, options),
-                       options.get("test_subset"))
+    labelled = label_fraction(spec, options, data_root)
+    return DatasetPlan(spec, root, options.get("train_subset"), dataset_identity(spec, root, options, labelled),
+                       options.get("test_subset"), labelled)
 
 
-def dataset_identity(spec: DatasetSpec, root: Path | None, options: dict[str, Any]) -> dict[str, Any]:
+def label_fraction(spec: DatasetSpec, options: dict[str, Any], data_root: Path | None) -> Labelled | None:
+    """The dataset entry's `train_fraction` / `train_list`, checked before any work (None without them)."""
+    if options.get("train_fraction") is None and options.get("train_list") is None:
+        return None
+    if spec.task != TaskType.MULTICLASS:
+        raise UserError(f"dataset {spec.name!r}: train_fraction / train_list keep labelled images per class, but "
+                        f"{spec.name} is {spec.task} data; remove them from its suite entry")
+    archives = data_root / ARCHIVES_FOLDER if data_root is not None else None
+    listed = resolve_list(str(options["train_list"]), archives) if options.get("train_list") is not None else None
+    return Labelled(options.get("train_fraction"), listed)
+
+
+def dataset_identity(spec: DatasetSpec, root: Path | None, options: dict[str, Any],
+                     labelled: Labelled | None = None) -> dict[str, Any]:
     """What the data are: the loader's name and version, the suite's options, the hub revision, and for
-    a local root its content (`data.fingerprint`), not its path: moved data keep their features."""
-    return {"name": spec.name, "version": spec.version, "revision": spec.revision,
-            "train_subset": options.get("train_subset"), "test_subset": options.get("test_subset"),
-            "source": {k: v for k, v in options.items() if k not in SUITE_OPTIONS and k != "root"},
-            "content": content_digest(root) if root is not None and root.exists() else None}
+    a local root its content (`data.fingerprint`), not its path: moved data keep their features. A label
+    fraction adds its fraction and its list's content; without one the identity is what it always was."""
+    identity = {"name": spec.name, "version": spec.version, "revision": spec.revision,
+                "train_subset": options.get("train_subset"), "test_subset": options.get("test_subset"),
+                "source": {k: v for k, v in options.items() if k not in SUITE_OPTIONS and k != "root"},
+                "content": content_digest(root) if root is not None and root.exists() else None}
+    return identity | (labelled.identity() if labelled is not None else {})
 
 
 @dataclass(frozen=True)
@@ -158,7 +177,7 @@ def extract_split(pairing: Pairing, split: str, options: ExtractOptions, kind: F
     """Features and labels of one split (of one rank's share of it, with dataset positions in
     "index", when `shard` is given)."""
     plan, encoder = pairing.dataset, pairing.encoder
-    images = load_split(plan.spec, split, plan.root, plan.train_subset, plan.test_subset)
+    images = load_split(plan.spec, split, plan.root, plan.train_subset, plan.test_subset, plan.labelled)
     extracted = extract_features(encoder, images, pairing.preprocessing, batch_size=options.batch_size,
                                  workers=options.workers, device=options.device, kind=kind, shard=shard,
                                  precision=pairing.precision, desc=f"{encoder.label} {plan.spec.name}/{split} {kind}")
@@ -228,7 +247,7 @@ def model_task(pairing: Pairing, device: str = "cpu", holdout_seed: int = 0, wor
                ) -> tuple[ModelTask, ValSplit]:
     """Every split's images in one pool; per split, the pool indices (as `x`) with their labels."""
     plan = pairing.dataset
-    loaded = {split: load_split(plan.spec, split, plan.root, plan.train_subset, plan.test_subset)
+    loaded = {split: load_split(plan.spec, split, plan.root, plan.train_subset, plan.test_subset, plan.labelled)
               for split in plan.spec.splits}
     offsets = np.cumsum([0] + [len(s) for s in loaded.values()])
     splits = {split: Features(np.arange(offsets[i], offsets[i + 1]), data.labels)

@@ -15,6 +15,7 @@ from pathlib import Path
 from benchmark.cache import FeatureCache
 from benchmark.config import Suite, Task
 from benchmark.data import dataset_spec
+from benchmark.data.label_fractions import Labelled
 from benchmark.encoders import Encoder
 from benchmark.errors import UserError
 from benchmark.identity import CellKey, FeatureKey, component_versions, differences, readable
@@ -104,6 +105,8 @@ def validate_suite(suite: Suite, only: tuple[str, ...] = ()) -> None:
                             f"{', '.join(columns)}")
     for name, options in suite.datasets.items():
         dataset_spec(name, options)  # a misspelt dataset fails here, with close matches
+        if options.get("train_fraction") is not None:
+            Labelled(options["train_fraction"])  # a fraction outside (0, 1] fails here
         Preprocessing().with_overrides(suite.preprocessing_for(name))  # here, not at the first extraction
         for task in suite.tasks(name, only):
             make_protocol(task.kind, task.params)
