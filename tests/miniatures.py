@@ -456,3 +456,21 @@ def write_karpathy(root: Path, dataset: str = "flickr30k", seed: int = 0) -> Pat
     name = "dataset_coco.json" if coco else "dataset_flickr30k.json"
     (root / name).write_text(json.dumps({"images": entries, "dataset": "coco" if coco else "flickr30k"}))
     return root
+
+
+def write_vtab_task(root: Path, counts: dict[str, int], classes: int = 2, px: Pixels | None = None) -> Path:
+    """One VTAB-1k task folder as VPT / NOAH distribute it: images/<n>.jpg and train800.txt, val200.txt,
+    train800val200.txt (the two concatenated) and test.txt, each line `images/<n>.jpg <label>`; labels
+    cycle over `classes` (the official folders hold 800 / 200 / the task's test images)."""
+    px, lines, n = px or Pixels(), {}, 0
+    for split in ("train", "val", "test"):
+        lines[split] = []
+        for i in range(counts[split]):
+            label = i % classes
+            px.save(root / "images" / f"{n:06d}.jpg", label)
+            lines[split].append(f"images/{n:06d}.jpg {label}")
+            n += 1
+    for split, file in (("train", "train800.txt"), ("val", "val200.txt"), ("test", "test.txt")):
+        (root / file).write_text("\n".join(lines[split]) + "\n")
+    (root / "train800val200.txt").write_text("\n".join(lines["train"] + lines["val"]) + "\n")
+    return root

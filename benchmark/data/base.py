@@ -160,6 +160,7 @@ class DatasetSpec:
     fetch: Recipe | None = field(default=None, repr=False, compare=False)  # for `data fetch`
     revision: str = ""  # the data's revision where a hub gives one (recorded in cache keys and rows)
     texts: TextLoader | None = field(default=None, repr=False, compare=False)  # image-text: captions(root)
+    folder: str = ""  # where it lives under the data root, when not in a folder of its own name (vtab-1k/cifar)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "metric", parse(Metric, self.metric, f"metric of dataset {self.name!r}"))
@@ -178,14 +179,14 @@ class DatasetSpec:
 
 
 def resolve_root(spec: DatasetSpec, explicit: str | Path | None, data_root: str | Path | None) -> Path | None:
-    """The directory a dataset loads from: the suite's `root:`, else `<data root>/<name>`.
+    """The directory a dataset loads from: the suite's `root:`, else `<data root>/<name>` (or its `folder`).
 
     Datasets that ship inside registry packages need no root and get None unless one is given.
     """
     if explicit is not None:
         root = Path(explicit).expanduser()
     elif data_root is not None or os.environ.get(DATA_ROOT_ENV):
-        root = Path(data_root or os.environ[DATA_ROOT_ENV]).expanduser() / spec.name
+        root = Path(data_root or os.environ[DATA_ROOT_ENV]).expanduser() / (spec.folder or spec.name)
     elif spec.needs_root:
         raise missing_root_error(spec, None)
     else:
@@ -204,5 +205,5 @@ def missing_root_error(spec: DatasetSpec, tried: Path | None) -> MissingDataErro
     return MissingDataError(
         f"Dataset {spec.name!r} not found: {where}. Expected layout: {spec.layout or 'see the dataset docs'}."
         f"{download} "
-        f"Fix: pass --data-root DIR (the dataset then lives in DIR/{spec.name}), set {DATA_ROOT_ENV}=DIR, "
+        f"Fix: pass --data-root DIR (the dataset then lives in DIR/{spec.folder or spec.name}), set {DATA_ROOT_ENV}=DIR, "
         f"or give `root:` for {spec.name} in the suite YAML.")

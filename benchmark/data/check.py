@@ -46,7 +46,7 @@ def check_dataset(name: str, options: dict, data_root: Path | None) -> DataRepor
     try:
         root = resolve_root(spec, options.get("root"), data_root)
     except MissingDataError:
-        where = options.get("root") or (Path(data_root) / name if data_root else None)
+        where = options.get("root") or (Path(data_root) / (spec.folder or name) if data_root else None)
         return DataReport(name, None, {}, [f"not found ({f'looked in {where}' if where else 'no --data-root'})"],
                           **hints)
     counts, unloaded = split_counts(spec, root)

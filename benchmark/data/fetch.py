@@ -86,7 +86,9 @@ def selected(suite_datasets: dict[str, dict], only: list[str]) -> dict[str, dict
 
 
 def target_of(name: str, suite_options: dict, data_root: Path) -> Path:
-    return Path(suite_options["root"]).expanduser() if suite_options.get("root") else data_root / name
+    if suite_options.get("root"):
+        return Path(suite_options["root"]).expanduser()
+    return data_root / (dataset_spec(name, suite_options).folder or name)
 
 
 def missing_with_recipe(suite_datasets: dict[str, dict], data_root: Path) -> dict[str, dict]:

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from benchmark.results.groups import vtab_lines
 from benchmark.results.lowshot import lowshot_lines
 from benchmark.results.stats import cell_ci95, paired_evidence
 from benchmark.vocab import Direction, Metric, direction_of
@@ -175,6 +176,10 @@ def render_report(rows: pd.DataFrame, skips: pd.DataFrame | None = None) -> str:
     summary = summary_lines(rows)
     if summary:
         parts.append("## Summary\n\n" + "\n".join(f"- {line}" for line in summary))
+    groups = vtab_lines(rows)
+    if groups:
+        parts.append("## VTAB-1k group means (mean of the tasks' values; VTAB's score is the mean over all 19)\n\n"
+                     + "\n".join(f"- {line}" for line in groups))
     shots = lowshot_lines(rows) if "details" in rows.columns else []
     if shots:
         parts.append("## Low-shot curves (mean ± 95% CI over draws, per k labelled images per class)\n\n"

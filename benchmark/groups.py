@@ -1,0 +1,30 @@
+"""Published groups of datasets whose means a benchmark reports beside its cells: VTAB-1k's natural,
+specialized and structured tasks (Zhai et al. 2019), and its headline, the mean over all 19 tasks. Shared
+by the dataset definitions (`data.vtab`) and the report (`results.groups`), neither importing the other."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class VtabGroup(StrEnum):
+    NATURAL = "natural"
+    SPECIALIZED = "specialized"
+    STRUCTURED = "structured"
+
+
+VTAB_GROUPS: dict[VtabGroup, tuple[str, ...]] = {  # VTAB-1k task folders, in the paper's order
+    VtabGroup.NATURAL: ("cifar", "caltech101", "dtd", "oxford_flowers102", "oxford_iiit_pet", "svhn", "sun397"),
+    VtabGroup.SPECIALIZED: ("patch_camelyon", "eurosat", "resisc45", "diabetic_retinopathy"),
+    VtabGroup.STRUCTURED: ("clevr_count", "clevr_dist", "dmlab", "kitti", "dsprites_loc", "dsprites_ori",
+                           "smallnorb_azi", "smallnorb_ele"),
+}
+
+
+def vtab_dataset(folder: str) -> str:
+    """The dataset name of a VTAB-1k task folder."""
+    return f"vtab_{folder}"
+
+
+def vtab_group(folder: str) -> VtabGroup:
+    return next(group for group, folders in VTAB_GROUPS.items() if folder in folders)
