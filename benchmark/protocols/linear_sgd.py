@@ -135,7 +135,8 @@ class Heads:
 def cosine(step: int, total: int) -> float:
     return 0.5 * (1.0 + math.cos(math.pi * step / total))
 
-def train_heads(heads: Heads, batches: RowBatches, epochs: int, momentum: float, seed: int) -> Heads:
+def train_heads(heads: Heads, batches: RowBatches | AugmentedImages, epochs: int, momentum: float, seed: int
+                ) -> Heads:
     """SGD with momentum over `epochs` passes, every head at its own learning rate times the cosine schedule."""
     velocity_w, velocity_b = torch.zeros_like(heads.weight), torch.zeros_like(heads.bias)
     total, step = epochs * batches.steps_per_epoch(), 0
