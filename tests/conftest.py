@@ -34,6 +34,19 @@ def write_suite(path, datasets, protocols, preprocessing=None, name="tiny"):
     return path
 
 
+def evaluate_one_column(tmp_path, capsys, protocol, params, dataset, models, preprocessing):
+    """`evaluate` of a one-column suite on one dataset for `models`: (exit code, printed output, latest rows)."""
+    import cli
+    from benchmark.results import ResultsStore
+
+    suite = write_suite(tmp_path / "s.yaml", {dataset: {"protocols": [protocol]}}, {protocol: params}, preprocessing,
+                        name="s")
+    argv = ["evaluate", "--suite", str(suite), "--results", str(tmp_path / "r.sqlite"), "--cache-dir",
+            str(tmp_path / "cache")]
+    code = cli.main(argv + [arg for model in models for arg in ("--model", model)])
+    return code, capsys.readouterr().out, ResultsStore(tmp_path / "r.sqlite").latest()
+
+
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)

@@ -2,13 +2,11 @@
 
 import numpy as np
 import pytest
-import yaml
 
-import cli
 from benchmark.errors import UserError
 from benchmark.protocols import Features, FeatureTask, make_protocol
-from benchmark.results import ResultsStore
 from benchmark.vocab import Metric
+from tests.conftest import evaluate_one_column
 
 FAST = {"epochs": 30, "lrs": [3e-3], "weight_decays": [1e-4], "batch_size": 32}
 
@@ -55,16 +53,11 @@ def test_heads_that_do_not_divide_the_channels_are_one_message(rng):
 
 
 def test_an_attentive_column_runs_on_an_encoders_cached_dense_features(tmp_path, capsys):
-    suite = tmp_path / "s.yaml"
-    suite.write_text(yaml.safe_dump({"name": "s", "preprocessing": {"input_size": 64, "resize_size": 64},
-                                     "protocols": {"attentive": {"epochs": 2, "lrs": [1e-3], "weight_decays": [0.0]}},
-                                     "datasets": {"textures": {"protocols": ["attentive"]}}}))
-    results = tmp_path / "r.sqlite"
-    code = cli.main(["evaluate", "--suite", str(suite), "--model", "bundled:efficientnet_lite0", "--model", "pixels:8",
-                     "--results", str(results), "--cache-dir", str(tmp_path / "cache")])
-    out = capsys.readouterr().out
+    params = {"epochs": 2, "lrs": [1e-3], "weight_decays": [0.0]}
+    code, out, rows = evaluate_one_column(tmp_path, capsys, "attentive", params, "textures",
+                                          ["bundled:efficientnet_lite0", "pixels:8"], {"input_size": 64, "resize_size": 64})
     assert code == 0, out
-    rows = ResultsStore(results).latest().set_index("encoder")
+    rows = rows.set_index("encoder")
     # Lite0 at 64 px: its stride-16 stage, 4 x 4 positions of 112 channels; raw pixels: their 8 x 8 RGB grid
     assert rows.loc["bundled:efficientnet_lite0", "details"]["tokens"] == 16
     assert rows.loc["pixels:8", "details"]["tokens"] == 64

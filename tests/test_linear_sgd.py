@@ -20,6 +20,7 @@ from benchmark.protocols import _logreg
 from benchmark.protocols.linear_sgd import Heads, RowBatches, train_heads
 from benchmark.results import ResultsStore
 from benchmark.vocab import Metric
+from tests.conftest import evaluate_one_column
 from tests.miniatures import write_imagenet
 
 SGD = {"epochs": 100, "weight_decays": [0.0, 1e-4, 1e-3]}
@@ -224,17 +225,10 @@ def test_augment_mode_trains_on_re_encoded_images_and_records_its_mode(lite0_dig
 
 
 def test_the_runner_hands_augment_mode_the_model_and_skips_an_encoder_without_one(tmp_path, capsys):
-    suite = tmp_path / "s.yaml"
-    suite.write_text(yaml.safe_dump({"name": "s", "preprocessing": {"input_size": 32},
-                                     "protocols": {"linear_sgd": {"augment": True, "epochs": 1, "batch_size": 128,
-                                                                  "epoch_length": 2}},
-                                     "datasets": {"digits": {"protocols": ["linear_sgd"]}}}))
-    results = tmp_path / "r.sqlite"
-    code = cli.main(["evaluate", "--suite", str(suite), "--model", "bundled:efficientnet_lite0", "--model", "pixels:8",
-                     "--results", str(results), "--cache-dir", str(tmp_path / "cache")])
-    out = capsys.readouterr().out
+    params = {"augment": True, "epochs": 1, "batch_size": 128, "epoch_length": 2}
+    code, out, rows = evaluate_one_column(tmp_path, capsys, "linear_sgd", params, "digits",
+                                          ["bundled:efficientnet_lite0", "pixels:8"], {"input_size": 32})
     assert code == 0, out
-    rows = ResultsStore(results).latest()
     assert rows["encoder"].tolist() == ["bundled:efficientnet_lite0"] and "has no model" in out, out
     row = rows.iloc[0]
     assert row["details"]["input"] == "augment" and row["details"]["steps"] == 2

@@ -49,11 +49,18 @@ def test_twonn_finds_the_dimension_of_a_flat_manifold_in_a_larger_space():
 def direct_retrieval(x, y, ks):
     """The definitions, one query at a time, with a full sort."""
     x = x / np.linalg.norm(x, axis=1, keepdims=True)
-    recalls, aps = {k: [] for k in ks}, []
+    rankings = []
     for q in range(len(x)):
         others = [i for i in range(len(x)) if i != q]
-        order = sorted(others, key=lambda i: -float(x[q] @ x[i]))
-        relevant = [y[i] == y[q] for i in order]
+        rankings.append([y[i] == y[q] for i in sorted(others, key=lambda i: -float(x[q] @ x[i]))])
+    return definition_scores(rankings, ks)
+
+
+def definition_scores(rankings, ks):
+    """recall@k and mAP@R from each query's full ranking (True where relevant); queries with no relevant
+    item are left out."""
+    recalls, aps = {k: [] for k in ks}, []
+    for relevant in rankings:
         r = sum(relevant)
         if r == 0:
             continue
@@ -81,16 +88,8 @@ def direct_gallery_retrieval(queries, labels, gallery, gallery_labels, ks):
     """The definitions with a separate database, one query at a time, with a full sort."""
     unit = lambda a: a / np.linalg.norm(a, axis=1, keepdims=True)  # noqa: E731
     queries, gallery = unit(queries), unit(gallery)
-    recalls, aps = {k: [] for k in ks}, []
-    for q, label in zip(queries, labels):
-        relevant = [gallery_labels[i] == label for i in np.argsort(-(gallery @ q), kind="stable")]
-        r = sum(relevant)
-        if r == 0:
-            continue
-        for k in ks:
-            recalls[k].append(any(relevant[:k]))
-        aps.append(sum(sum(relevant[:i + 1]) / (i + 1) for i in range(r) if relevant[i]) / r)
-    return {f"recall@{k}": 100 * np.mean(v) for k, v in recalls.items()} | {"map@r": 100 * np.mean(aps)}
+    return definition_scores([[gallery_labels[i] == label for i in np.argsort(-(gallery @ q), kind="stable")]
+                              for q, label in zip(queries, labels)], ks)
 
 
 def test_retrieval_against_a_separate_gallery_streams_it_and_matches_the_definitions(monkeypatch):
