@@ -39,20 +39,28 @@ def build_ivf_index(train: np.ndarray, nlist: int = 1024, nprobe: int = 32, chun
     return built
 
 
-def nearest_neighbours(train: np.ndarray, queries: np.ndarray, k: int, chunk: int = 131072, index: str = "flat",
+CHUNK_BYTES = 1 << 28  # train rows normalised and searched at once: 256 MB (32,768 rows at 2048-d)
+
+
+def chunk_rows(dim: int, k: int, chunk: int | None = None) -> int:
+    """Train rows per chunk: `chunk`, else as many as CHUNK_BYTES of float32 hold; never fewer than k."""
+    return max(k, chunk or max(1, CHUNK_BYTES // (4 * max(1, dim))))
+
+
+def nearest_neighbours(train: np.ndarray, queries: np.ndarray, k: int, chunk: int | None = None, index: str = "flat",
                        nlist: int = 1024, nprobe: int = 32) -> tuple[np.ndarray, np.ndarray]:
     """(similarities, indices), each (queries, k), by cosine similarity, best first.
 
     "flat" (default) is FAISS's exact brute-force inner-product search. The train features are
-    normalised and searched `chunk` rows at a time, and each chunk's top k is merged into one running
-    top k per query, so the memory on top of the inputs is one chunk plus the (queries, k) results,
-    whatever the train set's size. "ivf" is FAISS's approximate inverted-list index."""
+    normalised and searched a chunk at a time (256 MB, or `chunk` rows), and each chunk's top k is merged
+    into one running top k per query, so the memory on top of the inputs is one chunk plus the (queries, k)
+    results, whatever the train set's size. "ivf" is FAISS's approximate inverted-list index."""
     import faiss
 
     queries = normalized(queries)
     if index == Index.IVF:
         return build_ivf_index(train, nlist, nprobe).search(queries, k)
-    best, rows = faiss.ResultHeap(len(queries), k, keep_max=True), max(chunk, k)
+    best, rows = faiss.ResultHeap(len(queries), k, keep_max=True), chunk_rows(train.shape[1], k, chunk)
     for start in range(0, len(train), rows):
         similarities, indices = faiss.knn(queries, normalized(train[start:start + rows]), k,
                                           metric=faiss.METRIC_INNER_PRODUCT)

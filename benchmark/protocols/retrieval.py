@@ -62,7 +62,7 @@ class Database(StrEnum):
 
 
 GALLERY_BLOCK_BYTES = 1 << 28  # a query block's neighbours and precisions, when the gallery is separate
-GALLERY_CHUNK = 65536  # gallery rows normalised and searched at once (a 0.5 GB copy at 2048-d)
+GALLERY_CHUNK = None  # gallery rows searched at once: None, knn's 256 MB chunks
 
 
 def self_search_blocks(features: np.ndarray, depth: int):
