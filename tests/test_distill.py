@@ -79,6 +79,18 @@ def test_the_shipped_lite_suite_is_what_distill_writes_from_the_published_table(
         assert ours in full.tasks(dataset)
 
 
+def test_the_shipped_offline_lite_suite_runs_each_cell_as_the_offline_suite_does():
+    lite, full = load_suite("offline-lite"), load_suite("offline")
+    cells = [(t.protocol, d) for d in lite.datasets for t in lite.tasks(d)]
+    assert cells == [("linear", "fashion_mnist"), ("retrieval", "fashion_mnist"), ("linear", "lfw_faces"),
+                     ("retrieval", "lfw_faces")]
+    for column, dataset in cells:  # the same parameters and dataset options: the same cell keys, rows reused
+        assert next(t for t in lite.tasks(dataset) if t.protocol == column) in full.tasks(dataset)
+        assert {k: v for k, v in lite.datasets[dataset].items() if k != "protocols"} == {
+            k: v for k, v in full.datasets[dataset].items() if k != "protocols"}
+    assert lite.preprocessing == full.preprocessing
+
+
 def test_our_rows_drop_label_free_diagnostics_and_keep_error_directions():
     rows = pd.DataFrame([{"encoder": e, "dataset": "digits", "protocol": p, "metric": m, "value": v}
                          for i, e in enumerate(ENCODERS)
