@@ -194,6 +194,12 @@ class World:
         override = {"dataset": "textures", "protocol": "linear", "params": {"protocol": "linear_sdg"}}
         return self.suite_file("override_unknown", {"textures": {}}, {"linear": {}}, overrides=[override])
 
+    def zero_fraction(self):
+        return self.suite_file("zero_fraction", {"textures": {"train_fraction": 0}}, {"knn": {}})
+
+    def missing_label_list(self):
+        return self.suite_file("missing_list", {"textures": {"train_list": str(self.root / "no_list.txt")}}, {"knn": {}})
+
     def retrieval_unknown_database(self):
         return self.suite_file("retrieval_database", {"textures": {}}, {"retrieval": {"database": "gallery"}})
 
@@ -310,6 +316,10 @@ CASES = [
      "parameter epoch_length=0 is invalid"),
     ("an override naming a misspelt protocol", "evaluate --suite {override_to_unknown_protocol} --model pixels:2 "
      + RUN, 2, "linear_sgd"),
+    ("train_fraction: 0", "evaluate --suite {zero_fraction} --model pixels:2 " + RUN, 2,
+     "train_fraction must be a number in (0, 1]"),
+    ("train_list naming no file", "evaluate --suite {missing_label_list} --model pixels:2 " + RUN, 1,
+     "no such file, and not an official list"),
     ("retrieval database: gallery", "evaluate --suite {retrieval_unknown_database} --model pixels:2 " + RUN, 2,
      "parameter database='gallery' is invalid: it must be one of 'test', 'train'"),
     ("stability: -1", "evaluate --suite {negative_stability} --model pixels:2 " + RUN, 2,
