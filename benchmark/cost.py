@@ -92,9 +92,10 @@ def cells_cost(suite: Suite, cells: Iterable[tuple[str, str]]) -> float:
     extractions, training = set(), 0
     for column, dataset in cells:
         task = task_of(suite, column, dataset)
-        if getattr(make_protocol(task.kind, task.params).params, "augment", False):
+        protocol = make_protocol(task.kind, task.params)  # built once: its params and what it requires
+        if getattr(protocol.params, "augment", False):
             training += augmented_images(task, dataset, suite.datasets[dataset])  # forward passes only
-        elif runs_encoder(task):  # it trains the encoder
+        elif FeatureKind.MODEL in protocol.requires:  # it trains the encoder
             training += trained_images(task) * TRAINING_PASSES
         else:
             extractions.add((dataset, repr(sorted(task.preprocessing.items()))))
