@@ -1,6 +1,7 @@
 """Published groups of datasets whose means a benchmark reports beside its cells: VTAB-1k's natural,
-specialized and structured tasks (Zhai et al. 2019), and its headline, the mean over all 19 tasks. Shared
-by the dataset definitions (`data.vtab`) and the report (`results.groups`), neither importing the other."""
+specialized and structured tasks (Zhai et al. 2019), and its headline, the mean over all 19 tasks; and
+ImageNet's natural distribution shifts (Taori et al. 2020). Shared by the dataset definitions (`data.vtab`,
+`data.imagenet_shift`) and the report (`results.groups`, `results.shift`), neither importing the other."""
 
 from __future__ import annotations
 
@@ -28,3 +29,7 @@ def vtab_dataset(folder: str) -> str:
 
 def vtab_group(folder: str) -> VtabGroup:
     return next(group for group, folders in VTAB_GROUPS.items() if folder in folders)
+
+
+SHIFT_SOURCE = "imagenet"  # the dataset whose train split fits the heads that the shifts score
+IMAGENET_SHIFTS = ("imagenet_v2", "imagenet_sketch", "imagenet_a", "imagenet_r")  # Taori et al.'s natural shifts

@@ -1,5 +1,10 @@
 """Prompt templates from CLIP's `data/prompts.md` (Radford et al. 2021) for the datasets we load,
-keyed by our dataset names; anything else gets DEFAULT_TEMPLATES."""
+keyed by our dataset names; anything else gets DEFAULT_TEMPLATES. ImageNet and its shifts get CLIP's 80
+ImageNet templates, read from open_clip (`templates_for`)."""
+
+import functools
+
+from benchmark.groups import IMAGENET_SHIFTS, SHIFT_SOURCE
 
 DEFAULT_TEMPLATES = ("a photo of a {}.",)
 
@@ -44,3 +49,18 @@ TEMPLATES: dict[str, tuple[str, ...]] = {
     "mnist5k": _MNIST,
     "digits": _MNIST,
 }
+
+IMAGENET_FAMILY = (SHIFT_SOURCE, *IMAGENET_SHIFTS)
+
+
+def templates_for(dataset: str) -> tuple[str, ...]:
+    if dataset in IMAGENET_FAMILY:
+        return imagenet_templates()
+    return TEMPLATES.get(dataset, DEFAULT_TEMPLATES)
+
+
+@functools.cache
+def imagenet_templates() -> tuple[str, ...]:
+    from open_clip.zero_shot_metadata import OPENAI_IMAGENET_TEMPLATES
+
+    return tuple(template("{}") for template in OPENAI_IMAGENET_TEMPLATES)

@@ -360,6 +360,42 @@ def write_imagenet(root: Path, per_class: dict[str, int], classes: int = 5, px: 
     return root
 
 
+def write_imagenet_shifts(data_root: Path, classes: int = 14, train: int = 6, test: int = 3, shifted: int = 2) -> None:
+    """ImageNet (torchvision's sorted layout, the first `classes` real WordNet ids, so folder order is the
+    class index) and its four shifts in their published layouts: ImageNet-V2 (folders named by class index),
+    Sketch, A and R (folders named by WordNet id; A and R only their own classes among the first `classes`).
+    An image is its class's random 8 x 8 pattern plus noise, except ImageNet-A's classes 6 and 11, drawn
+    mostly as classes 5 and 10 (0.6 of their pattern), which A does not have: only a prediction restricted to
+    A's 200 classes gets them right."""
+    import torch
+
+    from benchmark.data.imagenet_shift import synsets
+
+    rng, wnids = np.random.default_rng(0), synsets()[:classes]
+    patterns = rng.uniform(30, 225, (classes, 8, 8, 3))
+
+    def save(path: Path, k: int, mostly: int | None = None) -> None:
+        pattern = patterns[k] if mostly is None else 0.6 * patterns[mostly] + 0.4 * patterns[k]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(np.clip(pattern + rng.normal(0, 4, pattern.shape), 0, 255).astype(np.uint8)).save(path)
+
+    imagenet = data_root / "imagenet"
+    for k, wnid in enumerate(wnids):
+        for n in range(train):
+            save(imagenet / "train" / wnid / f"{wnid}_{n}.JPEG", k)
+        for n in range(test):
+            save(imagenet / "val" / wnid / f"ILSVRC2012_val_{k * test + n:08d}.JPEG", k)
+        for n in range(shifted):
+            save(data_root / "imagenet_v2" / "imagenetv2-matched-frequency-format-val" / str(k) / f"{k:02d}{n}.jpeg", k)
+            save(data_root / "imagenet_sketch" / "sketch" / wnid / f"sketch_{n}.JPEG", k)
+            if wnid in synsets("imagenet_a"):
+                save(data_root / "imagenet_a" / "imagenet-a" / wnid / f"{n}_a.jpg", k, {6: 5, 11: 10}.get(k))
+            if wnid in synsets("imagenet_r"):
+                save(data_root / "imagenet_r" / "imagenet-r" / wnid / f"art_{n}.jpg", k)
+    torch.save(({w: (f"class {i}",) for i, w in enumerate(wnids)}, [w for w in wnids for _ in range(test)]),
+               imagenet / "meta.bin")
+
+
 def voc_images(first: int, count: int = 24) -> dict[str, list[tuple[str, bool]]]:
     """Images each showing two classes (every fifth one's second object difficult), so every class has
     positives and negatives in a split of 24."""

@@ -209,6 +209,11 @@ class World:
     def word_stability(self):
         return self.suite_file("word_stability", {"textures": {}}, {"knn": {"stability": "three"}})
 
+    def shift_without_imagenet(self):
+        folder = self.root / "imagenet_v2" / "imagenetv2-matched-frequency-format-val" / "0"
+        folder.mkdir(parents=True)
+        return self.suite_file("shift", {"imagenet_v2": {"root": str(self.root / "imagenet_v2")}}, {"knn": {}})
+
     def results(self):
         return self.root / "runs.sqlite"
 
@@ -324,6 +329,8 @@ CASES = [
      "parameter database='gallery' is invalid: it must be one of 'test', 'train'"),
     ("stability: -1", "evaluate --suite {negative_stability} --model pixels:2 " + RUN, 2,
      "stability must be a number of reruns from 0 to 100, got -1"),
+    ("a shift test set without ImageNet", "evaluate --suite {shift_without_imagenet} --model pixels:2 " + RUN, 1,
+     "imagenet_v2: its heads are fitted on imagenet's train split, which is missing: Dataset 'imagenet' not found"),
     ("stability: three", "evaluate --suite {word_stability} --model pixels:2 " + RUN, 2,
      "stability must be a number of reruns from 0 to 100, got 'three'"),
 ]

@@ -33,7 +33,7 @@ def test_the_installed_wheel_lists_its_suites_from_another_directory(venv, tmp_p
     where = run(venv / "env/bin/python", "-c", "import benchmark; print(benchmark.__file__)", cwd=tmp_path)
     assert str(venv / "env") in where.stdout  # the wheel's copy, not the checkout's
     listed = run(venv / "env/bin/transferbench", "ls", "suites", cwd=tmp_path)
-    assert listed.returncode == 0 and listed.stdout.split() == ["ericsson2021", "ericsson2021-lite", "offline", "offline-lite", "vtab1k"]
+    assert listed.returncode == 0 and listed.stdout.split() == ["ericsson2021", "ericsson2021-lite", "natural_shift", "offline", "offline-lite", "vtab1k"]
 
 
 def test_the_installed_wheel_evaluates_the_offline_suite(venv, tmp_path):

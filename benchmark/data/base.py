@@ -161,6 +161,9 @@ class DatasetSpec:
     revision: str = ""  # the data's revision where a hub gives one (recorded in cache keys and rows)
     texts: TextLoader | None = field(default=None, repr=False, compare=False)  # image-text: captions(root)
     folder: str = ""  # where it lives under the data root, when not in a folder of its own name (vtab-1k/cifar)
+    train_from: str = ""  # a test set only: the dataset whose train (and val) splits fit its heads (imagenet_v2)
+    class_subset: tuple[int, ...] = ()  # the classes its labels cover; predictions are restricted to them (imagenet_a)
+    class_names_from: Callable[[], tuple[str, ...]] | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "metric", parse(Metric, self.metric, f"metric of dataset {self.name!r}"))
@@ -168,6 +171,10 @@ class DatasetSpec:
         if self.metric not in SCORERS:
             raise UserError(f"dataset {self.name!r}: {self.metric} is not a dataset metric; use one of "
                             f"{', '.join(SCORERS)}")
+
+    def names(self) -> tuple[str, ...]:
+        """The class names (read on first use where a library holds them: ImageNet's, from open_clip)."""
+        return self.class_names or (self.class_names_from() if self.class_names_from is not None else ())
 
     @property
     def has_official_val(self) -> bool:

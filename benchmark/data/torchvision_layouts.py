@@ -12,6 +12,7 @@ import numpy as np
 
 from benchmark.data import register_dataset, safe_pickle
 from benchmark.data.base import DatasetSpec, ImageSplit
+from benchmark.data.imagenet_shift import imagenet_class_names
 from benchmark.data.recipe import Archive, Recipe, Unpack
 from benchmark.errors import MissingDataError
 from benchmark.vocab import Metric
@@ -198,4 +199,5 @@ for _name, (_cls, _style, _classes, _metric, _splits, _layout) in LAYOUTS.items(
                                  splits=_splits, needs_root=True, layout=f"torchvision {_cls} layout: {_layout}",
                                  description=f"torchvision {_cls} from a local root",
                                  official_sizes=OFFICIAL_SIZES.get(_name, {}), download=DOWNLOADS.get(_name, ""),
-                                 fetch=RECIPES.get(_name)))
+                                 fetch=RECIPES.get(_name),
+                                 class_names_from=imagenet_class_names if _name == "imagenet" else None))

@@ -52,9 +52,28 @@ class DatasetPlan:
     identity: dict[str, Any]
     test_subset: int | None = None
     labelled: Labelled | None = None  # a label fraction of train (`data.label_fractions`)
+    fit_on: DatasetPlan | None = None  # a shift test set's (`DatasetSpec.train_from`): whose train fits the heads
+
+    @property
+    def splits(self) -> tuple[str, ...]:
+        """The splits its cells read: its own, after the train (and val) of `fit_on` for a shift test set."""
+        if self.fit_on is None:
+            return self.spec.splits
+        return tuple(split for split in self.fit_on.splits if split != "test") + self.spec.splits
+
+    def provider(self, split: str) -> DatasetPlan:
+        """The plan whose data a split is: `fit_on` for the splits a shift test set borrows, else itself."""
+        return self.fit_on if self.fit_on is not None and split not in self.spec.splits else self
+
+    def load(self, split: str) -> ImageSplit:
+        plan = self.provider(split)
+        return load_split(plan.spec, split, plan.root, plan.train_subset, plan.test_subset, plan.labelled)
 
 
-def plan_dataset(name: str, options: dict[str, Any], data_root: Path | None) -> DatasetPlan:
+def plan_dataset(name: str, options: dict[str, Any], data_root: Path | None,
+                 suite_datasets: dict[str, dict[str, Any]] | None = None) -> DatasetPlan:
+    """A suite dataset resolved before any work. A shift test set (`train_from`) also resolves the dataset
+    its heads are fitted on, with that dataset's own suite options when the suite lists it."""
     spec = dataset_spec(name, options)
     subsets = [key for key in ("train_subset", "test_subset") if options.get(key)]
     if subsets and spec.task not in (TaskType.MULTICLASS, TaskType.MULTILABEL):
@@ -63,8 +82,14 @@ def plan_dataset(name: str, options: dict[str, Any], data_root: Path | None) -> 
                         f"without classes to stratify; remove {named} from its suite entry")
     root = resolve_root(spec, options.get("root"), data_root)
     labelled = label_fraction(spec, options, data_root)
+    fit_on = None
+    if spec.train_from:
+        try:
+            fit_on = plan_dataset(spec.train_from, (suite_datasets or {}).get(spec.train_from, {}), data_root)
+        except UserError as err:
+            raise type(err)(f"its heads are fitted on {spec.train_from}'s train split, which is missing: {err}") from None
     return DatasetPlan(spec, root, options.get("train_subset"), dataset_identity(spec, root, options, labelled),
-                       options.get("test_subset"), labelled)
+                       options.get("test_subset"), labelled, fit_on)
 
 
 def label_fraction(spec: DatasetSpec, options: dict[str, Any], data_root: Path | None) -> Labelled | None:
@@ -107,7 +132,7 @@ def pair(encoder: Encoder, spec_text: str, suite: Suite, name: str, data_root: P
          dataset: DatasetPlan | None = None) -> Pairing:
     """The one place a suite dataset is resolved (unless its plan is given) and its preprocessing overrides
     applied: the suite's, the dataset entry's, then the protocol entry's (part of the protocol's definition)."""
-    dataset = dataset or plan_dataset(name, suite.datasets[name], data_root)
+    dataset = dataset or plan_dataset(name, suite.datasets[name], data_root, suite.datasets)
     overrides = {**suite.preprocessing_for(name), **(protocol_preprocessing or {})}
     return Pairing(encoder, spec_text, dataset, encoder.preprocessing.with_overrides(overrides), precision)
 
@@ -121,6 +146,8 @@ class ExtractOptions:
 
 def feature_key(encoder: Encoder, preprocessing: Preprocessing, plan: DatasetPlan, split: str,
                 kind: FeatureKind = FeatureKind.POOLED, precision: Precision = Precision.FP32) -> FeatureKey:
+    """A split borrowed from `fit_on` has that dataset's key: one extraction serves its own cells too."""
+    plan = plan.provider(split)
     return FeatureKey(encoder.identity, preprocessing.as_dict(), plan.identity, split, kind, precision,
                       component_versions(EXTRACTION_COMPONENTS[kind]))
 
@@ -130,7 +157,7 @@ def pairing_key(pairing: Pairing, split: str, kind: FeatureKind = FeatureKind.PO
 
 
 def feature_keys(pairing: Pairing, kind: FeatureKind = FeatureKind.POOLED) -> dict[str, str]:
-    return {split: pairing_key(pairing, split, kind).digest for split in pairing.dataset.spec.splits}
+    return {split: pairing_key(pairing, split, kind).digest for split in pairing.dataset.splits}
 
 
 def cached_features(cache: FeatureCache, pairing: Pairing, options: ExtractOptions, only: tuple[str, ...] = (),
@@ -138,7 +165,7 @@ def cached_features(cache: FeatureCache, pairing: Pairing, options: ExtractOptio
     """Features of the dataset's splits (or `only` these), from the cache or freshly extracted:
     (splits, keys, hits). `kind` is POOLED (N, D) or DENSE (N, C, h, w)."""
     splits, keys, hits = {}, {}, 0
-    for split in only or pairing.dataset.spec.splits:
+    for split in only or pairing.dataset.splits:
         key = pairing_key(pairing, split, kind)
         compute = partial(extract_split, pairing, split, options, kind)
         if distributed.current().enabled:
@@ -176,8 +203,8 @@ def extract_split(pairing: Pairing, split: str, options: ExtractOptions, kind: F
                   shard: tuple[int, int] | None = None) -> dict[str, np.ndarray]:
     """Features and labels of one split (of one rank's share of it, with dataset positions in
     "index", when `shard` is given)."""
-    plan, encoder = pairing.dataset, pairing.encoder
-    images = load_split(plan.spec, split, plan.root, plan.train_subset, plan.test_subset, plan.labelled)
+    plan, encoder = pairing.dataset.provider(split), pairing.encoder
+    images = pairing.dataset.load(split)
     extracted = extract_features(encoder, images, pairing.preprocessing, batch_size=options.batch_size,
                                  workers=options.workers, device=options.device, kind=kind, shard=shard,
                                  precision=pairing.precision, desc=f"{encoder.label} {plan.spec.name}/{split} {kind}")
@@ -202,9 +229,9 @@ def check_labels(spec: DatasetSpec, splits: dict[str, Features]) -> None:
                             f"num_classes in the dataset spec or suite, or the labels in the data")
 
 
-def has_holdout(spec: DatasetSpec) -> bool:
+def has_holdout(plan: DatasetPlan) -> bool:
     """Whether model selection validates on a seeded hold-out of train (no official val split)."""
-    return {"train", "test"} <= set(spec.splits) and "val" not in spec.splits
+    return {"train", "test"} <= set(plan.splits) and "val" not in plan.splits
 
 
 def selection_splits(splits: dict[str, Features], holdout_seed: int = 0
@@ -231,7 +258,7 @@ def task_fields(spec: DatasetSpec, splits: dict[str, Features], device: str, hol
     if val_split is not ValSplit.NONE:
         check_labels(spec, {"train": train, "val": val, "test": test})
     return {"train": train, "val": val, "test": test, "num_classes": spec.num_classes, "metric": spec.metric,
-            "task": spec.task, "dataset": spec.name, "device": device}, val_split
+            "task": spec.task, "dataset": spec.name, "device": device, "test_classes": spec.class_subset}, val_split
 
 
 def feature_task(splits: dict[str, Features], pairing: Pairing, device: str = "cpu", holdout_seed: int = 0
@@ -240,15 +267,14 @@ def feature_task(splits: dict[str, Features], pairing: Pairing, device: str = "c
     fields, val_split = task_fields(spec, splits, device, holdout_seed)
     text = encoder if FeatureKind.TEXT in encoder.capabilities else None
     texts = spec.texts(pairing.dataset.root) if spec.texts else ()  # the captions an image-text set's labels index
-    return FeatureTask(**fields, class_names=spec.class_names, text=text, texts=texts), val_split
+    return FeatureTask(**fields, class_names=spec.names(), text=text, texts=texts), val_split
 
 
 def model_task(pairing: Pairing, device: str = "cpu", holdout_seed: int = 0, workers: int = 0
                ) -> tuple[ModelTask, ValSplit]:
     """Every split's images in one pool; per split, the pool indices (as `x`) with their labels."""
     plan = pairing.dataset
-    loaded = {split: load_split(plan.spec, split, plan.root, plan.train_subset, plan.test_subset, plan.labelled)
-              for split in plan.spec.splits}
+    loaded = {split: plan.load(split) for split in plan.splits}
     offsets = np.cumsum([0] + [len(s) for s in loaded.values()])
     splits = {split: Features(np.arange(offsets[i], offsets[i + 1]), data.labels)
               for i, (split, data) in enumerate(loaded.items())}

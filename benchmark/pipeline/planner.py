@@ -90,7 +90,7 @@ def cell_key(task: Task, protocol: Protocol, pairing: Pairing, seed: int | None)
         params.pop("seed")
     if task.stability:  # only when asked: a cell without reruns keeps the key it always had
         params["stability"] = task.stability
-    holdout = protocol.selects_on_val and has_holdout(pairing.dataset.spec)
+    holdout = protocol.selects_on_val and has_holdout(pairing.dataset)
     code = protocol.code_versions() | (component_versions([HOLDOUT_RULE]) if holdout else {})
     return CellKey(task.protocol, task.kind, params, code, feature_keys(pairing, protocol.input_kind()), seed)
 
@@ -122,7 +122,7 @@ def run_seeds(suite: Suite, task: Task, pairing: Pairing) -> tuple[int | None, .
     the suite fixes it) or one validating on a seeded hold-out; else (None,), one result for all seeds."""
     protocol = PROTOCOLS.get(task.kind)
     takes = protocol.takes_seed() and "seed" not in task.params
-    return suite.seeds if takes or (protocol.selects_on_val and has_holdout(pairing.dataset.spec)) else (None,)
+    return suite.seeds if takes or (protocol.selects_on_val and has_holdout(pairing.dataset)) else (None,)
 
 
 def plan_cells(suite: Suite, encoder: Encoder, spec_text: str, store: ResultsStore, data_root: Path | None,
@@ -133,7 +133,7 @@ def plan_cells(suite: Suite, encoder: Encoder, spec_text: str, store: ResultsSto
     cells, failures = [], []
     for name in suite.datasets:
         try:
-            dataset = plan_dataset(name, suite.datasets[name], data_root)  # resolved once for all its columns
+            dataset = plan_dataset(name, suite.datasets[name], data_root, suite.datasets)  # resolved once for all its columns
             for task in suite.tasks(name, only):
                 pairing = pair(encoder, spec_text, suite, name, data_root, precision, task.preprocessing, dataset)
                 cells += [plan_cell(pairing, task, seed, store, recompute) for seed in run_seeds(suite, task, pairing)]
@@ -156,7 +156,8 @@ def plan_cell(pairing: Pairing, task: Task, seed: int | None, store: ResultsStor
     if stored is not None:
         return replace(cell, state=CellState.DONE, stored=stored)
     spec = pairing.dataset.spec
-    reason = skip_reason(protocol, pairing.encoder.capabilities, spec.task, pairing.encoder.label, spec.name)
+    reason = skip_reason(protocol, pairing.encoder.capabilities, spec.task, pairing.encoder.label, spec.name,
+                         bool(spec.class_subset))
     return replace(cell, state=CellState.SKIPPED, reason=reason) if reason else cell
 
 
@@ -198,7 +199,7 @@ def needed_extractions(cells: list[Cell], cache: FeatureCache) -> list[Extractio
     for cell in cells:
         if cell.state != CellState.PENDING or cell.kind == FeatureKind.MODEL:
             continue
-        for split in cell.pairing.dataset.spec.splits:
+        for split in cell.pairing.dataset.splits:
             key = pairing_key(cell.pairing, split, cell.kind)
             seen.setdefault(key.digest, Extraction(cell.pairing, split, cell.kind, key, cache.contains(key)))
     return list(seen.values())

@@ -124,6 +124,7 @@ class TaskInputs:
     task: TaskType = TaskType.MULTICLASS
     dataset: str = ""  # its name, for messages and per-dataset defaults (zero-shot templates)
     device: str = "cpu"  # the run's device: protocols compute there and hand back CPU numpy arrays
+    test_classes: tuple[int, ...] = ()  # test predictions restricted to these classes (ImageNet-A: 200 of 1000)
 
     @property
     def trainval(self) -> Features:
@@ -180,6 +181,7 @@ class Protocol:
     tasks: ClassVar[tuple[TaskType, ...]] = (TaskType.MULTICLASS, TaskType.MULTILABEL)  # label types it scores
     selects_on_val: ClassVar[bool] = False  # reads `val` (so a hold-out split's seed changes its result)
     components: ClassVar[tuple[Component, ...]] = (SCORING,)  # shared code it runs (part of every cell key)
+    restricts_classes: ClassVar[bool] = False  # applies `test_classes` to its class scores (see `restricted`)
 
     @dataclass(frozen=True)
     class Params(CheckedParams):
@@ -245,11 +247,26 @@ def require_test_split(data: TaskInputs, protocol: str) -> None:
 
 
 def skip_reason(protocol: type[Protocol] | Protocol, capabilities: Sequence[FeatureKind], task: TaskType,
-                encoder: str, dataset: str) -> str:
-    """Why a cell cannot run ('' when it can): a missing encoder capability or the wrong task type."""
+                encoder: str, dataset: str, class_subset: bool = False) -> str:
+    """Why a cell cannot run ('' when it can): a missing encoder capability, the wrong task type, or a
+    dataset scored over a subset of its classes by a protocol that cannot restrict its predictions."""
     missing = [need for need in protocol.requires if need not in capabilities]
     if missing:
         return f"{encoder} has no {' / '.join(missing)} (needed by {protocol.name})"
     if task not in protocol.tasks:
         return f"{protocol.name} scores {' / '.join(protocol.tasks)} data; {dataset} is {task}"
+    if class_subset and not protocol.restricts_classes:
+        return (f"{dataset} is scored over a subset of its classes, and {protocol.name} cannot restrict its "
+                f"predictions to them")
     return ""
+
+
+def restricted(scores: np.ndarray, classes: Sequence[int]) -> np.ndarray:
+    """Class scores (N, K) with every class outside `classes` at -inf, so the prediction is the best of those
+    (ImageNet-A and -R: the best of their 200 of ImageNet's 1000, as their authors score it); unchanged
+    when `classes` is empty."""
+    if not len(classes):
+        return scores
+    out = np.full_like(scores, -np.inf)
+    out[:, list(classes)] = scores[:, list(classes)]
+    return out

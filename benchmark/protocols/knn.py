@@ -16,7 +16,7 @@ from benchmark.outputs import PerExample
 from benchmark.params import CheckedParams, Constraints, Each, Interval, Options
 from benchmark.protocols import PROTOCOLS
 from benchmark.protocols._neighbours import Index, nearest_neighbours, torch_nearest_neighbours
-from benchmark.protocols.base import Features, FeatureTask, Protocol, ProtocolResult, Rows, check_finite, require_test_split
+from benchmark.protocols.base import Features, FeatureTask, Protocol, ProtocolResult, Rows, check_finite, require_test_split, restricted
 from benchmark.vocab import TaskType
 
 
@@ -45,6 +45,7 @@ def top_n_accuracy(votes: np.ndarray, labels: np.ndarray, n: int) -> float:
 class WeightedKNN(Protocol):
     name = "knn"
     version = "1.0"
+    restricts_classes = True
 
     @dataclass(frozen=True)
     class Params(CheckedParams):
@@ -65,8 +66,8 @@ class WeightedKNN(Protocol):
         ks = sorted({min(k, len(reference)) for k in (*self.params.k, self.params.headline_k)})
         similarities, indices = self.search(reference.x, data.test.x, ks[-1], data.device)
         neighbour_labels = reference.y[indices]
-        votes = {k: weighted_votes(similarities, neighbour_labels, k, self.params.temperature, data.num_classes)
-                 for k in ks}
+        votes = {k: restricted(weighted_votes(similarities, neighbour_labels, k, self.params.temperature,
+                                              data.num_classes), data.test_classes) for k in ks}
         scores = {k: score(data.metric, data.test.y, v) for k, v in votes.items()}
         headline = min(self.params.headline_k, len(reference))
         top = {}  # DINO's knn_classifier reports top-1 and top-5 at every k; kept beside the dataset's metric

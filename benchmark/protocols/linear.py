@@ -27,7 +27,7 @@ from benchmark.outputs import PerExample
 from benchmark.params import Constraints, Interval
 from benchmark.protocols import PROTOCOLS
 from benchmark.protocols._linear_sweep import SWEEP, SweepParams, linear_sweep, reference_under_permutation, refit_logits
-from benchmark.protocols.base import FeatureTask, Protocol, ProtocolResult, require_test_split
+from benchmark.protocols.base import FeatureTask, Protocol, ProtocolResult, require_test_split, restricted
 
 
 @dataclass(frozen=True)
@@ -44,12 +44,13 @@ class LinearProbe(Protocol):
     version = "2.1"
     Params = LinearParams
     selects_on_val = True
+    restricts_classes = True
     components = (SWEEP,)
 
     def evaluate(self, data: FeatureTask) -> ProtocolResult:
         require_test_split(data, self.name)
         sweep = linear_sweep(data, self.params)
-        outputs = refit_logits(data, self.params, "test", on="trainval")
+        outputs = restricted(refit_logits(data, self.params, "test", on="trainval"), data.test_classes)
         details = {"val_score": sweep.val_scores[sweep.best], "val_curve": sweep.val_scores,
                    "solver": self.params.solver, "sweep_iterations": sweep.iterations, "capped_fits": sweep.capped_fits,
                    **self.permutation_spread(data)}

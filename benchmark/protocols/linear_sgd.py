@@ -211,12 +211,22 @@ class AugmentedInputs:
             yield data.encoder.encode(images.to(data.device))
 
 
-def head_predictions(heads: Heads, inputs: CachedInputs | AugmentedInputs, split: Features) -> np.ndarray:
+def head_predictions(heads: Heads, inputs: CachedInputs | AugmentedInputs, split: Features,
+                     classes: tuple[int, ...] = ()) -> np.ndarray:
     """(N, H) class predicted by every head on a split, batch by batch (never the (N, H, K) logits: ImageNet's
-    held-out val x 10 heads x 1000 classes would be 10 GB)."""
+    held-out val x 10 heads x 1000 classes would be 10 GB); among `classes` only, when given."""
     with torch.no_grad():
-        parts = [heads.logits(x).argmax(2).cpu() for x in inputs.feature_batches(split)]
+        parts = [among(heads.logits(x), classes).argmax(2).cpu() for x in inputs.feature_batches(split)]
     return torch.cat(parts).numpy() if parts else np.zeros((0, len(heads.lrs)), dtype=np.int64)
+
+
+def among(logits: torch.Tensor, classes: tuple[int, ...]) -> torch.Tensor:
+    """Logits (..., K) with the classes outside `classes` at -inf (none changed when it is empty)."""
+    if not classes:
+        return logits
+    outside = torch.ones(logits.shape[-1], dtype=torch.bool, device=logits.device)
+    outside[list(classes)] = False
+    return logits.masked_fill(outside, float("-inf"))
 
 
 @PROTOCOLS.register
@@ -226,6 +236,7 @@ class LinearSGD(Protocol):
     Params = LinearSGDParams
     tasks = (TaskType.MULTICLASS,)
     selects_on_val = True
+    restricts_classes = True
 
     def __init__(self, **params):
         super().__init__(**params)
@@ -251,7 +262,7 @@ class LinearSGD(Protocol):
         if not final.finite()[0]:
             raise UserError(f"linear_sgd: the train+val retrain at lr {grid[best][0]} diverged (non-finite weights); "
                             f"lower `lrs`")
-        outputs = head_predictions(final, inputs, data.test)[:, 0]
+        outputs = head_predictions(final, inputs, data.test, data.test_classes)[:, 0]
         lr, wd = grid[best]
         return ProtocolResult(
             value=score(data.metric, data.test.y, outputs), metric=data.metric, chosen={"lr": lr, "wd": wd},

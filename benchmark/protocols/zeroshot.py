@@ -18,9 +18,9 @@ import torch
 from benchmark.errors import UserError
 from benchmark.metrics import mean_per_class, score, top1
 from benchmark.protocols import PROTOCOLS
-from benchmark.prompts import DEFAULT_TEMPLATES, TEMPLATES
+from benchmark.prompts import templates_for
 from benchmark.params import CheckedParams, Constraints, Each, Optional, Text
-from benchmark.protocols.base import FeatureTask, Protocol, ProtocolResult, check_finite
+from benchmark.protocols.base import FeatureTask, Protocol, ProtocolResult, check_finite, restricted
 from benchmark.vocab import FeatureKind, TaskType
 
 
@@ -53,6 +53,7 @@ class ZeroShot(Protocol):
     version = "1.0"
     requires = (FeatureKind.POOLED, FeatureKind.TEXT)
     tasks = (TaskType.MULTICLASS,)
+    restricts_classes = True
 
     @dataclass(frozen=True)
     class Params(CheckedParams):
@@ -66,9 +67,9 @@ class ZeroShot(Protocol):
                             f"{len(data.class_names)} names for {data.num_classes} classes")
         if data.text is None:
             raise UserError("zero-shot needs an encoder with a text tower (open_clip, hf: CLIP, or a LiT checkpoint)")
-        templates = self.params.templates or TEMPLATES.get(data.dataset, DEFAULT_TEMPLATES)
+        templates = self.params.templates or templates_for(data.dataset)
         classifier = zero_shot_classifier(data.text.encode_text, data.class_names, templates)
-        logits = zero_shot_logits(data.test.x, classifier, data.text.logit_scale or 1.0)
+        logits = restricted(zero_shot_logits(data.test.x, classifier, data.text.logit_scale or 1.0), data.test_classes)
         labels = np.asarray(data.test.y)
         predictions = logits.argmax(1)
         details = {"top1": top1(labels, predictions), "mean_per_class": mean_per_class(labels, predictions),

@@ -185,6 +185,9 @@ def write_leaderboard(rows: pd.DataFrame, out_dir: Path, title: str, reference: 
         from benchmark.results.lowshot import plot_lowshot
 
         plots += [p for p in [plot_lowshot(rows, out_dir / "lowshot.png")] if p is not None]
+    from benchmark.results.shift import plot_robustness
+
+    plots += [p for p in [plot_robustness(rows, out_dir / "robustness.png")] if p is not None]
     long_columns = [c for c in rows.columns if c not in ("id",)]
     pairwise = pairwise_significance(rows) if "per_example" in rows.columns else None
     written = {"leaderboard_long.csv": rows[long_columns].to_csv(index=False),

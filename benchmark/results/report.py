@@ -20,6 +20,7 @@ from scipy import stats
 
 from benchmark.results.groups import vtab_lines
 from benchmark.results.lowshot import lowshot_lines
+from benchmark.results.shift import robustness_lines
 from benchmark.results.stats import cell_ci95, paired_evidence
 from benchmark.vocab import Direction, Metric, direction_of
 
@@ -184,6 +185,11 @@ def render_report(rows: pd.DataFrame, skips: pd.DataFrame | None = None) -> str:
     if shots:
         parts.append("## Low-shot curves (mean ± 95% CI over draws, per k labelled images per class)\n\n"
                      + "\n".join(f"- {line}" for line in shots))
+    shifts = robustness_lines(rows)
+    if shifts:
+        parts.append("## Natural distribution shift (ImageNet accuracy → shifted accuracy, with heads fitted on "
+                     "ImageNet; effective robustness relative to the fit over these encoders)\n\n"
+                     + "\n".join(f"- {line}" for line in shifts))
     return "\n\n".join(parts)
 
 

@@ -147,7 +147,7 @@ def load_training_images(config: PretrainConfig) -> TrainingImages:
     description = {"dataset": config.dataset, "version": spec.version, "split": "train", "images": len(split),
                    "train_subset": config.train_subset, "root": str(root) if root else None,
                    "image_shape": list(images.shape[1:])}
-    return TrainingImages(images, torch.as_tensor(split.labels, dtype=torch.long), spec.class_names, description)  # device: the training set stays on the CPU
+    return TrainingImages(images, torch.as_tensor(split.labels, dtype=torch.long), spec.names(), description)  # device: the training set stays on the CPU
 
 
 def as_uint8_tensor(split: ImageSplit, size: int) -> torch.Tensor:
