@@ -103,7 +103,7 @@ def test_the_suite_fits_on_imagenet_once_and_scores_every_shift(tmp_path, capsys
     for shift, images in (("imagenet_v2", 28), ("imagenet_sketch", 28), ("imagenet_a", 6), ("imagenet_r", 16)):
         assert f"{shift}: pooled features extracted 1 split(s) (train 84, test {images})" in out  # train: cached
     assert "imagenet_a zeroshot: skipped (pixels:4 has no text" in out
-    assert "- knn · imagenet_a: pixels:4 100.0 → 100.0 (+0.0); no fit (fewer than 3 encoders)" in out
+    assert "- knn · imagenet_a: pixels:4 100.0 → 100.0 (+0.0); no fit (1 encoder; the line needs 3)" in out
 
 
 def test_effective_robustness_by_hand():
@@ -124,4 +124,6 @@ def test_effective_robustness_by_hand():
     assert logit(np.array([80.0]))[0] == pytest.approx(np.log(4.0))
     line = robustness_lines(rows)[0]
     assert line.startswith("linear · imagenet_v2: a 50.0 → 26.9 (-23.1, effective robustness") and "fit over 3" in line
-    assert "no fit" in robustness_lines(rows[rows["encoder"] != "c"])[0]
+    assert robustness_lines(rows[rows["encoder"] != "c"])[0].endswith("no fit (2 encoders; the line needs 3)")
+    same = rows.assign(value=rows["value"].where(rows["dataset"] != "imagenet", 60.0))
+    assert robustness_lines(same)[0].endswith("no fit (every encoder has the same ImageNet accuracy)")

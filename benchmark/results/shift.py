@@ -18,7 +18,7 @@ from benchmark.groups import IMAGENET_SHIFTS, SHIFT_SOURCE
 from benchmark.results import latest_per_cell
 
 MIN_FIT = 3  # encoders needed to fit the baseline line
-CLIP = 1e-4  # accuracies are clipped to [CLIP, 1 - CLIP] before the logit (0% and 100% have none)
+CLIP = 1e-3  # accuracies are clipped to [CLIP, 1 - CLIP] before the logit (0% and 100% have none)
 
 
 def logit(percent: np.ndarray) -> np.ndarray:
@@ -67,7 +67,7 @@ def robustness_lines(rows: pd.DataFrame) -> list[str]:
     """Per protocol column and shift: the fit, then each encoder's accuracies, drop and effective robustness."""
     lines = []
     for (protocol, shift), points in effective_robustness(rows).groupby(["protocol", "shift"], sort=False):
-        fit = ("no fit (fewer than 3 encoders)" if np.isnan(points["slope"].iloc[0]) else
+        fit = (no_fit_reason(points) if np.isnan(points["slope"].iloc[0]) else
                f"fit over {len(points)} encoders: logit(shifted) = {points['slope'].iloc[0]:.2f} logit(imagenet) "
                f"{points['intercept'].iloc[0]:+.2f}")
         scores = "; ".join(
@@ -76,6 +76,12 @@ def robustness_lines(rows: pd.DataFrame) -> list[str]:
             + ")" for r in points.itertuples())
         lines.append(f"{protocol} · {shift}: {scores}; {fit}")
     return lines
+
+
+def no_fit_reason(points: pd.DataFrame) -> str:
+    if len(points) < MIN_FIT:
+        return f"no fit ({len(points)} encoder{'s' if len(points) > 1 else ''}; the line needs {MIN_FIT})"
+    return "no fit (every encoder has the same ImageNet accuracy)"
 
 
 def plot_robustness(rows: pd.DataFrame, path: Path) -> Path | None:
@@ -96,7 +102,9 @@ def plot_robustness(rows: pd.DataFrame, path: Path) -> Path | None:
 
 
 def draw_shift_panel(ax, table: pd.DataFrame, plt) -> None:
-    grid = np.linspace(-4, 4, 50)
+    values = np.concatenate([logit(table["imagenet"]), logit(table["shifted"])])
+    low, high = float(values.min()) - 0.5, float(values.max()) + 0.5
+    grid = np.linspace(low, high, 50)
     ax.plot(grid, grid, color="#999", linestyle=":", linewidth=1, label="y = x")
     for i, (protocol, points) in enumerate(table.groupby("protocol", sort=False)):
         color = plt.cm.tab10(i % 10)
@@ -106,8 +114,11 @@ def draw_shift_panel(ax, table: pd.DataFrame, plt) -> None:
             ax.annotate(str(name), (xi, yi), fontsize=5, xytext=(2, 2), textcoords="offset points")
         if not np.isnan(points["slope"].iloc[0]):
             ax.plot(grid, points["slope"].iloc[0] * grid + points["intercept"].iloc[0], color=color, linewidth=1)
-    ticks = np.array([5, 10, 25, 50, 75, 90, 95])
-    ax.set_xticks(logit(ticks), [str(t) for t in ticks], fontsize=6)
-    ax.set_yticks(logit(ticks), [str(t) for t in ticks], fontsize=6)
+    ticks = np.array([1, 5, 10, 25, 50, 75, 90, 95, 99, 99.9])
+    ticks = ticks[(logit(ticks) >= low) & (logit(ticks) <= high)]
+    ax.set_xlim(low, high)
+    ax.set_ylim(low, high)
+    ax.set_xticks(logit(ticks), [f"{t:g}" for t in ticks], fontsize=6)
+    ax.set_yticks(logit(ticks), [f"{t:g}" for t in ticks], fontsize=6)
     ax.set_xlabel(f"{SHIFT_SOURCE} accuracy (%, logit axis)", fontsize=7)
     ax.set_ylabel("shifted accuracy (%, logit axis)", fontsize=7)
