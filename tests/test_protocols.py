@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+import torch
 
 from benchmark.data.splits import holdout_split
 from benchmark.errors import UserError
@@ -210,6 +211,26 @@ def test_preconditioned_sweep_matches_the_reference_at_every_converging_C(digits
                         == fast.fit(x, y, C).decision_function(x).argmax(1))
         assert agree > 0.995
     assert (fast._preconditioned[1].basis is not None) == full
+
+
+@pytest.mark.parametrize("fails_in", [("float32",), ("float32", "float64")])
+def test_a_covariance_lapack_cannot_decompose_falls_back_to_an_exact_preconditioner(digits_features, monkeypatch,
+                                                                                   fails_in):
+    """float32 eigh gave up on the 1-shot covariances of EfficientNet-Lite0 features (10 rows, 1280 dims):
+    the preconditioner then decomposes in float64, else whitens per feature; the optimum is the same."""
+    (x, y) = digits_features["train"]
+    expected = TorchLogReg("multiclass", 10, 500, 1e-7).fit(x, y, 0.01).decision_function(x)
+    eigh = torch.linalg.eigh
+
+    def failing(matrix):
+        if str(matrix.dtype).removeprefix("torch.") in fails_in:
+            raise torch.linalg.LinAlgError("linalg.eigh: The algorithm failed to converge")
+        return eigh(matrix)
+
+    monkeypatch.setattr(torch.linalg, "eigh", failing)
+    fast = TorchLogReg("multiclass", 10, 500, 1e-7).fit(x, y, 0.01)
+    assert (fast._preconditioned[1].basis is None) == (len(fails_in) == 2)
+    assert np.mean(fast.decision_function(x).argmax(1) == expected.argmax(1)) > 0.995
 
 
 def test_permutations_record_the_reference_rerun_with_shuffled_rows(digits_features):

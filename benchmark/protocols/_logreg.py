@@ -236,7 +236,13 @@ class Preconditioner:
         if x.shape[1] > FULL_PRECONDITIONER_MAX_DIM:
             return cls(mean, (x.pow(2).mean(0) - mean.pow(2)).clamp_min(0), None)
         covariance = x.T @ x / len(x) - torch.outer(mean, mean)
-        variances, basis = torch.linalg.eigh(covariance)
+        try:
+            variances, basis = torch.linalg.eigh(covariance)
+        except torch.linalg.LinAlgError:  # float32 LAPACK gives up on a low-rank covariance (10 rows, 1280 dims)
+            try:
+                variances, basis = (t.to(x.dtype) for t in torch.linalg.eigh(covariance.double()))
+            except torch.linalg.LinAlgError:  # the per-feature variances: still exact, only a weaker preconditioner
+                return cls(mean, covariance.diagonal().clamp_min(0), None)
         return cls(mean, variances.clamp_min(0), basis)
 
     def scales(self, lam: float, curvature: float = 1.0) -> torch.Tensor:
