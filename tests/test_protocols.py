@@ -213,6 +213,23 @@ def test_preconditioned_sweep_matches_the_reference_at_every_converging_C(digits
     assert (fast._preconditioned[1].basis is not None) == full
 
 
+def test_the_converged_solver_with_fewer_rows_than_features_solves_in_their_span(digits_features, monkeypatch):
+    """A 3-shot problem (30 rows of the 192-d digits features): solved in the rows' span it reaches the same
+    optimum as in all 192 dimensions, and its weights are combinations of the rows."""
+    (x, y) = digits_features["train"]
+    rows = np.concatenate([np.flatnonzero(y == c)[:3] for c in range(10)])
+    x, y = x[rows], y[rows]
+    spanned = ConvergedLogReg("multiclass", 10, 1000, 1e-8).fit(x, y, 0.1)
+    full = ConvergedLogReg("multiclass", 10, 1000, 1e-8)
+    monkeypatch.setattr(full, "_minimise", full._newton)
+    full.fit(x, y, 0.1)
+    assert spanned._span is not None and spanned._span[1].shape == (x.shape[1], 30)
+    np.testing.assert_allclose(spanned.state, full.state, atol=1e-6)
+    weights = spanned.state[:, :-1]
+    residual = weights - weights @ np.linalg.pinv(x) @ x  # the part outside the rows' span
+    assert np.abs(residual).max() < 1e-6 * np.abs(weights).max()
+
+
 @pytest.mark.parametrize("fails_in", [("float32",), ("float32", "float64")])
 def test_a_covariance_lapack_cannot_decompose_falls_back_to_an_exact_preconditioner(digits_features, monkeypatch,
                                                                                    fails_in):

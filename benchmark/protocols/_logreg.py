@@ -122,10 +122,35 @@ class ConvergedLogReg(ReferenceLogReg):
     each fit run to convergence: scipy's trust-region Newton-Krylov with exact Hessian-vector products,
     stopped when the gradient of the mean loss has norm below `tol` (`max_iter` only guards against a
     fit that never gets there, and is counted in the row). Newton steps are what make this affordable:
-    on unstandardised features L-BFGS needed over 3,000 iterations at moderate C, trust-krylov < 25."""
+    on unstandardised features L-BFGS needed over 3,000 iterations at moderate C, trust-krylov < 25.
+
+    With fewer rows than features (a low-shot probe: 10 to 160 rows of 1280-d features) the weights are
+    solved for in the rows' span: the penalised optimum lies there (its gradient condition makes W a
+    combination of the rows), and an orthonormal basis Q of the span keeps the objective, the penalty
+    and the gradient norm unchanged, so the same optimum is reached with n instead of D unknowns."""
+
+    _span: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # (x, basis Q (D, n), x @ Q)
 
     def _minimise(self, start: np.ndarray, x: np.ndarray, y: np.ndarray, rows: int, C: float
                   ) -> tuple[np.ndarray, int]:
+        if len(x) >= x.shape[1]:
+            return self._newton(start, x, y, rows, C)
+        basis, projected = self._row_span(x)
+        params = start.reshape((rows, -1), order="F")
+        reduced = np.concatenate([params[:, :-1] @ basis, params[:, -1:]], axis=1)
+        flat, iterations = self._newton(reduced.ravel(order="F"), projected, y, rows, C)
+        solution = flat.reshape((rows, -1), order="F")
+        return np.concatenate([solution[:, :-1] @ basis.T, solution[:, -1:]], axis=1).ravel(order="F"), iterations
+
+    def _row_span(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """An orthonormal basis of the rows' span and the rows in it, computed once per array."""
+        if self._span is None or self._span[0] is not x:
+            basis = np.linalg.qr(x.T, mode="reduced")[0]
+            self._span = (x, basis, np.ascontiguousarray(x @ basis))
+        return self._span[1], self._span[2]
+
+    def _newton(self, start: np.ndarray, x: np.ndarray, y: np.ndarray, rows: int, C: float
+                ) -> tuple[np.ndarray, int]:
         from scipy.optimize import minimize
 
         last: list[np.ndarray] = []  # (point, its probabilities): the Krylov steps ask many products at one point
