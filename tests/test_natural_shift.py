@@ -104,6 +104,9 @@ def test_the_suite_fits_on_imagenet_once_and_scores_every_shift(tmp_path, capsys
         assert f"{shift}: pooled features extracted 1 split(s) (train 84, test {images})" in out  # train: cached
     assert "imagenet_a zeroshot: skipped (pixels:4 has no text" in out
     assert "- knn · imagenet_a: pixels:4 100.0 → 100.0 (+0.0); no fit (1 encoder; the line needs 3)" in out
+    assert cli.main(["table", "--results", str(tmp_path / "r.sqlite")]) == 0
+    table = capsys.readouterr().out
+    assert "## Natural distribution shift" in table and "| pixels:4 | **100.0 ± 0.0** |" in table.replace("  ", "")
 
 
 def test_effective_robustness_by_hand():
