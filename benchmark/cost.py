@@ -21,7 +21,7 @@ from benchmark.data.splits import HOLDOUT_FRACTION
 from benchmark.errors import UserError
 from benchmark.protocols import PROTOCOLS, make_protocol
 from benchmark.protocols._search import Search, halving_budgets
-from benchmark.vocab import FeatureKind
+from benchmark.vocab import EncoderWork
 
 TRAINING_PASSES = 3  # a training image: one forward and a backward of about twice its cost
 
@@ -58,12 +58,6 @@ def counted_splits(dataset: str, options_json: str) -> tuple[tuple[str, int], ..
     return tuple((split, min(n, caps.get(split) or n)) for split, n in sizes.items())
 
 
-def runs_encoder(task: Task) -> bool:
-    """Whether the cell runs the encoder itself (fine-tuning; linear_sgd with `augment: true`) rather than
-    reading cached features."""
-    return FeatureKind.MODEL in make_protocol(task.kind, task.params).requires
-
-
 def augmented_images(task: Task, dataset: str, options: dict) -> int:
     """Images a linear_sgd cell in augment mode encodes (forward passes only): every epoch over the fit split,
     then over train+val for the retrain, plus val and test once each for the heads' predictions. Without an
@@ -92,10 +86,10 @@ def cells_cost(suite: Suite, cells: Iterable[tuple[str, str]]) -> float:
     extractions, training = set(), 0
     for column, dataset in cells:
         task = task_of(suite, column, dataset)
-        protocol = make_protocol(task.kind, task.params)  # built once: its params and what it requires
-        if getattr(protocol.params, "augment", False):
+        work = make_protocol(task.kind, task.params).encoder_work()
+        if work == EncoderWork.FORWARD:
             training += augmented_images(task, dataset, suite.datasets[dataset])  # forward passes only
-        elif FeatureKind.MODEL in protocol.requires:  # it trains the encoder
+        elif work == EncoderWork.TRAINING:
             training += trained_images(task) * TRAINING_PASSES
         else:
             extractions.add((dataset, repr(sorted(task.preprocessing.items()))))

@@ -20,6 +20,14 @@ class FeatureKind(StrEnum):
     MODEL = "model"  # the trainable network itself, for fine-tuning
 
 
+class EncoderWork(StrEnum):
+    """What a cell asks of the encoder, which is what its cost is counted in (`cost`, `plan --estimate`)."""
+
+    FEATURES = "features"  # reads cached features: one extraction per (dataset, preprocessing), shared
+    FORWARD = "forward"  # runs the frozen encoder on its own images (linear_sgd re-encoding augmented images)
+    TRAINING = "training"  # trains the encoder (fine-tuning): forward and backward passes
+
+
 class TaskType(StrEnum):
     """What a dataset's labels are."""
 

@@ -25,12 +25,12 @@ import torch
 import torch.nn.functional as F
 
 from benchmark.config import Suite
-from benchmark.cost import augmented_images, dataset_images, runs_encoder, task_of, trained_images
+from benchmark.cost import augmented_images, dataset_images, task_of, trained_images
 from benchmark.devices import Precision
 from benchmark.encoders import load_encoder
 from benchmark.pipeline.extraction import HalvingEncoder
 from benchmark.protocols import PROTOCOLS, make_protocol
-from benchmark.vocab import FeatureKind
+from benchmark.vocab import EncoderWork, FeatureKind
 
 MIN_SECONDS = 1.0  # each throughput is timed over at least this long (and at least 2 batches)
 
@@ -138,11 +138,11 @@ def cell_estimates(suite: Suite, rates: dict[int, Throughput], capabilities: tup
             if not set(protocol.requires) <= set(capabilities):
                 continue
             size = input_size(suite, task.protocol, dataset)
-            trained, extracted = 0, 0
-            if getattr(protocol.params, "augment", False):  # linear_sgd re-encoding augmented images: forwards
+            trained, extracted, work = 0, 0, protocol.encoder_work()
+            if work == EncoderWork.FORWARD:  # linear_sgd re-encoding augmented images: forward passes
                 extracted = augmented_images(task, dataset, options)
                 seconds = extracted / rates[size].extract_per_s
-            elif FeatureKind.MODEL in protocol.requires:
+            elif work == EncoderWork.TRAINING:
                 trained = trained_images(task)
                 seconds = trained / rates[size].train_per_s if rates[size].train_per_s else float("nan")
             else:
@@ -167,7 +167,7 @@ def suite_input_sizes(suite: Suite) -> list[int]:
 def fine_tune_batch(suite: Suite) -> int:
     """The batch the suite fine-tunes at (the largest, if columns differ), for the training throughput."""
     batches = [PROTOCOLS.get(t.kind).Params(**t.params).batch_size for d in suite.datasets for t in suite.tasks(d)
-               if runs_encoder(t) and not t.params.get("augment")]
+               if make_protocol(t.kind, t.params).encoder_work() == EncoderWork.TRAINING]
     return max(batches, default=64)
 
 

@@ -24,7 +24,7 @@ from benchmark.metrics import SCORING
 from benchmark.outputs import PerExample
 from benchmark.params import CheckedParams, build_params
 from benchmark.preprocessing import Preprocessing
-from benchmark.vocab import FeatureKind, Metric, TaskType
+from benchmark.vocab import EncoderWork, FeatureKind, Metric, TaskType
 
 T = TypeVar("T")
 
@@ -197,6 +197,11 @@ class Protocol:
             if kind in self.requires:
                 return kind
         return FeatureKind.POOLED
+
+    def encoder_work(self) -> EncoderWork:
+        """What the cell asks of the encoder: training it when the protocol takes the model, else features
+        (a protocol that runs the frozen encoder itself says FORWARD: linear_sgd with `augment: true`)."""
+        return EncoderWork.TRAINING if FeatureKind.MODEL in self.requires else EncoderWork.FEATURES
 
     @classmethod
     def code_versions(cls) -> dict[str, str]:

@@ -37,7 +37,7 @@ from benchmark.protocols._finetune_data import TrainingBatches, on_device, train
 from benchmark.protocols._linear_sweep import first_strict_best
 from benchmark.protocols.base import (Features, FeatureTask, ModelTask, Protocol, ProtocolResult, Rows, check_finite,
                                      require_test_split)
-from benchmark.vocab import FeatureKind, TaskType
+from benchmark.vocab import EncoderWork, FeatureKind, TaskType
 
 PREDICTION_BATCH = 4096  # rows scored at once when predicting (bounded memory on any split size)
 IMAGE_BATCH = 128  # images encoded at once when predicting in augment mode
@@ -242,6 +242,9 @@ class LinearSGD(Protocol):
         super().__init__(**params)
         if self.params.augment:  # it runs the encoder on images: the runner hands it the model, not features
             self.requires = (FeatureKind.MODEL,)
+
+    def encoder_work(self) -> EncoderWork:
+        return EncoderWork.FORWARD if self.params.augment else EncoderWork.FEATURES
 
     def evaluate(self, data: FeatureTask | ModelTask) -> ProtocolResult:
         require_test_split(data, self.name)
