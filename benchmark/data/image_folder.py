@@ -53,14 +53,20 @@ def load(split: str, root: Path | None, num_classes: int | None = None) -> Image
     if not folder.is_dir():
         raise MissingDataError(f"image folder split {folder} is missing. Expected layout: {LAYOUT}.")
     check_class_folders(root, folder, classes, num_classes)
-    files, labels = [], []
-    for index, name in enumerate(classes):
-        found = images_in(folder / name)
-        files += found
-        labels += [index] * len(found)
-    if not files:
+    split = files_by_class(folder, classes, list(range(len(classes))))
+    if not len(split):
         raise UserError(f"image folder split {folder} holds no images ({sorted(IMAGE_SUFFIXES)}).")
-    return ImageSplit(files, np.asarray(labels, dtype=np.int64))
+    return split
+
+
+def files_by_class(directory: Path, folders: list[str], labels: list[int]) -> ImageSplit:
+    """The images of each class folder under `directory`, labelled with that folder's label."""
+    files, targets = [], []
+    for name, label in zip(folders, labels):
+        found = images_in(directory / name)
+        files += found
+        targets += [label] * len(found)
+    return ImageSplit(files, np.asarray(targets, dtype=np.int64))
 
 
 def images_in(folder: Path) -> list[Path]:

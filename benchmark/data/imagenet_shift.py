@@ -19,11 +19,10 @@ import functools
 import pkgutil
 from pathlib import Path
 
-import numpy as np
 
 from benchmark.data import register_dataset
 from benchmark.data.base import DatasetSpec, ImageSplit
-from benchmark.data.image_folder import images_in
+from benchmark.data.image_folder import files_by_class
 from benchmark.data.recipe import Archive, Recipe
 from benchmark.errors import MissingDataError, UserError
 from benchmark.groups import SHIFT_SOURCE
@@ -98,14 +97,10 @@ def existing(root: Path | None, folder: str) -> Path:
 
 
 def labelled_files(directory: Path, classes: list[str], labels: list[int]) -> ImageSplit:
-    files, targets = [], []
-    for name, label in zip(classes, labels):
-        found = images_in(directory / name)
-        files += found
-        targets += [label] * len(found)
-    if not files:
+    split = files_by_class(directory, classes, labels)
+    if not len(split):
         raise MissingDataError(f"{directory} holds no images in its class folders")
-    return ImageSplit(files, np.asarray(targets, dtype=np.int64))
+    return split
 
 
 def shift(name: str, load, layout: str, size: int, description: str, download: str = "",
@@ -128,19 +123,18 @@ shift("imagenet_sketch", wnid_folders("sketch", synsets()), "ROOT/sketch/<wnid>/
       "ImageNet-Sketch (heads fitted on imagenet)",
       "ImageNet-Sketch.zip (github.com/HaohanWang/ImageNet-Sketch: Google Drive or Kaggle), extracted into ROOT "
       "(giving ROOT/sketch/<wnid>)")
-shift("imagenet_a", wnid_folders("imagenet-a", synsets("imagenet_a")), "ROOT/imagenet-a/<wnid>/<name>.jpg", 7500,
-      "ImageNet-A, scored over its 200 classes (heads fitted on imagenet)",
-      f"{HENDRYCKS}/imagenet-a.tar, extracted into ROOT",
-      Recipe((Archive("imagenet-a.tar", f"{HENDRYCKS}/imagenet-a.tar", 687552512,
-                      sha256="3bb3632277e6ba6392ea64c02ddbf4dd2266c9caffd6bc09c9656d28f012589e",
-                      source=TFDS),),
-             page="https://github.com/hendrycks/natural-adv-examples"),
-      subset_indices("imagenet_a"))
-shift("imagenet_r", wnid_folders("imagenet-r", synsets("imagenet_r")), "ROOT/imagenet-r/<wnid>/<name>.jpg", 30000,
-      "ImageNet-R, scored over its 200 classes (heads fitted on imagenet)",
-      f"{HENDRYCKS}/imagenet-r.tar, extracted into ROOT",
-      Recipe((Archive("imagenet-r.tar", f"{HENDRYCKS}/imagenet-r.tar", 2191079936,
-                      sha256="18c6bf493b39a0d975d48e587437f562caab9c52ae6327dcfa9dd8eb54aa1b52",
-                      source=TFDS),),
-             page="https://github.com/hendrycks/imagenet-r"),
-      subset_indices("imagenet_r"))
+def hendrycks(name: str, folder: str, size: int, archive_bytes: int, sha256: str, page: str) -> DatasetSpec:
+    """ImageNet-A or -R: a tar of `folder`/<wnid>/ from Hendrycks' page, scored over its 200 classes."""
+    return shift(name, wnid_folders(folder, synsets(name)), f"ROOT/{folder}/<wnid>/<name>.jpg", size,
+                 f"{folder}, scored over its 200 classes (heads fitted on imagenet)",
+                 f"{HENDRYCKS}/{folder}.tar, extracted into ROOT",
+                 Recipe((Archive(f"{folder}.tar", f"{HENDRYCKS}/{folder}.tar", archive_bytes, sha256=sha256,
+                                 source=TFDS),), page=page),
+                 subset_indices(name))
+
+
+hendrycks("imagenet_a", "imagenet-a", 7500, 687552512,
+          "3bb3632277e6ba6392ea64c02ddbf4dd2266c9caffd6bc09c9656d28f012589e",
+          "https://github.com/hendrycks/natural-adv-examples")
+hendrycks("imagenet_r", "imagenet-r", 30000, 2191079936,
+          "18c6bf493b39a0d975d48e587437f562caab9c52ae6327dcfa9dd8eb54aa1b52", "https://github.com/hendrycks/imagenet-r")
