@@ -126,7 +126,7 @@ shift("imagenet_sketch", wnid_folders("sketch", synsets()), "ROOT/sketch/<wnid>/
 def hendrycks(name: str, folder: str, size: int, archive_bytes: int, sha256: str, page: str) -> DatasetSpec:
     """ImageNet-A or -R: a tar of `folder`/<wnid>/ from Hendrycks' page, scored over its 200 classes."""
     return shift(name, wnid_folders(folder, synsets(name)), f"ROOT/{folder}/<wnid>/<name>.jpg", size,
-                 f"{folder}, scored over its 200 classes (heads fitted on imagenet)",
+                 f"ImageNet-{folder[-1].upper()}, scored over its 200 classes (heads fitted on imagenet)",
                  f"{HENDRYCKS}/{folder}.tar, extracted into ROOT",
                  Recipe((Archive(f"{folder}.tar", f"{HENDRYCKS}/{folder}.tar", archive_bytes, sha256=sha256,
                                  source=TFDS),), page=page),
