@@ -115,8 +115,9 @@ def test_offline_suite_lists_the_real_datasets():
     suite = load_suite("offline")
     assert list(suite.datasets) == ["fashion_mnist", "mnist5k", "digits", "lfw_faces", "textures", "fmnist_mosaic"]
     assert set(suite.protocols) == {"linear", "knn", "fewshot", "calibration", "zeroshot", "finetune", "segmentation",
-                                    "retrieval", "rankme", "alpha_req", "twonn"}
+                                    "retrieval", "lowshot", "rankme", "alpha_req", "twonn"}
     assert {t.kind for t in suite.tasks("digits")} >= {"quality", "retrieval"}
+    assert [t.params for t in suite.tasks("fashion_mnist") if t.kind == "lowshot"] == [{"wd_start": -3, "num_wd": 9}]
     assert [t.protocol for t in suite.tasks("fmnist_mosaic")] == ["segmentation"]
 
 
