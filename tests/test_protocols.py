@@ -379,6 +379,19 @@ def test_unknown_protocol_and_parameter_suggest_fixes():
         make_protocol("linear", {"solvr": "fast"})
 
 
+def test_knn_ranks_votes_in_query_blocks_with_the_same_result(digits_features, monkeypatch):
+    """Top-n accuracy over blocks of 7 queries (ImageNet's votes are ranked 8,192 queries at a time) equals
+    one sort of every query's votes, to the bit; and the row keeps one votes array's result per k."""
+    import benchmark.protocols.knn as knn
+
+    data = task_data(digits_features)
+    whole = make_protocol("knn", {"k": [5, 20]}).evaluate(data)
+    monkeypatch.setattr(knn, "QUERY_BLOCK", 7)
+    blocked = make_protocol("knn", {"k": [5, 20]}).evaluate(data)
+    assert blocked.details == whole.details and len(data.test) % 7 != 0
+    assert blocked.per_example.test_correct.tolist() == whole.per_example.test_correct.tolist()
+
+
 def test_knn_keeps_top1_and_top5_at_every_k_as_dino_reports_them(digits_features):
     """Against a direct computation: cosine neighbours by a full sort, votes exp(sim / T), top-n by a
     sort of the votes."""
