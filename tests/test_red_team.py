@@ -22,7 +22,7 @@ from PIL import Image
 from cli import main
 from benchmark.results import ResultsStore
 from tests.conftest import write_suite
-from tests.miniatures import write_image_folder
+from tests.miniatures import write_image_folder, write_imagenet_shifts
 
 MARKER = "/tmp/transferbench-red-team-ran-code"
 
@@ -214,6 +214,19 @@ class World:
         folder.mkdir(parents=True)
         return self.suite_file("shift", {"imagenet_v2": {"root": str(self.root / "imagenet_v2")}}, {"knn": {}})
 
+    def shift_with_folder(self, name, bad_folder):
+        data = self.root / "data"
+        write_imagenet_shifts(data, classes=7, train=2, test=1, shifted=1)
+        (data / name / bad_folder).mkdir(parents=True)
+        return self.suite_file(f"bad_{name}", {"imagenet": {"root": str(data / "imagenet"), "protocols": []},
+                                               name: {"root": str(data / name)}}, {"knn": {}})
+
+    def imagenet_a_with_tench(self):
+        return self.shift_with_folder("imagenet_a", "imagenet-a/n01440764")
+
+    def imagenet_v2_with_a_wnid_folder(self):
+        return self.shift_with_folder("imagenet_v2", "imagenetv2-matched-frequency-format-val/n01440764")
+
     def results(self):
         return self.root / "runs.sqlite"
 
@@ -331,6 +344,11 @@ CASES = [
      "stability must be a number of reruns from 0 to 100, got -1"),
     ("a shift test set without ImageNet", "evaluate --suite {shift_without_imagenet} --model pixels:2 " + RUN, 1,
      "imagenet_v2: its heads are fitted on imagenet's train split, which is missing: Dataset 'imagenet' not found"),
+    ("an ImageNet-A folder outside its 200 classes", "evaluate --suite {imagenet_a_with_tench} --model pixels:2 " + RUN,
+     1, "not among its 200 ImageNet classes: n01440764; only WordNet ids such as n01498041 belong there"),
+    ("an ImageNet-V2 folder that is not a class index",
+     "evaluate --suite {imagenet_v2_with_a_wnid_folder} --model pixels:2 " + RUN, 1,
+     "has folders n01440764; ImageNet-V2's are class indices 0..999"),
     ("stability: three", "evaluate --suite {word_stability} --model pixels:2 " + RUN, 2,
      "stability must be a number of reruns from 0 to 100, got 'three'"),
 ]

@@ -133,7 +133,8 @@ def plan_cells(suite: Suite, encoder: Encoder, spec_text: str, store: ResultsSto
     cells, failures = [], []
     for name in suite.datasets:
         try:
-            dataset = plan_dataset(name, suite.datasets[name], data_root, suite.datasets)  # resolved once for all its columns
+            # resolved once for all its columns (and, for a shift test set, the dataset its heads are fitted on)
+            dataset = plan_dataset(name, suite.datasets[name], data_root, suite.datasets)
             for task in suite.tasks(name, only):
                 pairing = pair(encoder, spec_text, suite, name, data_root, precision, task.preprocessing, dataset)
                 cells += [plan_cell(pairing, task, seed, store, recompute) for seed in run_seeds(suite, task, pairing)]
