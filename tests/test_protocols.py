@@ -6,8 +6,8 @@ from benchmark.data.splits import holdout_split
 from benchmark.errors import UserError
 from benchmark.metrics import mean_per_class, score, voc_map
 from benchmark.protocols import Features, FeatureTask, make_protocol
-from benchmark.protocols._logreg import (ConvergedLogReg, ReferenceLogReg, TorchLogReg, multinomial_hessian_vector,
-                                        multinomial_loss_gradient, multinomial_probabilities)
+from benchmark.protocols._logreg import ConvergedLogReg, ReferenceLogReg, TorchLogReg, multinomial_loss_gradient
+from benchmark.protocols._newton import Rotated, evaluate, hessian_vector, newton_cg
 from benchmark.protocols._linear_sweep import c_grid, first_strict_best
 
 
@@ -112,15 +112,29 @@ def test_reference_loss_is_scikit_learn_13s_bit_for_bit(digits_features):
     assert np.array_equal(model.state, direct.reshape((10, -1), order="F"))
 
 
-def test_hessian_vector_product_is_the_derivative_of_the_gradient(digits_features):
+def test_newton_cg_works_in_an_exact_change_of_variables(digits_features):
+    """In the eigenbasis the objective is the original one (checked against scikit-learn 1.3's loss, which
+    is sum-scaled), its Hessian-vector product is the derivative of its gradient (float32 products: to
+    1e-4), and a solution rotated back is the original coordinates' optimum."""
     x, y = digits_features["train"][0][:300].astype(np.float64), digits_features["train"][1][:300]
-    rng = np.random.default_rng(1)
-    flat, direction, l2 = rng.normal(size=10 * (x.shape[1] + 1)) * 0.01, rng.normal(size=10 * (x.shape[1] + 1)), 0.3
-    product = multinomial_hessian_vector(direction, multinomial_probabilities(flat, x, 10), x, 10, l2)
+    rotated, rng, lam = Rotated.of(x), np.random.default_rng(1), 1e-3
+    params = rng.normal(size=(10, x.shape[1] + 1)) * 0.01
+    params -= params.mean(0)  # the zero-sum subspace the solver works in
+    targets = torch.nn.functional.one_hot(torch.as_tensor(y), 10).double()
+    state = evaluate(rotated, targets, lam, *rotated.rotate(params))
+    loss, gradient = multinomial_loss_gradient(params.ravel(order="F"), x, y, 10, lam * len(y))
+    assert state.loss == pytest.approx(loss / len(y), rel=1e-12)
+    assert state.norm == pytest.approx(np.linalg.norm(gradient) / len(y), rel=1e-9)
+    du, dc = (torch.as_tensor(rng.normal(size=t.shape)) for t in (state.u, state.c))
+    hu, hc = hessian_vector(rotated, state.probabilities.float(), lam, du, dc)
     step = 1e-5
-    numeric = (multinomial_loss_gradient(flat + step * direction, x, y, 10, l2)[1]
-               - multinomial_loss_gradient(flat - step * direction, x, y, 10, l2)[1]) / (2 * step)
-    np.testing.assert_allclose(product, numeric, rtol=1e-4, atol=1e-4 * np.abs(numeric).max())
+    ahead, behind = (evaluate(rotated, targets, lam, state.u + s * du, state.c + s * dc) for s in (step, -step))
+    numeric = torch.cat([(ahead.grad_u - behind.grad_u).ravel(), ahead.grad_c - behind.grad_c]) / (2 * step)
+    np.testing.assert_allclose(torch.cat([hu.ravel(), hc]).numpy(), numeric.numpy(), rtol=1e-4,
+                               atol=1e-4 * float(numeric.abs().max()))
+    solution, steps = newton_cg(rotated, y, 10, np.zeros_like(params), lam, 1e-9, 100)
+    _, gradient = multinomial_loss_gradient(solution.ravel(order="F"), x, y, 10, lam * len(y))
+    assert np.linalg.norm(gradient) / len(y) < 1e-9 and 0 < steps < 100
 
 
 def test_converged_mode_runs_every_fit_to_the_optimum(digits_features):

@@ -38,7 +38,7 @@ class Solver(StrEnum):
 
     REFERENCE = "reference"  # the reference's rule: scipy's L-BFGS-B in float64 on the CPU, unscaled objective
     FAST = "fast"  # our torch L-BFGS on the run's device, stopped on the mean-scaled objective's gradient
-    CONVERGED = "converged"  # trust-region Newton in float64 on the CPU, until the mean loss's gradient is tiny
+    CONVERGED = "converged"  # Newton-CG on the CPU, until the mean loss's float64 gradient is tiny
 
 
 # (max_iter, tol) of each mode: the reference's gtol on the unscaled objective's projected gradient; the
@@ -72,7 +72,8 @@ class Sweep:
     grid: np.ndarray
     val_scores: list[float]
     best: int
-    iterations: list[int]  # L-BFGS iterations of each fit
+    iterations: list[int]  # L-BFGS iterations (Newton steps for `converged`) of each fit
+    refit_from: LogReg  # the refit's warm start: the last fit (the reference's rule), or the chosen C's optimum
 
     @property
     def capped_fits(self) -> int:
@@ -121,9 +122,12 @@ def resident_bytes(data: FeatureTask) -> int:
 def full_batch_bytes(data: FeatureTask, solver: Solver) -> int:
     """Memory a full-batch sweep and refit allocate beyond the features themselves: the train+val
     concatenation, then the float64 copy of it and about six rows x classes float64 arrays (reference,
-    converged), or the fast solver's resident arrays (`resident_bytes`)."""
+    converged; the converged solver also keeps the rows in its eigenbasis), or the fast solver's resident
+    arrays (`resident_bytes`)."""
     rows, dim = len(data.train) + len(data.val), data.train.x.shape[1]
     concatenated = 4 * rows * dim
+    if solver == Solver.CONVERGED:  # and the rows in the eigenbasis: float64, float32 and float32 squared
+        return concatenated + (8 + 16) * rows * dim + 6 * 8 * rows * data.num_classes
     if solver in CPU_SOLVERS:
         return concatenated + 8 * rows * dim + 6 * 8 * rows * data.num_classes
     return concatenated + resident_bytes(data)
@@ -143,11 +147,23 @@ def check_full_batch_memory(data: FeatureTask, solver: Solver) -> None:
 def run_sweep(model: LogReg, train: Features, val: Features, metric: Metric, grid: np.ndarray) -> Sweep:
     """The warm-started sweep over the C grid on train, scored on val. As the reference, the first C
     whose score is strictly above every earlier one (and above 0) wins; a NaN score never wins."""
-    val_scores, iterations = [], []
-    for C in grid:
-        val_scores.append(score(metric, val.y, model.fit(train.x, train.y, C).decision_function(val.x)))
-        iterations.append(model.iterations)
-    return Sweep(model, grid, val_scores, first_strict_best(val_scores), iterations)
+    val_scores, iterations, solutions = [np.nan] * len(grid), [0] * len(grid), {}
+    for i in fit_order(model, grid):
+        val_scores[i] = score(metric, val.y, model.fit(train.x, train.y, grid[i]).decision_function(val.x))
+        iterations[i] = model.iterations
+        if isinstance(model, ConvergedLogReg):
+            solutions[i] = model.warm_copy()
+    best = first_strict_best(val_scores)
+    return Sweep(model, grid, val_scores, best, iterations, solutions.get(best, model))
+
+
+def fit_order(model: LogReg, grid: np.ndarray) -> list[int]:
+    """The order the grid's fits run in: the reference's (largest C first) for the capped solvers, whose
+    results depend on it; smallest C first for the converged one, whose results do not, and for which each
+    fit then starts from a more regularised optimum near its own (measured: a quarter fewer Hessian
+    products on Fashion-MNIST features)."""
+    order = list(range(len(grid)))
+    return order[::-1] if isinstance(model, ConvergedLogReg) and np.all(np.diff(grid) < 0) else order
 
 
 def first_strict_best(scores: list[float]) -> int:
@@ -176,7 +192,7 @@ def refit_model(data: FeatureTask, p: SweepParams, on: str) -> LogReg:
     def compute() -> LogReg:
         sweep = linear_sweep(data, p)
         fit_on = data.trainval if on == "trainval" else data.train
-        return sweep.model.warm_copy().fit(fit_on.x, fit_on.y, sweep.best_C)
+        return sweep.refit_from.warm_copy().fit(fit_on.x, fit_on.y, sweep.best_C)
 
     return data.shared.get_or_compute((*p.sweep_key(), "refit", on), compute)
 

@@ -8,7 +8,7 @@ solution and start the next `fit` from it (warm start), as the reference's
 `LogisticRegression(warm_start=True)` does across its C sweep.
 
 - `ReferenceLogReg` reproduces the reference's iterates (scipy's L-BFGS-B, 100 iterations, float64).
-- `ConvergedLogReg` is the same model and objective with every fit run to convergence (trust-region Newton).
+- `ConvergedLogReg` is the same model and objective with every fit run to convergence (Newton-CG).
 - `TorchLogReg` is the fast path: the same objective minimised by L-BFGS in torch, on the run's device,
   capped at 100 iterations like the reference.
 """
@@ -23,12 +23,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from benchmark.identity import Component
+from benchmark.protocols._newton import Rotated, newton_cg
 from benchmark.protocols.base import softmax
 from benchmark.vocab import TaskType
 
 
 # every solver below (reference, converged, fast): bump when any of them can land elsewhere
-SOLVERS = Component("logreg_solvers", "1")
+SOLVERS = Component("logreg_solvers", "2")  # 2: the converged solver is Newton-CG, its sweep from the smallest C
 
 
 def binary_scores(s: np.ndarray) -> np.ndarray:
@@ -60,7 +61,7 @@ class ReferenceLogReg:
         self.state: np.ndarray | None = None  # scikit-learn's coef_ with intercept_ appended: (rows, D + 1)
         self.fitted: list[tuple[np.ndarray, np.ndarray]] = []  # per estimator: (present classes, state)
         self.iterations = 0
-        self._converted: tuple[np.ndarray, np.ndarray] | None = None
+        self._converted: list[tuple[np.ndarray, np.ndarray]] = []
 
     def warm_copy(self) -> ReferenceLogReg:
         copied = type(self)(self.task, self.num_classes, self.max_iter, self.tol)
@@ -68,10 +69,14 @@ class ReferenceLogReg:
         return copied
 
     def _float64(self, x: np.ndarray) -> np.ndarray:
-        """scikit-learn's lbfgs path converts features to C-ordered float64; done once per array."""
-        if self._converted is None or self._converted[0] is not x:
-            self._converted = (x, np.ascontiguousarray(x, dtype=np.float64))
-        return self._converted[1]
+        """scikit-learn's lbfgs path converts features to C-ordered float64; done once per array (the last
+        two are kept: the sweep alternates between fitting on train and scoring val)."""
+        for array, converted in self._converted:
+            if array is x:
+                return converted
+        converted = np.ascontiguousarray(x, dtype=np.float64)
+        self._converted = [*self._converted[-1:], (x, converted)]  # the sweep's train and val arrays
+        return converted
 
     def fit(self, x: np.ndarray, y: np.ndarray, C: float) -> ReferenceLogReg:
         features, self.iterations = self._float64(x), 0
@@ -119,10 +124,10 @@ class ReferenceLogReg:
 
 class ConvergedLogReg(ReferenceLogReg):
     """The reference's model and objective (float64, unscaled, every problem a softmax, warm starts),
-    each fit run to convergence: scipy's trust-region Newton-Krylov with exact Hessian-vector products,
-    stopped when the gradient of the mean loss has norm below `tol` (`max_iter` only guards against a
-    fit that never gets there, and is counted in the row). Newton steps are what make this affordable:
-    on unstandardised features L-BFGS needed over 3,000 iterations at moderate C, trust-krylov < 25.
+    each fit run to convergence: Newton-CG in the features' eigenbasis (`_newton.py`), stopped when the
+    gradient of the mean loss has norm below `tol` (`max_iter` caps its Newton steps only against a fit
+    that never gets there, and is counted in the row). Newton steps are what make this affordable: on
+    unstandardised features L-BFGS needed over 3,000 iterations at moderate C, Newton under 10.
 
     With fewer rows than features (a low-shot probe: 10 to 160 rows of 1280-d features) the weights are
     solved for in the rows' span: the penalised optimum lies there (its gradient condition makes W a
@@ -130,6 +135,7 @@ class ConvergedLogReg(ReferenceLogReg):
     and the gradient norm unchanged, so the same optimum is reached with n instead of D unknowns."""
 
     _span: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # (x, basis Q (D, n), x @ Q)
+    _rotated: tuple[np.ndarray, Rotated] | None = None  # (x, its eigenbasis coordinates)
 
     def _minimise(self, start: np.ndarray, x: np.ndarray, y: np.ndarray, rows: int, C: float
                   ) -> tuple[np.ndarray, int]:
@@ -151,39 +157,11 @@ class ConvergedLogReg(ReferenceLogReg):
 
     def _newton(self, start: np.ndarray, x: np.ndarray, y: np.ndarray, rows: int, C: float
                 ) -> tuple[np.ndarray, int]:
-        from scipy.optimize import minimize
-
-        last: list[np.ndarray] = []  # (point, its probabilities): the Krylov steps ask many products at one point
-
-        def hessian_vector(flat: np.ndarray, vector: np.ndarray, x: np.ndarray, y: np.ndarray, rows: int,
-                           l2: float) -> np.ndarray:
-            if not last or not np.array_equal(last[0], flat):
-                last[:] = [flat.copy(), multinomial_probabilities(flat, x, rows)]
-            return multinomial_hessian_vector(vector, last[1], x, rows, l2)
-
-        result = minimize(multinomial_loss_gradient, start, args=(x, y, rows, 1.0 / C), method="trust-krylov",
-                          jac=True, hessp=hessian_vector, options={"gtol": self.tol * len(y), "maxiter": self.max_iter})
-        return result.x, int(result.nit)
-
-
-def multinomial_probabilities(flat: np.ndarray, x: np.ndarray, rows: int) -> np.ndarray:
-    """Softmax of the logits of column-major parameters (rows, D + 1), bias last."""
-    params = flat.reshape((rows, -1), order="F")
-    return softmax(x @ params[:, :-1].T + params[:, -1])
-
-
-def multinomial_hessian_vector(vector: np.ndarray, probabilities: np.ndarray, x: np.ndarray, rows: int, l2: float
-                               ) -> np.ndarray:
-    """H v of `multinomial_loss_gradient`'s objective: sum_i x_i^T (diag(p_i) - p_i p_i^T) (V x_i), plus
-    l2 V on the weights (the bias unpenalised), column-major like the parameters."""
-    direction = vector.reshape((rows, -1), order="F")
-    change = x @ direction[:, :-1].T + direction[:, -1]  # how each logit moves along v
-    weighted = probabilities * change
-    curvature = weighted - probabilities * weighted.sum(1, keepdims=True)
-    product = np.empty((rows, x.shape[1] + 1), order="F")
-    product[:, :-1] = curvature.T @ x + l2 * direction[:, :-1]
-    product[:, -1] = curvature.sum(0)
-    return product.ravel(order="F")
+        if self._rotated is None or self._rotated[0] is not x:
+            self._rotated = (x, Rotated.of(x))
+        params = start.reshape((rows, -1), order="F")
+        solution, steps = newton_cg(self._rotated[1], y, rows, params, 1.0 / (C * len(y)), self.tol, self.max_iter)
+        return solution.ravel(order="F"), steps
 
 
 LIBM_CHUNK = 1 << 16  # entries turned into Python floats at once: ~5 MB, however large the array

@@ -4,8 +4,8 @@ Sweep weight decay wd over logspace(-6, 5, 45) with C = 1/wd (C from 1e6 down to
 starting each fit from the previous one; keep the first C with the strictly best validation score;
 refit on train+val with it and score the test split with the dataset's metric.
 
-`solver: converged` (the default) runs every fit of the sweep to convergence (trust-region Newton on the
-reference's float64 objective), so the chosen C and the score are a property of the features, not of row
+`solver: converged` (the default) runs every fit of the sweep to convergence (Newton-CG on the
+reference's objective, stopped in float64), so the chosen C and the score are a property of the features, not of row
 order or rounding. `solver: reference` runs the reference's rule with scipy's L-BFGS-B whatever
 scikit-learn is installed, scikit-learn 1.3.2's iterates bit for bit (the Ericsson suite's choice, to
 compare with the paper); `solver: fast` runs our torch L-BFGS on the same objective. Those two stop
