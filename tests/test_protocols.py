@@ -119,7 +119,7 @@ def test_newton_cg_works_in_an_exact_change_of_variables(digits_features):
     x, y = digits_features["train"][0][:300].astype(np.float64), digits_features["train"][1][:300]
     rotated, rng, lam = Rotated.of(x), np.random.default_rng(1), 1e-3
     params = rng.normal(size=(10, x.shape[1] + 1)) * 0.01
-    params -= params.mean(0)  # the zero-sum subspace the solver works in
+    params = rotated.unrotate(*rotated.rotate(params))  # zero-sum over classes, in the rows' directions
     targets = torch.nn.functional.one_hot(torch.as_tensor(y), 10).double()
     state = evaluate(rotated, targets, lam, *rotated.rotate(params))
     loss, gradient = multinomial_loss_gradient(params.ravel(order="F"), x, y, 10, lam * len(y))

@@ -25,16 +25,21 @@ import numpy as np
 import torch
 
 FORCING = 0.3  # a Newton step's CG stops at this fraction of the gradient's norm (measured: 0.1 to 0.3 best)
+SPANNED = 1e-12  # a covariance eigenvalue below this fraction of the largest is rounding, not a direction
 MAX_CG = 500  # per Newton step; never reached in any measured fit
 MAX_HALVINGS = 40  # a line search that halves this often has hit float64's floor: the fit stops there
 
 
 @dataclass(frozen=True)
 class Rotated:
-    """Features centred and expressed in their covariance's eigenbasis: z = (x - mean) @ basis."""
+    """Features centred and expressed in their covariance's eigenbasis: z = (x - mean) @ basis.
+
+    Directions the centred rows do not span (variance below SPANNED of the largest: raw pixels of a
+    grayscale image copied to three channels span a third of theirs) are left out. No row moves along
+    them, so only the penalty sees a weight there and the optimum's is zero, as `rotate` sets it."""
 
     mean: torch.Tensor  # (D,) float64
-    basis: torch.Tensor  # (D, D) float64, orthonormal columns
+    basis: torch.Tensor  # (D, R) float64, orthonormal columns, R <= D
     z64: torch.Tensor  # (N, D): objective and gradient
     z32: torch.Tensor  # (N, D): Hessian-vector products
     z32_squared: torch.Tensor  # (N, D): the preconditioner's exact diagonal
@@ -44,7 +49,8 @@ class Rotated:
         features = torch.as_tensor(np.asarray(x, dtype=np.float64))
         mean = features.mean(0)
         centred = features - mean
-        basis = torch.linalg.eigh(centred.T @ centred)[1]
+        variances, basis = torch.linalg.eigh(centred.T @ centred)
+        basis = basis[:, variances > SPANNED * variances[-1]]  # the directions the centred rows span
         z64 = centred @ basis
         z32 = z64.float()
         return cls(mean, basis, z64, z32, z32.square())
