@@ -160,7 +160,7 @@ class ConvergedLogReg(ReferenceLogReg):
     def _row_span(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """An orthonormal basis of the rows' span and the rows in it, computed once per array."""
         if self._span is None or self._span[0] is not x:
-            basis = torch.linalg.qr(torch.as_tensor(x.T))[0].numpy()
+            basis = torch.linalg.qr(torch.as_tensor(x.T, device="cpu"))[0].numpy()
             self._span = (x, basis, np.ascontiguousarray(matmul(x, basis)))
         return self._span[1], self._span[2]
 
@@ -178,7 +178,7 @@ def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     (OpenBLAS) product leaves OpenBLAS's threads spinning for a while, and every torch parallel region in
     that time waits for a core (measured on 2 cores: a 160 x 10 log-softmax after a numpy product took
     6.9 ms instead of 0.03 ms, and the low-shot column ran 4x slower)."""
-    return (torch.as_tensor(a) @ torch.as_tensor(b)).numpy()
+    return (torch.as_tensor(a, device="cpu") @ torch.as_tensor(b, device="cpu")).numpy()
 
 
 LIBM_CHUNK = 1 << 16  # entries turned into Python floats at once: ~5 MB, however large the array

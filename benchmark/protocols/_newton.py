@@ -46,7 +46,7 @@ class Rotated:
 
     @classmethod
     def of(cls, x: np.ndarray) -> Rotated:
-        features = torch.as_tensor(np.asarray(x, dtype=np.float64))
+        features = torch.as_tensor(np.asarray(x, dtype=np.float64), device="cpu")
         mean = features.mean(0)
         centred = features - mean
         variances, basis = torch.linalg.eigh(centred.T @ centred)
@@ -58,7 +58,7 @@ class Rotated:
     def rotate(self, params: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
         """(weights u, biases c) of original (rows, D + 1) parameters, projected to zero sum over classes
         (a move the loss cannot see and the penalty only gains from)."""
-        weight, bias = torch.as_tensor(params[:, :-1]), torch.as_tensor(params[:, -1])
+        weight, bias = torch.as_tensor(params[:, :-1], device="cpu"), torch.as_tensor(params[:, -1], device="cpu")
         u, c = weight @ self.basis, bias + weight @ self.mean
         return u - u.mean(0), c - c.mean(0)
 
@@ -155,7 +155,7 @@ def line_search(rotated: Rotated, targets: torch.Tensor, lam: float, state: Stat
 def newton_cg(rotated: Rotated, y: np.ndarray, rows: int, start: np.ndarray, lam: float, tol: float,
               max_iter: int) -> tuple[np.ndarray, int]:
     """Minimise from `start` ((rows, D + 1), original coordinates): (solution, Newton steps taken)."""
-    targets = torch.nn.functional.one_hot(torch.as_tensor(y).long(), rows).double()
+    targets = torch.nn.functional.one_hot(torch.as_tensor(y, device="cpu").long(), rows).double()
     state = evaluate(rotated, targets, lam, *rotated.rotate(start))
     steps = 0
     while state.norm >= tol and steps < max_iter:
