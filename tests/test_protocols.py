@@ -137,6 +137,16 @@ def test_newton_cg_works_in_an_exact_change_of_variables(digits_features):
     assert np.linalg.norm(gradient) / len(y) < 1e-9 and 0 < steps < 100
 
 
+@pytest.mark.parametrize("solver", ["converged", "reference", "fast"])
+def test_a_train_split_of_one_class_is_one_message(digits_features, solver):
+    data = task_data(digits_features)
+    train = Features(data.train.x, np.zeros_like(data.train.y))
+    with pytest.raises(UserError, match="needs at least two classes among the 1,151 train labels, and they are all "
+                                        "class 0; check the dataset's train split"):
+        make_protocol("linear", {"solver": solver, "num_wd": 2}).evaluate(
+            FeatureTask(train, data.val, data.test, 10, "top1"))
+
+
 def test_converged_mode_runs_every_fit_to_the_optimum(digits_features):
     """Each fit ends where the gradient of the mean loss is below 1e-6, at large C too (where the
     reference's 100 iterations stop short), and lands where scikit-learn run to a tight tolerance does."""

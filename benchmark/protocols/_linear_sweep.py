@@ -144,6 +144,14 @@ def check_full_batch_memory(data: FeatureTask, solver: Solver) -> None:
             f"streamed from the feature cache), e.g. `protocols: [linear_sgd]` for this dataset")
 
 
+def check_two_classes(train: Features) -> None:
+    """A softmax needs two classes to separate; a train split with one would otherwise fail deep in a solver."""
+    if train.y.ndim == 1 and len(np.unique(train.y)) < 2:
+        raise UserError(f"the linear probe needs at least two classes among the {len(train):,} train labels, and "
+                        f"they are all class {train.y[0] if len(train) else '(none)'}; check the dataset's train "
+                        f"split (its labels, class folders or subset)")
+
+
 def run_sweep(model: LogReg, train: Features, val: Features, metric: Metric, grid: np.ndarray) -> Sweep:
     """The warm-started sweep over the C grid on train, scored on val. As the reference, the first C
     whose score is strictly above every earlier one (and above 0) wins; a NaN score never wins."""
@@ -151,7 +159,7 @@ def run_sweep(model: LogReg, train: Features, val: Features, metric: Metric, gri
     for i in fit_order(model, grid):
         val_scores[i] = score(metric, val.y, model.fit(train.x, train.y, grid[i]).decision_function(val.x))
         iterations[i] = model.iterations
-        if isinstance(model, ConvergedLogReg):
+        if model.converges:  # the refit then starts from the chosen C's optimum, not the last fit's
             solutions[i] = model.warm_copy()
     best = first_strict_best(val_scores)
     return Sweep(model, grid, val_scores, best, iterations, solutions.get(best, model))
@@ -163,7 +171,7 @@ def fit_order(model: LogReg, grid: np.ndarray) -> list[int]:
     fit then starts from a more regularised optimum near its own (measured: a quarter fewer Hessian
     products on Fashion-MNIST features)."""
     order = list(range(len(grid)))
-    return order[::-1] if isinstance(model, ConvergedLogReg) and np.all(np.diff(grid) < 0) else order
+    return order[::-1] if model.converges and np.all(np.diff(grid) < 0) else order
 
 
 def first_strict_best(scores: list[float]) -> int:
@@ -180,6 +188,7 @@ def linear_sweep(data: FeatureTask, p: SweepParams) -> Sweep:
     def compute() -> Sweep:
         check_full_batch_memory(data, p.solver)
         check_finite(data)
+        check_two_classes(data.train)
         return run_sweep(make_solver(data, p.solver), data.train, data.val, data.metric,
                          c_grid(p.wd_start, p.wd_stop, p.num_wd))
 

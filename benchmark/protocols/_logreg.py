@@ -24,7 +24,6 @@ import torch
 import torch.nn.functional as F
 from benchmark.identity import Component
 from benchmark.protocols._newton import Rotated, newton_cg
-from benchmark.protocols.base import softmax
 from benchmark.vocab import TaskType
 
 
@@ -55,6 +54,8 @@ class ReferenceLogReg:
       is its Fortran (scipy < 1.15), so a capped fit stops where scikit-learn 1.3.2's stops on the same
       rows in the same order with the same BLAS.
     """
+
+    converges = False  # capped: where a fit stops depends on where it starts, so the sweep keeps the reference's order
 
     def __init__(self, task: str, num_classes: int, max_iter: int = 100, tol: float = 1e-4):
         self.task, self.num_classes, self.max_iter, self.tol = task, num_classes, max_iter, tol
@@ -121,7 +122,6 @@ class ReferenceLogReg:
         full[:, classes.astype(int)] = s  # a class absent from training is never predicted
         return full
 
-
     @staticmethod
     def _logits(features: np.ndarray, state: np.ndarray) -> np.ndarray:
         return features @ state[:, :-1].T + state[:, -1]
@@ -139,6 +139,7 @@ class ConvergedLogReg(ReferenceLogReg):
     combination of the rows), and an orthonormal basis Q of the span keeps the objective, the penalty
     and the gradient norm unchanged, so the same optimum is reached with n instead of D unknowns."""
 
+    converges = True  # every fit reaches the optimum whatever its start: the sweep may run in any order
     _span: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # (x, basis Q (D, n), x @ Q)
     _rotated: tuple[np.ndarray, Rotated] | None = None  # (x, its eigenbasis coordinates)
 
@@ -283,6 +284,8 @@ class TorchLogReg:
     device, in the whitened coordinates of `Preconditioner`. Stops by sklearn's rule, on the gradient
     in the original coordinates: when its largest entry (of the mean-scaled objective) falls below
     `tol`, or after `max_iter` iterations."""
+
+    converges = False  # capped at max_iter, like the reference
 
     def __init__(self, task: str, num_classes: int, max_iter: int = 100, tol: float = 1e-4,
                  dtype: torch.dtype = torch.float32, device: str = "cpu"):
