@@ -15,6 +15,9 @@ import torch
 from benchmark.errors import UserError
 
 MEMORY_HEADROOM = 0.8  # use at most this fraction of a GPU's free memory for resident features
+# Image batches and conv weights are channels_last (NHWC) on every device: cuDNN's and oneDNN's fast
+# convolutions both take it. On 2 Xeon cores, EfficientNet-Lite0 at 64 px: forward 1.4x, training step 1.7x.
+IMAGE_LAYOUT = torch.channels_last
 
 
 class Precision(StrEnum):

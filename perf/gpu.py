@@ -60,12 +60,12 @@ def decode_only(split, preprocessing, workers: int, batch: int) -> float:
 def bare_forward(encoder, split, preprocessing, device: str, batch: int, precision) -> float:
     """Images/s of the model alone, at `precision`, on batches already preprocessed and on the device:
     the compute ceiling."""
-    from benchmark.devices import exact_float32
+    from benchmark.devices import IMAGE_LAYOUT, exact_float32
 
     transform = preprocessing.transform()
-    layout = torch.channels_last if device.startswith("cuda") else torch.contiguous_format  # as extraction runs
-    encoder.model.to(memory_format=layout)
-    images = torch.stack([transform(split.image_tensor(i)) for i in range(len(split))]).to(device, memory_format=layout)
+    encoder.model.to(memory_format=IMAGE_LAYOUT)  # as extraction runs
+    images = torch.stack([transform(split.image_tensor(i)) for i in range(len(split))]).to(device,
+                                                                                          memory_format=IMAGE_LAYOUT)
     sync = synchronised(device)
 
     def run():

@@ -16,7 +16,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from tqdm import tqdm
 
 from benchmark.data.base import ImageSplit
-from benchmark.devices import Precision, exact_float32, to_numpy
+from benchmark.devices import IMAGE_LAYOUT, Precision, exact_float32, to_numpy
 from benchmark.encoders.base import Encoder
 from benchmark.errors import UserError
 from benchmark.identity import Component
@@ -24,7 +24,7 @@ from benchmark.preprocessing import Preprocessing
 from benchmark.vocab import FeatureKind
 
 log = logging.getLogger(__name__)
-EXTRACTION = Component("extraction", "1")  # bump when extraction changes the features it writes
+EXTRACTION = Component("extraction", "2")  # bump when extraction changes the features it writes (2: NHWC on CPU)
 DECODE_ERRORS = (OSError, UnidentifiedImageError, ValueError, SyntaxError)
 
 
@@ -118,20 +118,19 @@ def extract_features(encoder: Encoder, split: ImageSplit, preprocessing: Preproc
     """Float32 features in the split's order (pooled (N, D) or dense (N, C, h, w)), skipping images
     that do not decode. `shard=(rank, world_size)` extracts only that rank's DistributedSampler share;
     `kept` then says which dataset positions it holds. Decoding and resizing run in `workers` processes
-    (prefetching); on a GPU the model and its batches are channels_last."""
+    (prefetching); the model and its batches are channels_last (`IMAGE_LAYOUT`)."""
     images = PreprocessedImages(split, preprocessing)
     sampler = DistributedSampler(images, num_replicas=shard[1], rank=shard[0], shuffle=False) if shard else None
     loader = DataLoader(images, batch_size=batch_size, shuffle=False, sampler=sampler, num_workers=workers,
                         pin_memory=device.startswith("cuda"), collate_fn=collate,
                         prefetch_factor=4 if workers else None)
-    layout = torch.channels_last if device.startswith("cuda") else torch.contiguous_format
-    encoder.to(device).model.to(memory_format=layout)
+    encoder.to(device).model.to(memory_format=IMAGE_LAYOUT)
     encode = HalvingEncoder(encoder, batch_size, kind, precision, device)
     chunks, kept, skipped, waiting = [], [], [], OnDevice()
     for indices, batch, bad in tqdm(loader, desc=desc, unit="batch", leave=False, disable=None):
         skipped += bad
         if batch is not None:
-            chunks += waiting.add(encode(batch.to(device, non_blocking=True, memory_format=layout)))
+            chunks += waiting.add(encode(batch.to(device, non_blocking=True, memory_format=IMAGE_LAYOUT)))
             kept += indices
     chunks += waiting.flush()
     check_skipped(split, skipped, max_bad_fraction, total=len(sampler) if sampler else len(split))

@@ -17,6 +17,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms.v2 import functional as TF
 
+from benchmark.devices import IMAGE_LAYOUT
 from benchmark.preprocessing import INTERPOLATIONS, Preprocessing, to_three_channels
 
 SCALE, RATIO = (0.08, 1.0), (3 / 4, 4 / 3)
@@ -89,10 +90,10 @@ def training_loader(batches: TrainingBatches, workers: int, pin: bool) -> DataLo
 
 def on_device(crops: torch.Tensor, preprocessing: Preprocessing, device: str) -> torch.Tensor:
     """A uint8 batch as the model takes it: one copy, then scaled to [0, 1] and normalised on the device
-    (channels_last on a GPU)."""
+    (channels_last, `IMAGE_LAYOUT`)."""
     on_gpu = device.startswith("cuda")
     images = crops.to(device, non_blocking=on_gpu).float().div_(255)
     mean = torch.tensor(preprocessing.mean, device=device).view(1, 3, 1, 1)
     std = torch.tensor(preprocessing.std, device=device).view(1, 3, 1, 1)
     images = images.sub_(mean).div_(std)
-    return images.contiguous(memory_format=torch.channels_last) if on_gpu else images
+    return images.contiguous(memory_format=IMAGE_LAYOUT)

@@ -30,7 +30,7 @@ from torch import nn
 
 from benchmark import distributed
 from benchmark.backbones import output_width
-from benchmark.devices import to_numpy
+from benchmark.devices import IMAGE_LAYOUT, to_numpy
 from benchmark.metrics import correct_per_example, score
 from benchmark.outputs import PerExample
 from benchmark.params import CheckedParams, Constraints, Each, Interval, Options
@@ -74,7 +74,7 @@ def image_module(model: nn.Module) -> nn.Module:
 @PROTOCOLS.register
 class FineTune(Protocol):
     name = "finetune"
-    version = "1.1"  # 1.1: augmentation drawn per (seed, rank, step) in DataLoader workers
+    version = "1.2"  # 1.1: augmentation drawn per (seed, rank, step) in DataLoader workers; 1.2: NHWC on CPU
     requires = (FeatureKind.MODEL,)
     selects_on_val = True
 
@@ -187,7 +187,7 @@ class FineTune(Protocol):
         with torch.no_grad():
             for start in range(0, len(indices), batch):
                 images = torch.stack([transform(data.images.image_tensor(int(i)).to(data.device))
-                                      for i in indices[start:start + batch]])
+                                      for i in indices[start:start + batch]]).contiguous(memory_format=IMAGE_LAYOUT)
                 outputs.append(to_numpy(model(images)))
         scores = np.concatenate(outputs)
         return np.nan_to_num(scores, nan=0.0, posinf=0.0, neginf=0.0)
