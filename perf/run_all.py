@@ -31,7 +31,7 @@ def rows(quick: bool) -> list[tuple[str, str, float, float, str]]:
                     r["ratio"], TARGETS["linear"], f"test {r['test_sklearn']:.2f} vs {r['test_torch']:.2f}"))
     with tempfile.TemporaryDirectory() as tmp:  # real features too: the offline suite's EfficientNet-Lite0
         r = linear_probe.compare_real("bundled:efficientnet_lite0", "digits" if quick else "fashion_mnist", "offline",
-                                      Path(tmp), 45)
+                                      Path(tmp), 6 if quick else 45)
     out.append(("linear (real)", f"{r['size']}: sklearn {r['sklearn_s']:.1f}s vs torch {r['torch_s']:.1f}s", r["ratio"],
                 TARGETS["linear"], f"test {r['test_sklearn']:.2f} vs {r['test_torch']:.2f} (C {r['C_sklearn']:.3g} vs "
                 f"{r['C_torch']:.3g})"))
@@ -52,10 +52,12 @@ def rows(quick: bool) -> list[tuple[str, str, float, float, str]]:
     out.append(("extraction", f"{r['size']}: {r['end_to_end_img_s']:.0f} of {r['bare_img_s']:.0f} img/s",
                 r["ratio"], TARGETS["extraction"], f"all images {r['complete']}"))
     with tempfile.TemporaryDirectory() as tmp:
-        cold, first = cache_speedup.timed_run(["bundled:efficientnet_lite0"], "offline", Path(tmp), False)
-        warm, second = cache_speedup.timed_run(["bundled:efficientnet_lite0"], "offline", Path(tmp), False)
+        models, suite = (["pixels:8"], cache_speedup.quick_suite()) if quick else (["bundled:efficientnet_lite0"], "offline")
+        cold, first = cache_speedup.timed_run(models, suite, Path(tmp), False)
+        warm, second = cache_speedup.timed_run(models, suite, Path(tmp), False)
     same = [round(x.value, 6) for x in first.rows] == [round(x.value, 6) for x in second.rows]
-    out.append(("cache", f"offline suite, 1 encoder: first {cold:.1f}s vs second {warm:.2f}s", cold / warm,
+    suite_name = "quick" if quick else "offline"
+    out.append(("cache", f"{suite_name} suite, 1 encoder: first {cold:.1f}s vs second {warm:.2f}s", cold / warm,
                 TARGETS["cache"], f"identical results {same}"))
     return out
 
