@@ -3,7 +3,7 @@ on the same features, side by side in one process; and the converged solver vs s
 run to convergence (tol 1e-10, warm starts, as issue 33 measures the anchor).
 
     python perf/linear_probe.py [--sizes 10000x512 50000x2048] [--num-wd 45] [--real fashion_mnist ...]
-                                [--converged-sizes 4000x512] [--converged-num-wd 12]
+                                [--converged-sizes 4000x512] [--converged-num-wd 12] [--sklearn-limit SECONDS]
 
 Prints each path's time, the ratio, the chosen C of each, and their test accuracies (targets: the
 torch path at least 10x faster than the capped reference, the converged solver at least 20x faster than
@@ -13,8 +13,10 @@ scikit-learn's converged fit; test accuracy within 0.5 points).
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -50,35 +52,80 @@ def compare_on(data, size: str, num_wd: int) -> dict:
             "test_torch": fast.value, "agree": abs(slow.value - fast.value) <= 0.5}
 
 
-def sklearn_converged(data, num_wd: int) -> tuple[float, float]:
+class OutOfTime(Exception):
+    """scikit-learn's run passed the comparison's time limit."""
+
+
+@contextmanager
+def time_limit(seconds: float | None):
+    """Raise OutOfTime in this thread after `seconds` (scipy's L-BFGS calls back into Python every
+    iteration, so the signal lands within one iteration)."""
+    if seconds is None:
+        yield
+        return
+
+    def stop(signum, frame):
+        raise OutOfTime
+
+    previous = signal.signal(signal.SIGALRM, stop)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def sklearn_converged(data, num_wd: int, fitted: list[float] | None = None) -> tuple[float, float]:
     """scikit-learn's installed LogisticRegression(lbfgs) run to tol 1e-10 along the same C grid with warm
-    starts, the first strictly best C on val refit on train+val: (chosen C, test accuracy)."""
+    starts, the first strictly best C on val refit on train+val: (chosen C, test accuracy). Each C whose
+    fit finished is appended to `fitted` (what a time limit leaves)."""
     import warnings
 
     from sklearn.linear_model import LogisticRegression
 
     from benchmark.protocols._linear_sweep import c_grid, first_strict_best
 
-    grid, scores = c_grid(-6.0, 5.0, num_wd), []
+    grid, scores, fitted = c_grid(-6.0, 5.0, num_wd), [], [] if fitted is None else fitted
     model = LogisticRegression(solver="lbfgs", tol=1e-10, max_iter=100_000, warm_start=True)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # its float64 line search reports a stalled step at large C
         for C in grid:
             scores.append(100 * model.set_params(C=C).fit(data.train.x, data.train.y).score(data.val.x, data.val.y))
+            fitted.append(float(C))
         C = float(grid[first_strict_best(scores)])
         final = LogisticRegression(solver="lbfgs", tol=1e-10, max_iter=100_000, C=C)
         final.fit(data.trainval.x, data.trainval.y)
     return C, 100 * final.score(data.test.x, data.test.y)
 
 
-def compare_converged(data, size: str, num_wd: int) -> dict:
+def compare_converged(data, size: str, num_wd: int, sklearn_limit: float | None = None) -> dict:
+    """Ours, then scikit-learn's converged fit on the same grid. Past `sklearn_limit` seconds scikit-learn
+    is stopped: its C and test are None, and the ratio is a lower bound (`finished` False)."""
     make_protocol("linear", {"solver": "converged", "num_wd": 3}).evaluate(synthetic_task(400, 100, 16, seed=1))
     ours_s, ours = timed(make_protocol("linear", {"solver": "converged", "num_wd": num_wd}), data)
-    start = time.perf_counter()
-    C, test = sklearn_converged(data, num_wd)
+    start, fitted, (C, test) = time.perf_counter(), [], (None, None)
+    try:
+        with time_limit(sklearn_limit):
+            C, test = sklearn_converged(data, num_wd, fitted)
+    except OutOfTime:
+        pass
     sklearn_s = time.perf_counter() - start
     return {"size": size, "num_wd": num_wd, "sklearn_s": sklearn_s, "ours_s": ours_s, "ratio": sklearn_s / ours_s,
-            "C_sklearn": C, "C_ours": ours.chosen["C"], "test_sklearn": test, "test_ours": ours.value}
+            "C_sklearn": C, "C_ours": ours.chosen["C"], "test_sklearn": test, "test_ours": ours.value,
+            "finished": C is not None, "sklearn_fitted": len(fitted)}
+
+
+def converged_line(row: dict) -> str:
+    """One printed line of a `compare_converged` row; a stopped scikit-learn run reads as a lower bound."""
+    ours = f"ours {row['ours_s']:.1f}s"
+    if not row["finished"]:
+        return (f"linear converged {row['size']}, {row['num_wd']} C: sklearn lbfgs tol 1e-10 stopped after "
+                f"{row['sklearn_s']:.0f}s with {row['sklearn_fitted']} of {row['num_wd']} C fitted, {ours}, "
+                f">= {row['ratio']:.1f}x; ours chose C {row['C_ours']:.3g}, test {row['test_ours']:.2f}")
+    return (f"linear converged {row['size']}, {row['num_wd']} C: sklearn lbfgs tol 1e-10 {row['sklearn_s']:.1f}s, "
+            f"{ours}, {row['ratio']:.1f}x; C {row['C_sklearn']:.3g} vs {row['C_ours']:.3g}; "
+            f"test {row['test_sklearn']:.2f} vs {row['test_ours']:.2f}")
 
 
 def real_task(model: str, dataset: str, suite_name: str, cache_dir: Path):
@@ -113,6 +160,8 @@ def main() -> None:
     parser.add_argument("--converged-num-wd", type=int, default=12)
     parser.add_argument("--converged-real", nargs="*", default=[], metavar="DATASET",
                         help="the converged comparison on offline-suite datasets' EfficientNet-Lite0 features")
+    parser.add_argument("--sklearn-limit", type=float, default=None, metavar="SECONDS",
+                        help="stop scikit-learn's converged fit after this long (the ratio is then a lower bound)")
     parser.add_argument("--quick", action="store_true", help="a smoke run: 2000x64, 6 C values, digits (fast solver)")
     args = parser.parse_args()
     if args.quick:
@@ -124,10 +173,9 @@ def main() -> None:
         data = real_task("bundled:efficientnet_lite0", name, "offline", args.cache_dir)
         tasks.append((data, f"{name} {len(data.train)}x{data.train.x.shape[1]} (bundled:efficientnet_lite0)"))
     for data, size in tasks:
-        row = compare_converged(data, size, args.converged_num_wd)
-        print(f"linear converged {row['size']}, {row['num_wd']} C: sklearn lbfgs tol 1e-10 {row['sklearn_s']:.1f}s, "
-              f"ours {row['ours_s']:.1f}s, {row['ratio']:.1f}x; C {row['C_sklearn']:.3g} vs {row['C_ours']:.3g}; "
-              f"test {row['test_sklearn']:.2f} vs {row['test_ours']:.2f}", flush=True)
+        print(converged_line(compare_converged(data, size, args.converged_num_wd, args.sklearn_limit)), flush=True)
+    if args.quick:  # and a run stopped by the limit, so that path stays exercised
+        print(converged_line(compare_converged(tasks[0][0], tasks[0][1], args.converged_num_wd, 1e-3)), flush=True)
     rows = [compare(*(int(v) for v in size.split("x")), args.num_wd) for size in args.sizes]
     rows += [compare_real("bundled:efficientnet_lite0", name, "offline", args.cache_dir, args.num_wd)
              for name in args.real]

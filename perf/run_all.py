@@ -62,21 +62,32 @@ def rows(quick: bool) -> list[tuple[str, str, float, float, str]]:
     return out
 
 
+SKLEARN_LIMIT = 1800.0  # seconds: scikit-learn's converged fit at 50,000 x 2048 takes hours; past this, a bound
+
+
 def converged_rows(quick: bool) -> list[tuple[str, str, float, float, str]]:
     """The converged solver against scikit-learn's lbfgs run to tol 1e-10 (issue 33's anchor), 12 C values."""
     out = []
     with tempfile.TemporaryDirectory() as tmp:
         tasks = [(linear_probe.synthetic_task(n, n // 4, d), f"{n}x{d}") for n, d in
-                 ([(1000, 32)] if quick else [(10000, 512)])]
+                 ([(1000, 32)] if quick else [(10000, 512), (50000, 2048)])]
         data = linear_probe.real_task("bundled:efficientnet_lite0", "digits" if quick else "fashion_mnist", "offline",
                                       Path(tmp))
         tasks.append((data, f"{'digits' if quick else 'fashion_mnist'} {len(data.train)}x{data.train.x.shape[1]} (Lite0)"))
         for task, size in tasks:
-            r = linear_probe.compare_converged(task, size, 4 if quick else 12)
-            out.append(("converged", f"{size}: sklearn lbfgs tol 1e-10 {r['sklearn_s']:.1f}s vs ours {r['ours_s']:.1f}s",
-                        r["ratio"], TARGETS["converged"], f"test {r['test_sklearn']:.2f} vs {r['test_ours']:.2f} "
-                        f"(C {r['C_sklearn']:.3g} vs {r['C_ours']:.3g})"))
+            r = linear_probe.compare_converged(task, size, 4 if quick else 12, None if quick else SKLEARN_LIMIT)
+            out.append(converged_row(r))
     return out
+
+
+def converged_row(r: dict) -> tuple[str, str, float, float, str]:
+    if not r["finished"]:  # the ratio is a lower bound
+        return ("converged", f"{r['size']}: sklearn lbfgs tol 1e-10 stopped after {r['sklearn_s']:.0f}s "
+                f"({r['sklearn_fitted']} of {r['num_wd']} C fitted) vs ours {r['ours_s']:.1f}s: ratio at least",
+                r["ratio"], TARGETS["converged"], f"ours: test {r['test_ours']:.2f} (C {r['C_ours']:.3g})")
+    return ("converged", f"{r['size']}: sklearn lbfgs tol 1e-10 {r['sklearn_s']:.1f}s vs ours {r['ours_s']:.1f}s",
+            r["ratio"], TARGETS["converged"], f"test {r['test_sklearn']:.2f} vs {r['test_ours']:.2f} "
+            f"(C {r['C_sklearn']:.3g} vs {r['C_ours']:.3g})")
 
 
 def main() -> None:

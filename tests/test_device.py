@@ -199,3 +199,27 @@ def test_a_torch_lbfgs_iteration_waits_a_few_times_not_once_per_history_pair(mon
     model = TorchLogReg("multiclass", 5).fit(rng.normal(size=(600, 40)).astype(np.float32), rng.integers(0, 5, 600), 1.0)
     assert model.iterations >= 8
     assert waits["n"] <= 5 * model.iterations + 5  # the scalar two-loop alone waited 2 x 10 + 1 times per iteration
+
+
+def test_extraction_is_channels_last_on_the_cpu_and_matches_the_contiguous_forward(rng):
+    """Both layouts compute the same convolutions (summed in another order), so pooled and dense
+    features agree to float32 rounding; the model is left channels_last and the dense maps come back
+    as ordinary (N, C, h, w) arrays."""
+    from benchmark.data.base import ImageSplit
+    from benchmark.encoders import load_encoder
+    from benchmark.pipeline.extraction import extract_features
+    from benchmark.preprocessing import Preprocessing
+    from benchmark.vocab import FeatureKind
+
+    encoder, preprocessing = load_encoder("timm:resnet18"), Preprocessing(input_size=32, resize_size=32)
+    split = ImageSplit(rng.integers(0, 256, size=(12, 32, 32, 3), dtype=np.uint8), np.arange(12) % 2)
+    batch = torch.stack([preprocessing.transform()(split.image_tensor(i)) for i in range(12)])
+    with torch.inference_mode():
+        pooled, dense = encoder.encode(batch).numpy(), encoder.encode_dense(batch).numpy()
+    got_pooled = extract_features(encoder, split, preprocessing, batch_size=5).features
+    got_dense = extract_features(encoder, split, preprocessing, batch_size=5, kind=FeatureKind.DENSE).features
+    conv = next(p for p in encoder.model.parameters() if p.dim() == 4)
+    assert conv.is_contiguous(memory_format=torch.channels_last) and not conv.is_contiguous()
+    assert got_dense.shape == dense.shape and got_dense.flags.c_contiguous
+    np.testing.assert_allclose(got_pooled, pooled, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(got_dense, dense, rtol=1e-4, atol=1e-5)

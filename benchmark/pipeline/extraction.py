@@ -134,7 +134,7 @@ def extract_features(encoder: Encoder, split: ImageSplit, preprocessing: Preproc
             kept += indices
     chunks += waiting.flush()
     check_skipped(split, skipped, max_bad_fraction, total=len(sampler) if sampler else len(split))
-    features = np.concatenate(chunks).astype(np.float32, copy=False)
+    features = np.ascontiguousarray(np.concatenate(chunks), dtype=np.float32)  # dense maps come back NHWC-strided
     return Extracted(features, np.asarray(kept, dtype=np.int64), skipped)
 
 
