@@ -9,7 +9,10 @@ Another CPU rounds floating point differently because its libraries pick other k
 forces one such set on this machine. The command runs once per path in its own process, with an empty
 feature cache and results store, and this script prints:
 - the table and summary lines that differ from the first path's (what a newcomer would see change);
-- every cell whose value differs across paths, with its values and spread.
+- every cell whose value differs across paths, with its values and spread;
+- the verdict issue 33 asks for: whether every cell that prints differently is marked `≈s` (its
+  `stability: N` reruns printed differently) on every path and differs by less than its smallest s.
+Values are what the tables read: a cell with stability reruns is the mean over its runs.
 
 Each full run takes as long as the README command (about 3 minutes on 2 cores; the `sse` path longer).
 """
@@ -20,7 +23,6 @@ import argparse
 import os
 import re
 import shlex
-import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -33,6 +35,9 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmark.results import ResultsStore  # noqa: E402
+from benchmark.results.report import printed_spread  # noqa: E402
+from benchmark.vocab import metric_spec  # noqa: E402
 from perf._machine import describe  # noqa: E402
 
 NUMPY_AVX512 = "AVX512F AVX512CD AVX512_KNL AVX512_KNM AVX512_SKX AVX512_CLX AVX512_CNL AVX512_ICL AVX512_SPR"
@@ -58,7 +63,9 @@ class PathRun:
     name: str
     seconds: float
     printed: list[str]  # the tables and summary, as the user reads them
-    values: pd.Series  # (encoder, dataset, protocol) -> value
+    values: pd.Series  # (encoder, dataset, protocol) -> value as tables read it
+    marks: pd.Series  # (encoder, dataset, protocol) -> the `≈s` spread it is printed with (NaN: unmarked)
+    printed_values: pd.Series  # (encoder, dataset, protocol) -> value at the printed precision
 
 
 def readme_command() -> list[str]:
@@ -97,10 +104,12 @@ def run_path(name: str, arguments: list[str], work: Path) -> PathRun:
     seconds = time.perf_counter() - start
     if done.returncode:
         raise SystemExit(f"{name}: exit {done.returncode}\n{done.stderr[-3000:]}")
-    with sqlite3.connect(results) as db:
-        rows = pd.read_sql_query("SELECT encoder, dataset, protocol, value FROM results", db)
-    values = rows.groupby(["encoder", "dataset", "protocol"])["value"].last()
-    return PathRun(name, seconds, report_lines(done.stdout), values)
+    rows = ResultsStore(results).latest().set_index(["encoder", "dataset", "protocol"])
+    digits = pd.Series([1 if metric_spec(m) is None or metric_spec(m).is_score else 2 for m in rows["metric"]],
+                       index=rows.index)
+    marks = pd.Series([printed_spread(r, d) for r, d in zip(rows["stability_runs"], digits)], index=rows.index)
+    printed = pd.Series([f"{v:.{d}f}" for v, d in zip(rows["value"], digits)], index=rows.index)
+    return PathRun(name, seconds, report_lines(done.stdout), rows["value"], marks, printed)
 
 
 def differing_lines(runs: list[PathRun]) -> list[str]:
@@ -121,6 +130,21 @@ def cell_spreads(runs: list[PathRun]) -> pd.DataFrame:
     spread = table.max(axis=1) - table.min(axis=1)
     table["spread"] = spread
     return table[spread > 0].sort_values("spread", ascending=False)
+
+
+def unexplained_cells(runs: list[PathRun]) -> list[str]:
+    """Cells that print differently across paths without being marked `≈s` on every path, or that move
+    by s or more: what the done-when of issue 33 allows none of."""
+    printed = pd.concat({run.name: run.printed_values for run in runs}, axis=1)
+    values = pd.concat({run.name: run.values for run in runs}, axis=1)
+    marks = pd.concat({run.name: run.marks for run in runs}, axis=1)
+    out = []
+    for cell in printed.index[printed.nunique(axis=1) > 1]:
+        moved, allowed = values.loc[cell].max() - values.loc[cell].min(), marks.loc[cell].min()
+        if not moved < allowed:  # NaN (unmarked somewhere) fails too
+            out.append(f"    {' · '.join(cell)}: {' / '.join(printed.loc[cell])}, moved {moved:.2f}, "
+                       f"marked ≈{' / '.join(f'{m:.2f}' for m in marks.loc[cell])}")
+    return out
 
 
 def main() -> None:
@@ -150,6 +174,10 @@ def main() -> None:
     if len(spreads):
         with pd.option_context("display.width", 200, "display.max_rows", 500, "display.float_format", "{:.3f}".format):
             print(spreads)
+    unexplained = unexplained_cells(runs)
+    print(f"\n{len(unexplained)} cells print differently across paths without a mark (≈s on every path) that "
+          f"covers the move" + (":" if unexplained else ""))
+    print("\n".join(unexplained))
 
 
 if __name__ == "__main__":

@@ -107,6 +107,19 @@ def test_summary_correlates_imagenet_top1_with_each_protocol_mean():
     assert "linear +1.00" in line and "calibration -1.00 (lower is better)" in line
 
 
+def test_the_summary_ranks_the_means_the_table_prints():
+    """Issue 33: low-shot means of 72.45 / 73.50 / 72.47 print 72.5 / 73.5 / 72.5, and the Spearman line
+    read +0.50 on one CPU and +0.00 on another that made the first 72.48. Ranked as printed, they tie."""
+    facts = [{"imagenet_top1": t} for t in (74.84, 76.64, 77.46)]
+    for first in (72.45, 72.46, 72.48):
+        rows = pd.DataFrame([row(f"m{i}", "lowshot", "d", v, facts=f)
+                             for i, (v, f) in enumerate(zip((first, 73.50, 72.47), facts))])
+        (line,) = summary_lines(rows)
+        assert line.endswith("lowshot +0.00"), (first, line)
+    rows = pd.DataFrame([row(f"m{i}", "lowshot", "d", v, facts=f) for i, (v, f) in enumerate(zip((72.4, 73.5, 72.6), facts))])
+    assert summary_lines(rows)[0].endswith("lowshot +0.50")  # distinct as printed: ranked as they print
+
+
 def test_dense_features_of_imagenet_weights_beat_random_init_on_a_mosaic_slice():
     """The redesigned dense path (a CNN's stride-16 stage at the suite's 64 px) on 300 train / 200 test
     mosaics: real EfficientNet-Lite0 ImageNet weights rank above the same architecture at random init

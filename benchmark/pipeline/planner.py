@@ -22,6 +22,7 @@ from benchmark.identity import CellKey, FeatureKey, component_versions, differen
 from benchmark.devices import Precision
 from benchmark.pipeline.inputs import (HOLDOUT_RULE, Pairing, feature_keys, has_holdout, pair, pairing_key,
                                       plan_dataset)
+from benchmark.pipeline.stability import RERUNS
 from benchmark.preprocessing import Preprocessing
 from benchmark.protocols import PROTOCOLS, Protocol, make_protocol
 from benchmark.protocols.base import skip_reason
@@ -91,7 +92,8 @@ def cell_key(task: Task, protocol: Protocol, pairing: Pairing, seed: int | None)
     if task.stability:  # only when asked: a cell without reruns keeps the key it always had
         params["stability"] = task.stability
     holdout = protocol.selects_on_val and has_holdout(pairing.dataset)
-    code = protocol.code_versions() | (component_versions([HOLDOUT_RULE]) if holdout else {})
+    shared = [HOLDOUT_RULE] * holdout + [RERUNS] * bool(task.stability)
+    code = protocol.code_versions() | component_versions(shared)
     return CellKey(task.protocol, task.kind, params, code, feature_keys(pairing, protocol.input_kind()), seed)
 
 

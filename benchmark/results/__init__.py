@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from benchmark import __version__
@@ -279,13 +280,33 @@ def latest_per_cell(rows: pd.DataFrame) -> pd.DataFrame:
     return rows.drop_duplicates(CELL, keep="last")
 
 
+def stability_runs(details: Any, value: float) -> list[float] | None:
+    """The stored run's value and its `stability: N` reruns' (`benchmark.pipeline.stability`); None without."""
+    reruns = details.get("stability") if isinstance(details, dict) else None
+    return [float(value), *reruns["values"]] if reruns else None
+
+
+def with_rerun_means(rows: pd.DataFrame) -> pd.DataFrame:
+    """`value` of a row with stability reruns becomes the mean over its run and its reruns, and
+    `stability_runs` keeps them all: another CPU's value is one more draw of the same kind, so the mean
+    is what a table can print the same on more machines."""
+    runs = [stability_runs(d, v) for d, v in zip(rows["details"], rows["value"])] if "details" in rows else []
+    if not any(runs):
+        return rows.assign(stability_runs=pd.Series([None] * len(rows), index=rows.index, dtype=object))
+    means = [float(np.mean(r)) if r else v for r, v in zip(runs, rows["value"])]
+    return rows.assign(value=means, stability_runs=pd.Series(runs, index=rows.index, dtype=object))
+
+
 def over_seeds(rows: pd.DataFrame) -> pd.DataFrame:
     """One row per cell: its newest result, and the newest result of every other seed of the same study
     (the same `study_key`: identity.CellKey without the seed). `value` is their mean, `seed_std` their
     standard deviation (NaN with one seed) and `seed_values` {seed: value}; the other columns come from the lowest seed's row, so confidence
-    intervals and paired tests describe that one run (within-run uncertainty)."""
+    intervals and paired tests describe that one run (within-run uncertainty). A seed's value with
+    stability reruns is already the mean over its runs (`with_rerun_means`)."""
     if rows.empty:
-        return rows.assign(seed_std=pd.Series(dtype=float), seed_values=pd.Series(dtype=object))
+        return rows.assign(seed_std=pd.Series(dtype=float), seed_values=pd.Series(dtype=object),
+                           stability_runs=pd.Series(dtype=object))
+    rows = with_rerun_means(rows)
     newest = latest_per_cell(rows)
     same_study = rows.reset_index(drop=True).merge(newest[CELL + ["study_key"]], on=CELL + ["study_key"])
     per_seed = same_study.drop_duplicates(CELL + ["seed"], keep="last").sort_values("seed", kind="stable")

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from benchmark.results import with_rerun_means
 from benchmark.results.groups import vtab_lines
 from benchmark.results.lowshot import lowshot_lines
 from benchmark.results.shift import robustness_lines
@@ -55,7 +56,7 @@ class ProtocolTable:
     is_score: bool = True  # False for label-free diagnostics: nothing is "best"
     spread: pd.DataFrame | None = None  # the linear probe's range over row orders (NaN where not measured)
     seed_std: pd.DataFrame | None = None  # standard deviation over the run's seeds (NaN with one seed)
-    unstable: pd.DataFrame | None = None  # 1.0 where a stability rerun prints another value (`prints_differently`)
+    rerun_spread: pd.DataFrame | None = None  # the stability runs' spread where they print differently, else NaN
 
     def best(self) -> pd.DataFrame:
         """True where a cell holds its column's best value (all of them when tied); none for diagnostics."""
@@ -68,11 +69,19 @@ class ProtocolTable:
         """Each encoder's mean over the datasets, for encoders that have every one of them."""
         return self.values.mean(axis=1).where(self.values.notna().all(axis=1))
 
+    def printed_means(self) -> pd.Series:
+        """The means as the table prints them. The summary's correlations rank these, so two encoders the
+        table shows level are tied there too, and an order finer than the print (which another CPU's
+        rounding may flip) never reaches a summary line."""
+        digits = 1 if self.is_score else 2
+        return self.means().map(lambda m: float(f"{m:.{digits}f}") if pd.notna(m) else m)
+
 
 def protocol_tables(rows: pd.DataFrame, with_ci: bool = True) -> list[ProtocolTable]:
     """One table per protocol column of the suite, in first-seen order; encoders in first-seen order.
     `with_ci=False` skips the bootstraps (all NaN) where only values and means are read."""
     encoders = list(dict.fromkeys(rows["encoder"]))
+    rows = rows if "stability_runs" in rows else with_rerun_means(rows)
     tables = []
     for protocol, group in rows.groupby("protocol", sort=False):
         datasets = list(dict.fromkeys(group["dataset"]))
@@ -87,8 +96,7 @@ def protocol_tables(rows: pd.DataFrame, with_ci: bool = True) -> list[ProtocolTa
         spread = grid([order_spread(row) for _, row in group.iterrows()])
         seed_std = grid(list(group["seed_std"]) if "seed_std" in group else [np.nan] * len(group))
         digits = 1 if is_score(group) else 2
-        unstable = grid([float(prints_differently(row["value"], row.get("details"), digits))
-                         for _, row in group.iterrows()])
+        unstable = grid([printed_spread(row["stability_runs"], digits) for _, row in group.iterrows()])
         tables.append(ProtocolTable(str(protocol), "/".join(dict.fromkeys(group["metric"])), values,
                                     ci95.loc[values.index], lower_is_better(group), is_score(group),
                                     spread.loc[values.index], seed_std.loc[values.index], unstable.loc[values.index]))
@@ -101,22 +109,22 @@ def order_spread(row: pd.Series) -> float:
     return float(details.get("permutation_spread", np.nan)) if isinstance(details, dict) else np.nan
 
 
-def prints_differently(value: float, details: object, digits: int) -> bool:
-    """Whether a stability rerun of the cell (`details.stability`, `benchmark.pipeline.stability`) prints
-    another number at `digits` decimals."""
-    stability = details.get("stability") if isinstance(details, dict) else None
-    if not stability:
-        return False
-    return len({f"{v:.{digits}f}" for v in [value, *stability["values"]]}) > 1
+def printed_spread(runs: list[float] | None, digits: int) -> float:
+    """The spread of a cell's run and its stability reruns (`results.with_rerun_means`) where they print
+    differently at `digits` decimals; NaN where they print the same or there are none."""
+    if not isinstance(runs, list) or len({f"{v:.{digits}f}" for v in runs}) < 2:
+        return np.nan
+    return max(runs) - min(runs)
 
 
 def format_cell(value: float, ci95: float, best: bool, digits: int = 1, spread: float = np.nan,
-                seed_std: float = np.nan, unstable: bool = False) -> str:
+                seed_std: float = np.nan, rerun_spread: float = np.nan) -> str:
     if np.isnan(value):
         return "--"
-    shown = f"{value:.{digits}f}" + ("≈" if unstable else "")
+    shown = f"{value:.{digits}f}"
     text = shown if np.isnan(ci95) else f"{shown} ± {ci95:.{digits}f}"
     text = text if np.isnan(spread) else f"{text} ↔{spread:.{digits}f}"
+    text = text if np.isnan(rerun_spread) else f"{text} ≈{rerun_spread:.{digits}f}"
     text = text if np.isnan(seed_std) else f"{text} σ{seed_std:.{digits}f}"
     return f"**{text}**" if best else text
 
@@ -125,8 +133,8 @@ def render_protocol_table(table: ProtocolTable) -> str:
     best, digits, nothing = table.best(), 1 if table.is_score else 2, table.values * np.nan
     spread = table.spread if table.spread is not None else nothing
     seed_std = table.seed_std if table.seed_std is not None else nothing
-    unstable = table.unstable if table.unstable is not None else nothing
-    shown = pd.DataFrame({dataset: [format_cell(v, c, b, digits, r, sd, u == 1.0) for v, c, b, r, sd, u in
+    unstable = table.rerun_spread if table.rerun_spread is not None else nothing
+    shown = pd.DataFrame({dataset: [format_cell(v, c, b, digits, r, sd, u) for v, c, b, r, sd, u in
                                     zip(table.values[dataset], table.ci95[dataset], best[dataset], spread[dataset],
                                         seed_std[dataset], unstable[dataset])]
                           for dataset in table.values.columns}, index=table.values.index)
@@ -165,9 +173,10 @@ def render_report(rows: pd.DataFrame, skips: pd.DataFrame | None = None) -> str:
         parts.append("↔r: the range r of the linear probe's score when the reference solver re-runs with the rows "
                      "in other orders (`permutations`): differences smaller than r are the protocol's rounding.")
     if "details" in rows and rows["details"].map(lambda d: isinstance(d, dict) and "stability" in d).any():
-        parts.append("≈: a rerun of the cell under rounding-level perturbations (`stability: N`: features moved by "
-                     "one float32 unit, train rows reordered, one thread) prints another value; the difference is "
-                     "what another CPU may print. Unmarked cells with reruns printed the same every time.")
+        parts.append("A cell with `stability: N` reruns (under rounding-level perturbations: features moved by up to "
+                     "32 float32 units, train rows reordered, every second feature-task rerun on one thread) shows the "
+                     "mean over its run and its reruns. ≈s: they printed differently, over a range of s; another "
+                     "CPU may print a value about that far off. Such a cell without ≈ printed the same every time.")
     if "seed_values" in rows and rows["seed_values"].map(lambda v: isinstance(v, dict) and len(v) > 1).any():
         parts.append(f"σ: standard deviation over the run's seeds ({seeds_line(rows)}); such a cell's value is "
                      f"the mean over its seeds, and its ± the 95% CI of its lowest seed's run.")
@@ -242,10 +251,10 @@ def label_free_lines(rows: pd.DataFrame) -> list[str]:
     """For each label-free diagnostic: the Spearman correlation of its mean (over datasets) with each
     scored protocol's mean, over the encoders that have both (at least 3)."""
     tables = protocol_tables(rows, with_ci=False)
-    scored = [(t.protocol, t.means().dropna()) for t in tables if t.is_score]
+    scored = [(t.protocol, t.printed_means().dropna()) for t in tables if t.is_score]
     lines = []
     for diagnostic in (t for t in tables if not t.is_score):
-        means, parts = diagnostic.means().dropna(), []
+        means, parts = diagnostic.printed_means().dropna(), []
         for protocol, other in scored:
             both = means.index.intersection(other.index)
             if len(both) >= 3 and means[both].nunique() > 1 and other[both].nunique() > 1:
@@ -268,7 +277,7 @@ def imagenet_correlation_line(rows: pd.DataFrame) -> str | None:
         return None
     parts = []
     for table in protocol_tables(rows[rows["encoder"].isin(top1.index)], with_ci=False):
-        means = table.means().dropna()
+        means = table.printed_means().dropna()
         if len(means) < 3 or means.nunique() < 2 or not table.is_score:
             continue
         rho = stats.spearmanr(top1[means.index], means).statistic
