@@ -72,13 +72,14 @@ def augmented_images(task: Task, dataset: str, options: dict) -> int:
 
 
 def trained_images(task: Task) -> int:
-    """Images a fine-tune cell trains on: every (lr, w) run at its budget, plus the train+val retrain."""
+    """Images a fine-tune cell trains on: every (lr, w) run at its budget, plus the train+val retrain, and
+    all of it again for each `stability: N` rerun."""
     params = PROTOCOLS.get(task.kind).Params(**task.params)
     grid = len(getattr(params, "lrs", (0,))) * len(getattr(params, "regularisation", (0,)))
     if grid > 1 and getattr(params, "search", Search.GRID) == Search.HALVING:
         runs = sum(steps * alive for steps, alive in halving_budgets(grid, params.steps, params.halving_rate))
-        return (runs + params.steps) * params.batch_size
-    return (grid + (grid > 1)) * params.steps * params.batch_size
+        return (runs + params.steps) * params.batch_size * (1 + task.stability)
+    return (grid + (grid > 1)) * params.steps * params.batch_size * (1 + task.stability)
 
 
 def cells_cost(suite: Suite, cells: Iterable[tuple[str, str]]) -> float:

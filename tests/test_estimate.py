@@ -53,6 +53,8 @@ def test_halving_is_counted_at_its_rungs():
     assert trained_images(task) == 21 * 5000 * 64
     halving = type(task)(task.dataset, task.protocol, {**task.params, "search": "halving"}, task.kind)
     assert trained_images(halving) == (37_762 + 5000) * 64
+    offline = next(t for t in load_suite("offline").tasks("textures") if t.kind == "finetune")
+    assert offline.stability == 2 and trained_images(offline) == 3 * 40 * 32  # one pair, no retrain; 2 reruns
 
 
 def test_an_encoder_without_a_trainable_network_has_no_fine_tune_cells(tmp_path, fixed_rates, capsys):
