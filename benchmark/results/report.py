@@ -175,8 +175,9 @@ def render_report(rows: pd.DataFrame, skips: pd.DataFrame | None = None) -> str:
     if "details" in rows and rows["details"].map(lambda d: isinstance(d, dict) and "stability" in d).any():
         parts.append("A cell with `stability: N` reruns (under rounding-level perturbations: features moved by up to "
                      "32 float32 units, train rows reordered, every second feature-task rerun on one thread) shows the "
-                     "mean over its run and its reruns. ≈s: they printed differently, over a range of s; another "
-                     "CPU may print a value about that far off. Such a cell without ≈ printed the same every time.")
+                     "mean over its run and its reruns (its ± is the first run's). ≈s: they printed differently, over "
+                     "a range of s; another CPU may print a value about that far off. Such a cell without ≈ printed "
+                     "the same every time.")
     if "seed_values" in rows and rows["seed_values"].map(lambda v: isinstance(v, dict) and len(v) > 1).any():
         parts.append(f"σ: standard deviation over the run's seeds ({seeds_line(rows)}); such a cell's value is "
                      f"the mean over its seeds, and its ± the 95% CI of its lowest seed's run.")
