@@ -116,7 +116,8 @@ def test_the_summary_ranks_the_means_the_table_prints():
                              for i, (v, f) in enumerate(zip((first, 73.50, 72.47), facts))])
         (line,) = summary_lines(rows)
         assert line.endswith("lowshot +0.00"), (first, line)
-    rows = pd.DataFrame([row(f"m{i}", "lowshot", "d", v, facts=f) for i, (v, f) in enumerate(zip((72.4, 73.5, 72.6), facts))])
+    rows = pd.DataFrame([row(f"m{i}", "lowshot", "d", v, facts=f)
+                         for i, (v, f) in enumerate(zip((72.4, 73.5, 72.6), facts))])
     assert summary_lines(rows)[0].endswith("lowshot +0.50")  # distinct as printed: ranked as they print
 
 
