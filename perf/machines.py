@@ -1,6 +1,6 @@
 """The README's first command under several CPU kernel paths, as other machines would run it.
 
-    python perf/machines.py [--paths native avx2 sse one-thread ...] [--keep DIR] [--quick]
+    python perf/machines.py [--paths native avx2 sse one-thread ...] [--model SPEC ...] [--keep DIR] [--quick]
 
 Another CPU rounds floating point differently because its libraries pick other kernels: torch's ATen
 (`ATEN_CPU_CAPABILITY`), MKL's GEMMs (`MKL_ENABLE_INSTRUCTIONS`), oneDNN's convolutions
@@ -157,8 +157,11 @@ def main() -> None:
                         default=["native", "avx2", "sse", "one-thread"])
     parser.add_argument("--keep", type=Path, help="keep each path's cache and store under this folder")
     parser.add_argument("--quick", action="store_true", help="pixels:8, k-NN and linear only, two paths")
+    parser.add_argument("--model", action="append", help="these models instead of the README's (repeatable)")
     args = parser.parse_args()
     arguments = readme_command()
+    if args.model:
+        arguments = without_models(arguments) + [part for spec in args.model for part in ("--model", spec)]
     paths = args.paths
     if args.quick:
         arguments = without_models(arguments) + QUICK_ARGS
