@@ -148,7 +148,7 @@ def feature_key(encoder: Encoder, preprocessing: Preprocessing, plan: DatasetPla
                 kind: FeatureKind = FeatureKind.POOLED, precision: Precision = Precision.FP32) -> FeatureKey:
     """A split borrowed from `fit_on` has that dataset's key: one extraction serves its own cells too."""
     plan = plan.provider(split)
-    return FeatureKey(encoder.identity, preprocessing.as_dict(), plan.identity, split, kind, precision,
+    return FeatureKey(encoder.identity, preprocessing.key_fields(), plan.identity, split, kind, precision,
                       component_versions(EXTRACTION_COMPONENTS[kind]))
 
 

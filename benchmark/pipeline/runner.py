@@ -103,7 +103,7 @@ def result_row(suite: Suite, cell: Cell, result: ProtocolResult, data: TaskInput
         metric=result.metric, value=result.value,
         params=vars(cell.protocol.params), chosen=result.chosen,
         details=result.details | dataset_revision(cell) | {"val_split": val_split},
-        per_example=result.per_example.to_json(), preprocessing=cell.pairing.preprocessing.as_dict(),
+        per_example=result.per_example.to_json(), preprocessing=cell.pairing.preprocessing.key_fields(),
         split_sizes=data.split_sizes, cache_keys=cell.feature_keys, seed=cell.seed, seconds=seconds,
         cell_key=cell.key, study_key=cell.identity.study, key_fields=cell.identity.fields(), code_revision=code_revision(), precision=cell.pairing.precision, device=data.device)
 
