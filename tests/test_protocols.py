@@ -177,7 +177,12 @@ def test_converged_mode_is_a_property_of_the_features_not_of_row_order_or_roundi
         other = make_protocol("linear", {"num_wd": 12}).evaluate(
             FeatureTask(train, data.val, data.test, 10, "top1"))
         assert other.chosen["C"] == base.chosen["C"] and other.value == base.value
-        np.testing.assert_allclose(other.details["val_curve"], base.details["val_curve"], atol=0.3)
+        # Up to C = 1e3 no validation image changes side. Above it the optimum is numerically ill-determined
+        # (suites/offline.yaml stops there): on an AMD EPYC one image moved at C = 1e6, so one image is allowed.
+        curve, other_curve = (np.asarray(result.details["val_curve"]) for result in (base, other))
+        well_determined = c_grid(-6.0, 5.0, 12) <= 1e3  # the sweep's grid: num_wd 12 over the default range
+        np.testing.assert_allclose(other_curve[well_determined], curve[well_determined], atol=0.3)
+        np.testing.assert_allclose(other_curve, curve, atol=100 / len(data.val) + 1e-9)
 
 
 def test_reference_mode_reaches_sklearns_optimum_where_its_fits_converge(digits_features):
