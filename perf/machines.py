@@ -36,7 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmark.results import ResultsStore  # noqa: E402
-from benchmark.results.report import printed_spread  # noqa: E402
+from benchmark.results.report import printed_digits, printed_spread  # noqa: E402
 from benchmark.vocab import metric_spec  # noqa: E402
 from perf._machine import describe  # noqa: E402
 
@@ -109,7 +109,7 @@ def run_path(name: str, arguments: list[str], work: Path) -> PathRun:
     if done.returncode:
         raise SystemExit(f"{name}: exit {done.returncode}\n{done.stderr[-3000:]}")
     rows = ResultsStore(results).latest().set_index(["encoder", "dataset", "protocol"])
-    digits = pd.Series([1 if metric_spec(m) is None or metric_spec(m).is_score else 2 for m in rows["metric"]],
+    digits = pd.Series([printed_digits(metric_spec(m) is None or metric_spec(m).is_score) for m in rows["metric"]],
                        index=rows.index)
     marks = pd.Series([printed_spread(r, d) for r, d in zip(rows["stability_runs"], digits)], index=rows.index)
     printed = pd.Series([f"{v:.{d}f}" for v, d in zip(rows["value"], digits)], index=rows.index)

@@ -40,6 +40,11 @@ def lower_is_better(rows: pd.DataFrame) -> bool:
     return direction_of(rows["metric"]) is Direction.LOWER
 
 
+def printed_digits(score: bool) -> int:
+    """Decimals a table prints: scores (points) to 1, label-free measures to 2."""
+    return 1 if score else 2
+
+
 def is_score(rows: pd.DataFrame) -> bool:
     return direction_of(rows["metric"]) is not Direction.NONE
 
@@ -69,12 +74,16 @@ class ProtocolTable:
         """Each encoder's mean over the datasets, for encoders that have every one of them."""
         return self.values.mean(axis=1).where(self.values.notna().all(axis=1))
 
+    @property
+    def digits(self) -> int:
+        """Decimals the table prints: scores in points to 1, label-free measures to 2."""
+        return printed_digits(self.is_score)
+
     def printed_means(self) -> pd.Series:
         """The means as the table prints them. The summary's correlations rank these, so two encoders the
         table shows level are tied there too, and an order finer than the print (which another CPU's
         rounding may flip) never reaches a summary line."""
-        digits = 1 if self.is_score else 2
-        return self.means().map(lambda m: float(f"{m:.{digits}f}") if pd.notna(m) else m)
+        return self.means().map(lambda m: float(f"{m:.{self.digits}f}") if pd.notna(m) else m)
 
 
 def protocol_tables(rows: pd.DataFrame, with_ci: bool = True) -> list[ProtocolTable]:
@@ -95,7 +104,7 @@ def protocol_tables(rows: pd.DataFrame, with_ci: bool = True) -> list[ProtocolTa
         ci95 = grid([cell_ci95(row) if with_ci else None for _, row in group.iterrows()])
         spread = grid([order_spread(row) for _, row in group.iterrows()])
         seed_std = grid(list(group["seed_std"]) if "seed_std" in group else [np.nan] * len(group))
-        digits = 1 if is_score(group) else 2
+        digits = printed_digits(is_score(group))
         unstable = grid([printed_spread(row["stability_runs"], digits) for _, row in group.iterrows()])
         tables.append(ProtocolTable(str(protocol), "/".join(dict.fromkeys(group["metric"])), values,
                                     ci95.loc[values.index], lower_is_better(group), is_score(group),
@@ -130,7 +139,7 @@ def format_cell(value: float, ci95: float, best: bool, digits: int = 1, spread: 
 
 
 def render_protocol_table(table: ProtocolTable) -> str:
-    best, digits, nothing = table.best(), 1 if table.is_score else 2, table.values * np.nan
+    best, digits, nothing = table.best(), table.digits, table.values * np.nan
     spread = table.spread if table.spread is not None else nothing
     seed_std = table.seed_std if table.seed_std is not None else nothing
     unstable = table.rerun_spread if table.rerun_spread is not None else nothing
