@@ -121,6 +121,39 @@ def test_the_summary_ranks_the_means_the_table_prints():
     assert summary_lines(rows)[0].endswith("lowshot +0.50")  # distinct as printed: ranked as they print
 
 
+def fine_tune_rows(runs_per_encoder: list[list[float]]) -> pd.DataFrame:
+    """Fine-tune cells with two stability reruns each; the run's own value first."""
+    facts = [{"imagenet_top1": t} for t in (74.84, 76.64, 77.46, np.nan)]
+    rows = []
+    for i, (runs, f) in enumerate(zip(runs_per_encoder, facts)):
+        rows.append(row(f"m{i}", "finetune", "textures", runs[0], facts=f, random_init=i == 3)
+                    | {"details": {"stability": {"runs": 2, "values": runs[1:], "spread": max(runs) - min(runs)}}})
+        rows.append(row(f"m{i}", "rankme", "textures", 100.0 + 10 * i, "rankme", facts=f))
+    return pd.DataFrame(rows)
+
+
+def test_means_within_their_marked_spread_are_level_in_the_bold_and_the_summary():
+    """Issue 33: the same fine-tune cells on two CPUs (an AMD EPYC with AVX2, one with AVX-512) printed
+    99.2 ≈2.0 / 97.7 ≈2.0 / 99.2 ≈1.5 / 69.6 ≈3.4 and 98.7 ≈2.0 / 98.4 ≈2.5 / 98.5 ≈1.0 / 70.9 ≈4.4. Ranked
+    as printed, the ImageNet Spearman read +0.00 on one and -0.50 on the other; within their marks the three
+    ImageNet models are level on both, so bold and summary agree while the cells themselves differ."""
+    machines = [[[100.0, 98.0, 99.5], [98.5, 96.5, 98.0], [99.5, 98.0, 100.0], [71.0, 67.6, 70.2]],
+                [[99.0, 97.5, 99.5], [98.5, 97.0, 99.5], [98.0, 99.0, 98.5], [68.6, 73.0, 71.1]]]
+    outcomes = []
+    for runs in machines:
+        rows = fine_tune_rows(runs)
+        table = {t.protocol: t for t in protocol_tables(rows, with_ci=False)}["finetune"]
+        outcomes.append((table.best()["textures"].tolist(), summary_lines(rows)))
+    assert outcomes[0] == outcomes[1]
+    bold, lines = outcomes[0]
+    assert bold == [True, True, True, False]
+    assert lines[-2].endswith("with each protocol's mean: finetune level (no order to correlate)")
+    assert lines[-1].endswith("over 4 encoders: finetune -0.77")  # random init apart, the rest level: 1 / 3 / 3 / 3
+    separated = fine_tune_rows([[99.0] * 3, [97.0] * 3, [98.0] * 3, [70.0] * 3])  # runs that print the same
+    assert summary_lines(separated)[-2].endswith("finetune -0.50")  # unmarked values keep their printed order
+    assert summary_lines(separated)[-1].endswith("finetune -0.80")
+
+
 def test_dense_features_of_imagenet_weights_beat_random_init_on_a_mosaic_slice():
     """The redesigned dense path (a CNN's stride-16 stage at the suite's 64 px) on 300 train / 200 test
     mosaics: real EfficientNet-Lite0 ImageNet weights rank above the same architecture at random init

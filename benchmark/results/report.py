@@ -64,11 +64,23 @@ class ProtocolTable:
     rerun_spread: pd.DataFrame | None = None  # the stability runs' spread where they print differently, else NaN
 
     def best(self) -> pd.DataFrame:
-        """True where a cell holds its column's best value (all of them when tied); none for diagnostics."""
+        """True where a cell is level with its column's best value: it prints the same, or it lies within
+        the ≈ spread of a cell that does (`level_within_marks`). None for diagnostics."""
         if not self.is_score:
             return self.values.notna() & False
-        target = self.values.min() if self.lower_is_better else self.values.max()
-        return self.values.eq(target, axis=1) & self.values.notna()
+        printed, marks = self.values.map(self.printed), self.marks()
+        level = pd.DataFrame({c: level_within_marks(printed[c], marks[c]) for c in printed.columns},
+                             index=printed.index)
+        target = level.min() if self.lower_is_better else level.max()
+        return level.eq(target, axis=1) & self.values.notna()
+
+    def marks(self) -> pd.DataFrame:
+        """Each cell's ≈ spread as printed; 0 where its runs printed the same or it has no reruns."""
+        spread = self.rerun_spread if self.rerun_spread is not None else self.values * np.nan
+        return spread.fillna(0.0).map(self.printed)
+
+    def printed(self, number: float) -> float:
+        return float(f"{number:.{self.digits}f}") if pd.notna(number) else number
 
     def means(self) -> pd.Series:
         """Each encoder's mean over the datasets, for encoders that have every one of them."""
@@ -80,10 +92,28 @@ class ProtocolTable:
         return printed_digits(self.is_score)
 
     def printed_means(self) -> pd.Series:
-        """The means as the table prints them. The summary's correlations rank these, so two encoders the
-        table shows level are tied there too, and an order finer than the print (which another CPU's
-        rounding may flip) never reaches a summary line."""
-        return self.means().map(lambda m: float(f"{m:.{self.digits}f}") if pd.notna(m) else m)
+        return self.means().map(self.printed)
+
+    def ranked_means(self) -> pd.Series:
+        """The means as the summary ranks them and the mean column bolds them: as printed, and level where
+        they lie within their ≈ spread (a mean's spread: its cells' marks averaged). So two encoders the
+        table shows level are tied, and an order that another CPU's rounding may flip (finer than the
+        print, or inside a marked cell's spread) never reaches a summary line."""
+        return level_within_marks(self.printed_means(), self.marks().mean(axis=1).map(self.printed))
+
+
+def level_within_marks(values: pd.Series, marks: pd.Series) -> pd.Series:
+    """Each value replaced by the mean of its level group, so that rank statistics tie the group. Sorted,
+    each value joins the previous one's group when the gap between them is at most the larger of their
+    marks (0 for an unmarked value: only equal values join). NaN stays NaN."""
+    present, level = values.dropna().sort_values(kind="stable"), values.copy()
+    groups: list[list] = []
+    for name in present.index:
+        joins = groups and present[name] - present[groups[-1][-1]] <= max(marks[name], marks[groups[-1][-1]]) + 1e-9
+        groups[-1].append(name) if joins else groups.append([name])
+    for group in groups:
+        level[group] = present[group].mean()
+    return level
 
 
 def protocol_tables(rows: pd.DataFrame, with_ci: bool = True) -> list[ProtocolTable]:
@@ -147,10 +177,11 @@ def render_protocol_table(table: ProtocolTable) -> str:
                                     zip(table.values[dataset], table.ci95[dataset], best[dataset], spread[dataset],
                                         seed_std[dataset], unstable[dataset])]
                           for dataset in table.values.columns}, index=table.values.index)
-    means = table.means()
+    means, level = table.means(), table.ranked_means()
     if len(table.values.columns) > 1 and means.notna().any():
-        target = means.min() if table.lower_is_better else means.max()
-        shown["mean"] = [format_cell(m, float("nan"), m == target and table.is_score, digits) for m in means]
+        target = level.min() if table.lower_is_better else level.max()
+        shown["mean"] = [format_cell(m, float("nan"), t == target and table.is_score, digits)
+                         for m, t in zip(means, level)]
     direction = ("label-free, no better direction" if not table.is_score
                  else "lower is better" if table.lower_is_better else "higher is better")
     title = f"### {table.protocol} ({table.metric}, {direction})"
@@ -186,7 +217,8 @@ def render_report(rows: pd.DataFrame, skips: pd.DataFrame | None = None) -> str:
                      "32 float32 units, train rows reordered, every second feature-task rerun on one thread) shows the "
                      "mean over its run and its reruns (its ± is the first run's). ≈s: they printed differently, over "
                      "a range of s; another CPU may print a value about that far off. Such a cell without ≈ printed "
-                     "the same every time.")
+                     "the same every time. Values within a ≈ spread of each other count as level: bold, and tied "
+                     "in the summary's correlations.")
     if "seed_values" in rows and rows["seed_values"].map(lambda v: isinstance(v, dict) and len(v) > 1).any():
         parts.append(f"σ: standard deviation over the run's seeds ({seeds_line(rows)}); such a cell's value is "
                      f"the mean over its seeds, and its ± the 95% CI of its lowest seed's run.")
@@ -261,10 +293,10 @@ def label_free_lines(rows: pd.DataFrame) -> list[str]:
     """For each label-free diagnostic: the Spearman correlation of its mean (over datasets) with each
     scored protocol's mean, over the encoders that have both (at least 3)."""
     tables = protocol_tables(rows, with_ci=False)
-    scored = [(t.protocol, t.printed_means().dropna()) for t in tables if t.is_score]
+    scored = [(t.protocol, t.ranked_means().dropna()) for t in tables if t.is_score]
     lines = []
     for diagnostic in (t for t in tables if not t.is_score):
-        means, parts = diagnostic.printed_means().dropna(), []
+        means, parts = diagnostic.ranked_means().dropna(), []
         for protocol, other in scored:
             both = means.index.intersection(other.index)
             if len(both) >= 3 and means[both].nunique() > 1 and other[both].nunique() > 1:
@@ -287,8 +319,11 @@ def imagenet_correlation_line(rows: pd.DataFrame) -> str | None:
         return None
     parts = []
     for table in protocol_tables(rows[rows["encoder"].isin(top1.index)], with_ci=False):
-        means = table.printed_means().dropna()
-        if len(means) < 3 or means.nunique() < 2 or not table.is_score:
+        means = table.ranked_means().dropna()
+        if len(means) < 3 or not table.is_score:
+            continue
+        if means.nunique() < 2:
+            parts.append(f"{table.protocol} level (no order to correlate)")
             continue
         rho = stats.spearmanr(top1[means.index], means).statistic
         parts.append(f"{table.protocol} {rho:+.2f}" + (" (lower is better)" if table.lower_is_better else ""))
