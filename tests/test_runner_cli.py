@@ -117,7 +117,7 @@ def test_offline_suite_lists_the_real_datasets():
     assert set(suite.protocols) == {"linear", "knn", "fewshot", "calibration", "zeroshot", "finetune", "segmentation",
                                     "retrieval", "lowshot", "rankme", "alpha_req", "twonn"}
     assert {t.kind for t in suite.tasks("digits")} >= {"quality", "retrieval"}
-    assert [t.params for t in suite.tasks("fashion_mnist") if t.kind == "lowshot"] == [{"wd_start": -3, "num_wd": 9}]
+    assert [t.params for t in suite.tasks("fashion_mnist") if t.kind == "lowshot"] == [{"wd_start": -2, "num_wd": 8}]
     assert [t.protocol for t in suite.tasks("fmnist_mosaic")] == ["segmentation"]
 
 
