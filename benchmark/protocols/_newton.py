@@ -14,6 +14,9 @@ Three things make it fast without changing the optimum:
   (`FORCING`) of the gradient, and its Hessian-vector products use float32 features. The objective, the
   gradient and the stopping rule stay float64, so where it stops is decided in float64; float32 only
   shapes the path there.
+
+Near a tight tolerance a step lowers the mean loss by less than float64 resolves, and Armijo's test on
+the loss then rejects good steps by rounding: there a step is accepted when it lowers the gradient's norm.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import torch
 FORCING = 0.3  # a Newton step's CG stops at this fraction of the gradient's norm (measured: 0.1 to 0.3 best)
 SPANNED = 1e-12  # a covariance eigenvalue below this fraction of the largest is rounding, not a direction
 MAX_CG = 500  # per Newton step; never reached in any measured fit
+LOSS_RESOLUTION = 1e-12  # below this relative change the summed float64 loss is rounding, not a descent test
 MAX_HALVINGS = 40  # a line search that halves this often has hit float64's floor: the fit stops there
 
 
@@ -148,6 +152,8 @@ def line_search(rotated: Rotated, targets: torch.Tensor, lam: float, state: Stat
         trial = evaluate(rotated, targets, lam, state.u + step * du, state.c + step * dc)
         if trial.loss <= state.loss + 1e-4 * step * slope:
             return trial
+        if -step * slope < LOSS_RESOLUTION * abs(state.loss) and trial.norm < state.norm:
+            return trial  # a change the float64 loss cannot resolve: judged by the gradient, the stopping rule's measure
         step /= 2
     return None
 
