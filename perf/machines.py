@@ -36,7 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmark.results import ResultsStore  # noqa: E402
-from benchmark.results.report import printed_digits, printed_spread  # noqa: E402
+from benchmark.results.report import printed_digits, rerun_mark  # noqa: E402
 from benchmark.vocab import metric_spec  # noqa: E402
 from perf._machine import describe  # noqa: E402
 
@@ -68,7 +68,7 @@ class PathRun:
     seconds: float
     printed: list[str]  # the tables and summary, as the user reads them
     values: pd.Series  # (encoder, dataset, protocol) -> value as tables read it
-    marks: pd.Series  # (encoder, dataset, protocol) -> the `≈s` spread it is printed with (NaN: unmarked)
+    marks: pd.Series  # (encoder, dataset, protocol) -> the `≈s` mark it is printed with (NaN: unmarked)
     printed_values: pd.Series  # (encoder, dataset, protocol) -> value at the printed precision
 
 
@@ -111,7 +111,7 @@ def run_path(name: str, arguments: list[str], work: Path) -> PathRun:
     rows = ResultsStore(results).latest().set_index(["encoder", "dataset", "protocol"])
     digits = pd.Series([printed_digits(metric_spec(m) is None or metric_spec(m).is_score) for m in rows["metric"]],
                        index=rows.index)
-    marks = pd.Series([printed_spread(r, d) for r, d in zip(rows["stability_runs"], digits)], index=rows.index)
+    marks = pd.Series([rerun_mark(r, d) for r, d in zip(rows["stability_runs"], digits)], index=rows.index)
     printed = pd.Series([f"{v:.{d}f}" for v, d in zip(rows["value"], digits)], index=rows.index)
     return PathRun(name, seconds, report_lines(done.stdout), rows["value"], marks, printed)
 

@@ -14,7 +14,9 @@ import pandas as pd
 from scipy import stats
 
 from benchmark.errors import UserError
+from benchmark.results import stability_runs
 from benchmark.results.ranking import pairwise_significance, rank_intervals
+from benchmark.results.report import rerun_mark
 from benchmark.results.stats import cell_ci95
 from benchmark.results.table import results_table
 from benchmark.vocab import Direction, direction_of
@@ -161,11 +163,14 @@ def seed_std_table(rows: pd.DataFrame) -> pd.DataFrame:
 
 
 def stability_table(rows: pd.DataFrame) -> pd.DataFrame:
-    """Each cell's spread over its stability reruns (`details.stability`; NaN where none) laid out like `ci_table`."""
+    """Each cell's ≈ mark over its stability reruns (`report.rerun_mark`; 0 where they print the same, NaN
+    where there are none) laid out like `ci_table`."""
     if "details" not in rows.columns:
         return flat(results_table(rows)) * np.nan
-    spreads = [d["stability"]["spread"] if isinstance(d, dict) and "stability" in d else np.nan for d in rows["details"]]
-    return flat(results_table(rows.assign(value=spreads)))
+    runs = rows["stability_runs"] if "stability_runs" in rows else [
+        stability_runs(d, v) for d, v in zip(rows["details"], rows["value"])]
+    marks = [np.nan if r is None else np.nan_to_num(rerun_mark(r, 1), nan=0.0) for r in runs]
+    return flat(results_table(rows.assign(value=marks)))
 
 
 def write_leaderboard(rows: pd.DataFrame, out_dir: Path, title: str, reference: str | None = None,
@@ -320,13 +325,13 @@ def table_row(encoder: str, row: pd.Series, scores: list[str], facts: list[str],
     return f"<tr>{''.join(cells)}</tr>"
 
 
-def stability_mark(spread: float) -> str:
-    """The cell's stability reruns in a tooltip: their spread (`≈`) or that they all agreed."""
-    if pd.isna(spread):
+def stability_mark(mark: float) -> str:
+    """The cell's stability reruns in a tooltip: their ≈ mark, or that they all printed the same."""
+    if pd.isna(mark):
         return ""
-    text = f"≈{spread:.1f}" if spread > 0 else "stable"
-    return (f" <span class='ci' title='spread of the value over reruns under rounding-level perturbations "
-            f"(stability): {spread:.2f}'>{text}</span>")
+    text = f"≈{mark:.1f}" if mark > 0 else "stable"
+    return (f" <span class='ci' title='reruns under rounding-level perturbations (stability): the mean of as many "
+            f"runs on another CPU may lie up to {mark:.2f} away (95%)'>{text}</span>")
 
 
 def pyplot():

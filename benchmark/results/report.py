@@ -61,11 +61,11 @@ class ProtocolTable:
     is_score: bool = True  # False for label-free diagnostics: nothing is "best"
     spread: pd.DataFrame | None = None  # the linear probe's range over row orders (NaN where not measured)
     seed_std: pd.DataFrame | None = None  # standard deviation over the run's seeds (NaN with one seed)
-    rerun_spread: pd.DataFrame | None = None  # the stability runs' spread where they print differently, else NaN
+    rerun_spread: pd.DataFrame | None = None  # the stability runs' mark (`rerun_mark`) where they print differently, else NaN
 
     def best(self) -> pd.DataFrame:
         """True where a cell is level with its column's best value: it prints the same, or it lies within
-        the ≈ spread of a cell that does (`level_within_marks`). None for diagnostics."""
+        the ≈ mark of a cell that does (`level_within_marks`). None for diagnostics."""
         if not self.is_score:
             return self.values.notna() & False
         printed, marks = self.values.map(self.printed), self.marks()
@@ -75,7 +75,7 @@ class ProtocolTable:
         return level.eq(target, axis=1) & self.values.notna()
 
     def marks(self) -> pd.DataFrame:
-        """Each cell's ≈ spread as printed; 0 where its runs printed the same or it has no reruns."""
+        """Each cell's ≈ mark as printed; 0 where its runs printed the same or it has no reruns."""
         spread = self.rerun_spread if self.rerun_spread is not None else self.values * np.nan
         return spread.fillna(0.0).map(self.printed)
 
@@ -96,9 +96,9 @@ class ProtocolTable:
 
     def ranked_means(self) -> pd.Series:
         """The means as the summary ranks them and the mean column bolds them: as printed, and level where
-        they lie within their ≈ spread (a mean's spread: its cells' marks averaged). So two encoders the
+        they lie within their ≈ marks (a mean's mark: its cells' marks averaged). So two encoders the
         table shows level are tied, and an order that another CPU's rounding may flip (finer than the
-        print, or inside a marked cell's spread) never reaches a summary line."""
+        print, or inside a marked cell's mark) never reaches a summary line."""
         return level_within_marks(self.printed_means(), self.marks().mean(axis=1).map(self.printed))
 
 
@@ -135,7 +135,7 @@ def protocol_tables(rows: pd.DataFrame, with_ci: bool = True) -> list[ProtocolTa
         spread = grid([order_spread(row) for _, row in group.iterrows()])
         seed_std = grid(list(group["seed_std"]) if "seed_std" in group else [np.nan] * len(group))
         digits = printed_digits(is_score(group))
-        unstable = grid([printed_spread(row["stability_runs"], digits) for _, row in group.iterrows()])
+        unstable = grid([rerun_mark(row["stability_runs"], digits) for _, row in group.iterrows()])
         tables.append(ProtocolTable(str(protocol), "/".join(dict.fromkeys(group["metric"])), values,
                                     ci95.loc[values.index], lower_is_better(group), is_score(group),
                                     spread.loc[values.index], seed_std.loc[values.index], unstable.loc[values.index]))
@@ -148,12 +148,16 @@ def order_spread(row: pd.Series) -> float:
     return float(details.get("permutation_spread", np.nan)) if isinstance(details, dict) else np.nan
 
 
-def printed_spread(runs: list[float] | None, digits: int) -> float:
-    """The spread of a cell's run and its stability reruns (`results.with_rerun_means`) where they print
-    differently at `digits` decimals; NaN where they print the same or there are none."""
+def rerun_mark(runs: list[float] | None, digits: int) -> float:
+    """How far another machine's mean of as many runs may lie from this one: the 95% prediction half-width
+    for the mean of n fresh runs, t(0.975, n - 1) x sd x sqrt(2 / n), sd being the runs' sample standard
+    deviation (a run and its `stability: N` reruns, `results.with_rerun_means`). NaN where the runs print
+    the same at `digits` decimals, or there are none. The runs' range is not enough: on Lite2's fine-tune
+    cell three runs spread over 1.47 points under each of four kernel paths, and the means moved by 1.96."""
     if not isinstance(runs, list) or len({f"{v:.{digits}f}" for v in runs}) < 2:
         return np.nan
-    return max(runs) - min(runs)
+    n = len(runs)
+    return float(stats.t.ppf(0.975, n - 1) * np.std(runs, ddof=1) * np.sqrt(2 / n))
 
 
 def format_cell(value: float, ci95: float, best: bool, digits: int = 1, spread: float = np.nan,
@@ -215,10 +219,10 @@ def render_report(rows: pd.DataFrame, skips: pd.DataFrame | None = None) -> str:
     if "details" in rows and rows["details"].map(lambda d: isinstance(d, dict) and "stability" in d).any():
         parts.append("A cell with `stability: N` reruns (under rounding-level perturbations: features moved by up to "
                      "32 float32 units, train rows reordered, every second feature-task rerun on one thread) shows the "
-                     "mean over its run and its reruns (its ± is the first run's). ≈s: they printed differently, over "
-                     "a range of s; another CPU may print a value about that far off. Such a cell without ≈ printed "
-                     "the same every time. Values within a ≈ spread of each other count as level: bold, and tied "
-                     "in the summary's correlations.")
+                     "mean over its run and its reruns (its ± is the first run's). ≈s: they printed differently; "
+                     "another CPU's mean of as many runs may lie up to s away (95% prediction half-width from the "
+                     "runs' standard deviation). Such a cell without ≈ printed the same every time. Values within "
+                     "a ≈ mark of each other count as level: bold, and tied in the summary's correlations.")
     if "seed_values" in rows and rows["seed_values"].map(lambda v: isinstance(v, dict) and len(v) > 1).any():
         parts.append(f"σ: standard deviation over the run's seeds ({seeds_line(rows)}); such a cell's value is "
                      f"the mean over its seeds, and its ± the 95% CI of its lowest seed's run.")
