@@ -12,8 +12,9 @@ bootstrap over test examples sees that. Each rerun changes what another machine 
   count. A fine-tuning rerun keeps the thread count: its reordered batches already change every step,
   and one thread would double its time.
 The row keeps `details.stability = {"runs", "values", "spread"}` (spread over the stored value and the
-reruns). Tables show such a cell as the mean over its run and its reruns, marked with their spread
-where they print differently at the printed precision (`83.5 ± 1.6 ≈0.4`, `benchmark.results.report`).
+reruns). Tables show such a cell as the mean over its run and its reruns, marked where they print
+differently at the printed precision with how far another CPU's mean may lie (`83.5 ± 1.6 ≈0.4`,
+`benchmark.results.report.rerun_mark`).
 """
 
 from __future__ import annotations
