@@ -85,7 +85,7 @@ def test_tables_mark_a_value_that_a_rerun_prints_differently_with_a_prediction_b
     native, sse_mean = [100.0, 99.02, 98.53], 97.22
     assert abs(np.mean(native) - sse_mean) > max(native) - min(native)  # the range did not cover the move
     assert abs(np.mean(native) - sse_mean) < rerun_mark(native, 1)  # the mark does (2.63)
-    assert format_cell(83.54, 1.6, False, rerun_spread=0.4) == "83.5 ± 1.6 ≈0.4"
+    assert format_cell(83.54, 1.6, False, mark=0.4) == "83.5 ± 1.6 ≈0.4"
     assert format_cell(83.54, 1.6, True) == "**83.5 ± 1.6**"
     assert "0.42 away" in stability_mark(0.42) and "≈0.4" in stability_mark(0.42) and stability_mark(float("nan")) == ""
     assert "stable" in stability_mark(0.0)

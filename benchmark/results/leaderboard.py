@@ -14,7 +14,7 @@ import pandas as pd
 from scipy import stats
 
 from benchmark.errors import UserError
-from benchmark.results import stability_runs
+from benchmark.results import with_rerun_means
 from benchmark.results.ranking import pairwise_significance, rank_intervals
 from benchmark.results.report import rerun_mark
 from benchmark.results.stats import cell_ci95
@@ -167,8 +167,8 @@ def stability_table(rows: pd.DataFrame) -> pd.DataFrame:
     where there are none) laid out like `ci_table`."""
     if "details" not in rows.columns:
         return flat(results_table(rows)) * np.nan
-    runs = rows["stability_runs"] if "stability_runs" in rows else [
-        stability_runs(d, v) for d, v in zip(rows["details"], rows["value"])]
+    runs = (rows if "stability_runs" in rows else with_rerun_means(rows))["stability_runs"]
+    # at the one decimal the board prints
     marks = [np.nan if r is None else np.nan_to_num(rerun_mark(r, 1), nan=0.0) for r in runs]
     return flat(results_table(rows.assign(value=marks)))
 

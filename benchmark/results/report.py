@@ -61,7 +61,7 @@ class ProtocolTable:
     is_score: bool = True  # False for label-free diagnostics: nothing is "best"
     spread: pd.DataFrame | None = None  # the linear probe's range over row orders (NaN where not measured)
     seed_std: pd.DataFrame | None = None  # standard deviation over the run's seeds (NaN with one seed)
-    rerun_spread: pd.DataFrame | None = None  # the stability runs' mark (`rerun_mark`) where they print differently, else NaN
+    rerun_marks: pd.DataFrame | None = None  # the stability runs' `rerun_mark` where they print differently, else NaN
 
     def best(self) -> pd.DataFrame:
         """True where a cell is level with its column's best value: it prints the same, or it lies within
@@ -76,8 +76,8 @@ class ProtocolTable:
 
     def marks(self) -> pd.DataFrame:
         """Each cell's ≈ mark as printed; 0 where its runs printed the same or it has no reruns."""
-        spread = self.rerun_spread if self.rerun_spread is not None else self.values * np.nan
-        return spread.fillna(0.0).map(self.printed)
+        marks = self.rerun_marks if self.rerun_marks is not None else self.values * np.nan
+        return marks.fillna(0.0).map(self.printed)
 
     def printed(self, number: float) -> float:
         return float(f"{number:.{self.digits}f}") if pd.notna(number) else number
@@ -161,13 +161,13 @@ def rerun_mark(runs: list[float] | None, digits: int) -> float:
 
 
 def format_cell(value: float, ci95: float, best: bool, digits: int = 1, spread: float = np.nan,
-                seed_std: float = np.nan, rerun_spread: float = np.nan) -> str:
+                seed_std: float = np.nan, mark: float = np.nan) -> str:
     if np.isnan(value):
         return "--"
     shown = f"{value:.{digits}f}"
     text = shown if np.isnan(ci95) else f"{shown} ± {ci95:.{digits}f}"
     text = text if np.isnan(spread) else f"{text} ↔{spread:.{digits}f}"
-    text = text if np.isnan(rerun_spread) else f"{text} ≈{rerun_spread:.{digits}f}"
+    text = text if np.isnan(mark) else f"{text} ≈{mark:.{digits}f}"
     text = text if np.isnan(seed_std) else f"{text} σ{seed_std:.{digits}f}"
     return f"**{text}**" if best else text
 
@@ -176,7 +176,7 @@ def render_protocol_table(table: ProtocolTable) -> str:
     best, digits, nothing = table.best(), table.digits, table.values * np.nan
     spread = table.spread if table.spread is not None else nothing
     seed_std = table.seed_std if table.seed_std is not None else nothing
-    unstable = table.rerun_spread if table.rerun_spread is not None else nothing
+    unstable = table.rerun_marks if table.rerun_marks is not None else nothing
     shown = pd.DataFrame({dataset: [format_cell(v, c, b, digits, r, sd, u) for v, c, b, r, sd, u in
                                     zip(table.values[dataset], table.ci95[dataset], best[dataset], spread[dataset],
                                         seed_std[dataset], unstable[dataset])]
