@@ -7,6 +7,8 @@ protocol and few-shot setting) or our results store's rows of the suite.
 
 from __future__ import annotations
 
+import functools
+
 import datetime
 from pathlib import Path
 
@@ -63,7 +65,12 @@ def distill_suite(suite: Suite, wide: pd.DataFrame, cells: int, lower: set[str] 
     with a gap cannot be ranked on)."""
     complete = wide.dropna(axis=1)
     dropped = [f"{p}·{d}" for p, d in wide.columns if (p, d) not in complete.columns]
-    return distill(complete, cells, lambda chosen: cells_cost(suite, chosen), lower), dropped
+
+    @functools.cache
+    def cost_of(cells: frozenset) -> float:  # the search prices the same column sets thousands of times
+        return cells_cost(suite, cells)
+
+    return distill(complete, cells, lambda chosen: cost_of(frozenset(chosen)), lower), dropped
 
 
 def lite_yaml(suite: Suite, result: Distilled, source: str, encoders: int) -> str:

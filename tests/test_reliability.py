@@ -25,7 +25,7 @@ from benchmark.results.table import results_table
 from tests.conftest import write_suite
 
 REPO = Path(__file__).resolve().parents[1]
-DATASETS = {"lfw_faces": {}, "textures": {}, "digits": {}, "mnist5k": {}}
+DATASETS = {"lfw_faces": {}, "textures": {}, "digits": {}}
 PROTOCOLS = {"knn": {}, "linear": {"solver": "fast", "num_wd": 6}}
 MODELS = ["pixels:8", "timm:resnet18"]
 

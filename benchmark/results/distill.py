@@ -38,16 +38,24 @@ def rank_table(wide: pd.DataFrame, lower_is_better: set[str] = frozenset()) -> p
                         index=wide.index)
 
 
-def agreement(ranks: pd.DataFrame, columns: list[Column], full: pd.Series) -> float:
+Ranks = dict[Column, np.ndarray]  # each column's ranks over the encoders (plain arrays: the search indexes
+# thousands of column subsets, and a DataFrame's MultiIndex lookup cost 30x the tau itself)
+
+
+def column_ranks(ranks: pd.DataFrame) -> Ranks:
+    return {column: ranks[column].to_numpy(float) for column in ranks.columns}
+
+
+def agreement(ranks: Ranks, columns: list[Column], full: np.ndarray) -> float:
     """Kendall's tau-b between the average rank over `columns` and the full average rank."""
-    tau = kendalltau(ranks[list(columns)].mean(axis=1), full).statistic
+    tau = kendalltau(np.mean([ranks[c] for c in columns], axis=0), full).statistic
     return -1.0 if np.isnan(tau) else float(tau)
 
 
-def choose(ranks: pd.DataFrame, n: int, cost: Callable[[list[Column]], float]) -> list[Column]:
+def choose(table: pd.DataFrame, n: int, cost: Callable[[list[Column]], float]) -> list[Column]:
     """Greedy forward selection of `n` columns by tau, then single swaps while one raises tau."""
-    full, chosen = ranks.mean(axis=1), []
-    candidates = list(ranks.columns)
+    ranks, full, chosen = column_ranks(table), table.mean(axis=1).to_numpy(float), []
+    candidates = list(ranks)
     for _ in range(n):
         best = max((c for c in candidates if c not in chosen),
                    key=lambda c: (agreement(ranks, [*chosen, c], full), -cost([*chosen, c])))
@@ -55,14 +63,14 @@ def choose(ranks: pd.DataFrame, n: int, cost: Callable[[list[Column]], float]) -
     return improve_by_swaps(ranks, chosen, full, cost)
 
 
-def improve_by_swaps(ranks: pd.DataFrame, chosen: list[Column], full: pd.Series,
+def improve_by_swaps(ranks: Ranks, chosen: list[Column], full: np.ndarray,
                      cost: Callable[[list[Column]], float]) -> list[Column]:
     score = lambda columns: (agreement(ranks, columns, full), -cost(columns))  # noqa: E731
     current, improved = score(chosen), True
     while improved:
         improved = False
         for i in range(len(chosen)):
-            for c in ranks.columns:
+            for c in ranks:
                 if c in chosen:
                     continue
                 trial = [*chosen[:i], c, *chosen[i + 1:]]
@@ -78,9 +86,9 @@ def distill(wide: pd.DataFrame, n: int, cost: Callable[[list[Column]], float],
         raise UserError(f"--cells {n}: choose between 1 and {wide.shape[1] - 1} of the table's {wide.shape[1]} columns")
     if wide.shape[0] < 3:
         raise UserError(f"distilling needs at least 3 encoders to rank; the table has {wide.shape[0]}")
-    ranks = rank_table(wide, lower_is_better)
-    full = ranks.mean(axis=1)
-    chosen = choose(ranks, n, cost)
+    table = rank_table(wide, lower_is_better)
+    ranks, full = column_ranks(table), table.mean(axis=1).to_numpy(float)
+    chosen = choose(table, n, cost)
     held_out = [agreement(ranks, choose(rank_table(wide.drop(index=e), lower_is_better), n, cost), full)
                 for e in wide.index]
     return Distilled(tuple(chosen), agreement(ranks, chosen, full), float(np.mean(held_out)), float(np.min(held_out)),

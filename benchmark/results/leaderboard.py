@@ -116,14 +116,19 @@ def costs(rows: pd.DataFrame) -> pd.DataFrame:
 
 def spearman_ci95(x: pd.Series, y: pd.Series, resamples: int = 1000, seed: int = 0) -> tuple[float, float]:
     """The 2.5 and 97.5 percentiles of Spearman's rho over encoders resampled with replacement (draws
-    where either side is constant are left out)."""
+    where either side is constant are left out). All draws at once: rho is the Pearson correlation of
+    average ranks, which is what scipy's spearmanr computes one draw at a time (50x slower)."""
     rng, a, b = np.random.default_rng(seed), x.to_numpy(float), y.to_numpy(float)
-    rhos = []
-    for _ in range(resamples):
-        idx = rng.integers(0, len(a), len(a))
-        if np.ptp(a[idx]) > 0 and np.ptp(b[idx]) > 0:
-            rhos.append(stats.spearmanr(a[idx], b[idx]).statistic)
-    return tuple(np.percentile(rhos, [2.5, 97.5])) if rhos else (np.nan, np.nan)
+    idx = np.stack([rng.integers(0, len(a), len(a)) for _ in range(resamples)])
+    a, b = a[idx], b[idx]
+    varied = (np.ptp(a, axis=1) > 0) & (np.ptp(b, axis=1) > 0)
+    if not varied.any():
+        return (np.nan, np.nan)
+    ranks_a, ranks_b = (stats.rankdata(v[varied], axis=1) for v in (a, b))
+    ranks_a -= ranks_a.mean(1, keepdims=True)
+    ranks_b -= ranks_b.mean(1, keepdims=True)
+    rhos = (ranks_a * ranks_b).sum(1) / np.sqrt((ranks_a ** 2).sum(1) * (ranks_b ** 2).sum(1))
+    return tuple(np.percentile(rhos, [2.5, 97.5]))
 
 
 def correlations(wide: pd.DataFrame, reference: str) -> pd.DataFrame:
