@@ -7,9 +7,8 @@ protocol and few-shot setting) or our results store's rows of the suite.
 
 from __future__ import annotations
 
-import functools
-
 import datetime
+import functools
 from pathlib import Path
 
 import pandas as pd
