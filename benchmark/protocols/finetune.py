@@ -30,6 +30,7 @@ from torch import nn
 
 from benchmark import distributed
 from benchmark.backbones import output_width
+from benchmark.depthwise import small_map_depthwise_grad
 from benchmark.devices import IMAGE_LAYOUT, to_numpy
 from benchmark.metrics import correct_per_example, score
 from benchmark.outputs import PerExample
@@ -169,7 +170,8 @@ class FineTune(Protocol):
         batches = TrainingBatches(data.images, indices, steps, per_rank, data.preprocessing, p.seed, info.rank)
         model.train()
         for step, (rows, crops) in enumerate(training_loader(batches, data.workers, pin=on_gpu)):
-            logits = trained(on_device(crops, data.preprocessing, data.device))
+            with small_map_depthwise_grad(data.device):  # oneDNN's slow weight gradient on 2x2..4x4 maps
+                logits = trained(on_device(crops, data.preprocessing, data.device))
             batch_targets = targets[rows.to(targets.device)]
             loss = (F.binary_cross_entropy_with_logits(logits, batch_targets.float())
                     if data.task == TaskType.MULTILABEL else F.cross_entropy(logits, batch_targets))
