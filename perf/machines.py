@@ -1,6 +1,6 @@
 """The README's first command under several CPU kernel paths, as other machines would run it.
 
-    python perf/machines.py [--paths native avx2 sse one-thread ...] [--model SPEC ...] [--keep DIR] [--quick]
+    python perf/machines.py [--paths native avx2 sse one-thread ...] [--model SPEC ...] [--protocol COLUMN ...] [--keep DIR] [--quick]
 
 Another CPU rounds floating point differently because its libraries pick other kernels: torch's ATen
 (`ATEN_CPU_CAPABILITY`), MKL's GEMMs (`MKL_ENABLE_INSTRUCTIONS`), oneDNN's convolutions
@@ -158,10 +158,12 @@ def main() -> None:
     parser.add_argument("--keep", type=Path, help="keep each path's cache and store under this folder")
     parser.add_argument("--quick", action="store_true", help="pixels:8, k-NN and linear only, two paths")
     parser.add_argument("--model", action="append", help="these models instead of the README's (repeatable)")
+    parser.add_argument("--protocol", action="append", help="only these suite columns (repeatable), as evaluate's")
     args = parser.parse_args()
     arguments = readme_command()
     if args.model:
         arguments = without_models(arguments) + [part for spec in args.model for part in ("--model", spec)]
+    arguments += [part for column in args.protocol or [] for part in ("--protocol", column)]
     paths = args.paths
     if args.quick:
         arguments = without_models(arguments) + QUICK_ARGS
