@@ -75,7 +75,8 @@ def image_module(model: nn.Module) -> nn.Module:
 @PROTOCOLS.register
 class FineTune(Protocol):
     name = "finetune"
-    version = "1.2"  # 1.1: augmentation drawn per (seed, rank, step) in DataLoader workers; 1.2: NHWC on CPU
+    version = "1.3"  # 1.1: augmentation drawn per (seed, rank, step) in DataLoader workers; 1.2: NHWC on CPU;
+    # 1.3: on the CPU, small-map depthwise weight gradients summed in another order (benchmark/depthwise.py)
     requires = (FeatureKind.MODEL,)
     selects_on_val = True
 
