@@ -96,10 +96,12 @@ class _SmallMapDepthwise(TorchFunctionMode):
 
 
 def _small_map_geometry(call: dict) -> Geometry | None:
-    """The geometry of a CPU depthwise conv on a small map that needs a weight gradient, else None."""
+    """The geometry of a CPU depthwise conv on a small map that needs a weight gradient, else None (also
+    under autocast, whose casts the function's backward would not mirror)."""
     image, weight, padding = call["input"], call["weight"], call.get("padding", 0)
     groups = call.get("groups", 1)
     if (isinstance(padding, str) or image.device.type != "cpu" or not torch.is_grad_enabled()
+            or torch.is_autocast_enabled("cpu") or image.dtype != weight.dtype
             or not weight.requires_grad or image.dim() != 4 or groups == 1
             or not groups == image.shape[1] == weight.shape[0] or weight.shape[1] != 1):
         return None

@@ -42,13 +42,15 @@ def test_weight_input_and_bias_gradients_match_onednn(size, kernel, stride, padd
         torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-5 * a.abs().max().item(), msg=name)
 
 
-@pytest.mark.parametrize("case", ["large map", "full conv", "grouped not depthwise", "no grad", "frozen weight"])
+@pytest.mark.parametrize("case", ["large map", "full conv", "grouped not depthwise", "no grad", "frozen weight",
+                                  "autocast"])
 def test_other_convolutions_keep_the_native_path(case):
     channels, groups, size = (24, 24, 8) if case == "large map" else (24, 1 if case == "full conv" else 6, 2)
     conv = nn.Conv2d(channels, channels, 3, padding=1, groups=groups)
     conv.weight.requires_grad_(case != "frozen weight")
     image = torch.randn(2, channels, size, size, requires_grad=True)
-    with small_map_depthwise_grad(), torch.set_grad_enabled(case != "no grad"):
+    with (small_map_depthwise_grad(), torch.set_grad_enabled(case != "no grad"),
+          torch.autocast("cpu", dtype=torch.bfloat16, enabled=case == "autocast")):
         out = conv(image)
     assert out.grad_fn is None if case == "no grad" else out.grad_fn.name() != "_DepthwiseConvBackward"
 
