@@ -1,6 +1,7 @@
 """The README's first command under several CPU kernel paths, as other machines would run it.
 
-    python perf/machines.py [--paths native avx2 sse one-thread ...] [--model SPEC ...] [--protocol COLUMN ...] [--keep DIR] [--quick]
+    python perf/machines.py [--paths native avx2 sse one-thread ...] [--model SPEC ...] [--protocol COLUMN ...]
+                            [--keep DIR] [--quick]
 
 Another CPU rounds floating point differently because its libraries pick other kernels: torch's ATen
 (`ATEN_CPU_CAPABILITY`), MKL's GEMMs (`MKL_ENABLE_INSTRUCTIONS`), oneDNN's convolutions
