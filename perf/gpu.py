@@ -163,6 +163,7 @@ def bare_step_rate(encoder, device: str, batch: int, steps: int) -> float:
     cross-entropy, SGD with Nesterov momentum), on one batch already on the device: no loading at all.
     Timed over `steps` consecutive steps, as the fine-tune is."""
     from benchmark.backbones import output_width
+    from benchmark.depthwise import small_map_depthwise_grad
     from benchmark.devices import IMAGE_LAYOUT
     from benchmark.protocols.finetune import Classifier
 
@@ -174,7 +175,8 @@ def bare_step_rate(encoder, device: str, batch: int, steps: int) -> float:
     sync = synchronised(device)
 
     def step():
-        loss = torch.nn.functional.cross_entropy(model(images), targets)
+        with small_map_depthwise_grad(device):  # as the fine-tune's step
+            loss = torch.nn.functional.cross_entropy(model(images), targets)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
