@@ -25,6 +25,7 @@ from benchmark.backbones import output_width  # noqa: E402
 from benchmark.depthwise import small_map_depthwise_grad  # noqa: E402
 from benchmark.devices import IMAGE_LAYOUT  # noqa: E402
 from benchmark.encoders import load_encoder  # noqa: E402
+from benchmark.errors import UserError  # noqa: E402
 
 
 def classifier(spec: str, size: int, classes: int = 47) -> nn.Module:
@@ -70,12 +71,19 @@ def compare(spec: str, size: int, batch: int, steps: int) -> dict:
     return {"model": spec, "native_s": native, "fast_s": fast, "ratio": native / fast, "gap": gap}
 
 
+def positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not a positive integer")
+    return value
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", action="append", help="repeatable (default: Lite0 and Lite2)")
-    parser.add_argument("--size", type=int, default=64)
-    parser.add_argument("--batch", type=int, default=32)
-    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--size", type=positive, default=64)
+    parser.add_argument("--batch", type=positive, default=32)
+    parser.add_argument("--steps", type=positive, default=10)
     parser.add_argument("--quick", action="store_true", help="Lite0 only, 2 steps: a smoke run")
     args = parser.parse_args()
     models = args.model or (["bundled:efficientnet_lite0"] if args.quick
@@ -83,7 +91,10 @@ def main() -> None:
     print(describe())
     print(f"One SGD step, batch {args.batch} at {args.size} px, best of 3 x {2 if args.quick else args.steps} steps")
     for spec in models:
-        r = compare(spec, args.size, args.batch, 2 if args.quick else args.steps)
+        try:
+            r = compare(spec, args.size, args.batch, 2 if args.quick else args.steps)
+        except UserError as error:  # an unknown or unloadable --model
+            parser.error(str(error))
         print(f"{r['model']}: oneDNN {r['native_s'] * 1000:.0f} ms, small-map path {r['fast_s'] * 1000:.0f} ms "
               f"per step ({r['ratio']:.2f}x); gradients differ by <= {r['gap']:.1e} of each parameter's largest")
 

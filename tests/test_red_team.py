@@ -502,3 +502,26 @@ def test_perf_scale_refuses_sizes_without_every_class_in_val_and_test():
     done = subprocess.run([sys.executable, "perf/scale.py", "--rows", "5", "--classes", "10"], capture_output=True,
                           text=True, cwd=Path(__file__).resolve().parents[1])
     assert done.returncode == 2 and "--rows >= 25 x classes" in done.stderr and "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("arguments,message", [
+    (["--batch", "0"], "--batch: 0 is not a positive integer"),
+    (["--steps", "-1"], "--steps: -1 is not a positive integer"),
+    (["--model", "nope:x"], "Unknown encoder source 'nope'"),
+])
+def test_perf_finetune_step_refuses_bad_arguments_in_one_message(arguments, message):
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "perf/finetune_step.py", "--quick", *arguments], capture_output=True,
+                          text=True, cwd=Path(__file__).resolve().parents[1])
+    assert done.returncode == 2 and message in done.stderr and "Traceback" not in done.stderr
+
+
+def test_perf_machines_names_an_unknown_protocol_column_in_one_message():
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "perf/machines.py", "--quick", "--protocol", "nope"], capture_output=True,
+                          text=True, cwd=Path(__file__).resolve().parents[1])
+    assert done.returncode != 0 and "Unknown protocol 'nope'" in done.stderr and "Traceback" not in done.stderr
