@@ -137,3 +137,17 @@ def test_a_protocol_that_fixes_its_seed_conflicts_with_several_run_seeds(tmp_pat
         Evaluator(load_suite(str(path)), RunOptions(seeds=(0, 1), results_path=tmp_path / "r.sqlite"))
     assert main(["evaluate", "--suite", str(path), "--model", "pixels:4", "--seeds", "1", "1",
                  "--results", str(tmp_path / "r.sqlite")]) == 2
+
+
+def test_a_recomputed_column_keeps_its_place_in_the_report(tmp_path, suite, capsys):
+    """`--recompute` of the first column rewrites its cells last; the report still prints it first."""
+    assert evaluate(tmp_path, suite) == 0
+    first = capsys.readouterr().out
+    before = stored(tmp_path)
+    assert evaluate(tmp_path, suite, "--recompute", "--protocol", "linear") == 0
+    again = capsys.readouterr().out
+    rows = stored(tmp_path)
+    assert len(rows) == len(before) + 1 and rows["protocol"].iloc[-1] == "linear"  # written after k-NN's
+    titles = [line for line in again.splitlines() if line.startswith("##")]
+    assert titles == [line for line in first.splitlines() if line.startswith("##")] and "linear" in titles[0]
+    assert [p for p in ResultsStore(tmp_path / "runs.sqlite").latest()["protocol"]] == ["linear", "knn", "fewshot"]

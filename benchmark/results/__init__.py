@@ -276,8 +276,11 @@ def json_or_damaged(text: Any) -> Any:
 
 
 def latest_per_cell(rows: pd.DataFrame) -> pd.DataFrame:
-    """The newest row of every (encoder, dataset, protocol) cell (rows in the order they were written)."""
-    return rows.drop_duplicates(CELL, keep="last")
+    """The newest row of every (encoder, dataset, protocol) cell, each cell where the store first saw it:
+    recomputing a cell replaces its value without moving its column or row in the report."""
+    first_seen = rows.groupby(CELL, sort=False, dropna=False).ngroup()
+    newest = rows.drop_duplicates(CELL, keep="last")
+    return newest.iloc[first_seen.loc[newest.index].argsort(kind="stable")]
 
 
 def stability_runs(details: Any, value: float) -> list[float] | None:
