@@ -6,6 +6,7 @@ from benchmark.data.splits import holdout_split
 from benchmark.errors import UserError
 from benchmark.metrics import mean_per_class, score, voc_map
 from benchmark.protocols import Features, FeatureTask, make_protocol
+from benchmark.protocols import _logreg
 from benchmark.protocols._logreg import ConvergedLogReg, ReferenceLogReg, TorchLogReg, multinomial_loss_gradient
 from benchmark.protocols._newton import Rotated, evaluate, hessian_vector, newton_cg
 from benchmark.protocols._linear_sweep import c_grid, first_strict_best
@@ -121,16 +122,21 @@ def test_newton_cg_works_in_an_exact_change_of_variables(digits_features):
     params = rng.normal(size=(10, x.shape[1] + 1)) * 0.01
     params = rotated.unrotate(*rotated.rotate(params))  # zero-sum over classes, in the rows' directions
     targets = torch.nn.functional.one_hot(torch.as_tensor(y), 10).double()
-    state = evaluate(rotated, targets, lam, *rotated.rotate(params))
+    lams = torch.tensor([lam], dtype=torch.float64)  # one fit: every state tensor has the fits first
+
+    def at(u, c):
+        return evaluate(rotated, targets, lams, u[None], c[None])
+
+    state = at(*rotated.rotate(params))
     loss, gradient = multinomial_loss_gradient(params.ravel(order="F"), x, y, 10, lam * len(y))
-    assert state.loss == pytest.approx(loss / len(y), rel=1e-12)
-    assert state.norm == pytest.approx(np.linalg.norm(gradient) / len(y), rel=1e-9)
-    du, dc = (torch.as_tensor(rng.normal(size=t.shape)) for t in (state.u, state.c))
-    hu, hc = hessian_vector(rotated, state.probabilities.float(), lam, du, dc)
+    assert float(state.loss[0]) == pytest.approx(loss / len(y), rel=1e-12)
+    assert float(state.norm[0]) == pytest.approx(np.linalg.norm(gradient) / len(y), rel=1e-9)
+    du, dc = (torch.as_tensor(rng.normal(size=t.shape)) for t in (state.u[0], state.c[0]))
+    hu, hc = hessian_vector(rotated, state.probabilities.float(), lams, du[None], dc[None])
     step = 1e-5
-    ahead, behind = (evaluate(rotated, targets, lam, state.u + s * du, state.c + s * dc) for s in (step, -step))
-    numeric = torch.cat([(ahead.grad_u - behind.grad_u).ravel(), ahead.grad_c - behind.grad_c]) / (2 * step)
-    np.testing.assert_allclose(torch.cat([hu.ravel(), hc]).numpy(), numeric.numpy(), rtol=1e-4,
+    ahead, behind = (at(state.u[0] + s * du, state.c[0] + s * dc) for s in (step, -step))
+    numeric = torch.cat([(ahead.grad_u - behind.grad_u).ravel(), (ahead.grad_c - behind.grad_c).ravel()]) / (2 * step)
+    np.testing.assert_allclose(torch.cat([hu.ravel(), hc.ravel()]).numpy(), numeric.numpy(), rtol=1e-4,
                                atol=1e-4 * float(numeric.abs().max()))
     solution, steps = newton_cg(rotated, y, 10, np.zeros_like(params), lam, 1e-9, 100)
     _, gradient = multinomial_loss_gradient(solution.ravel(order="F"), x, y, 10, lam * len(y))
@@ -257,6 +263,36 @@ def test_the_converged_solver_with_fewer_rows_than_features_solves_in_their_span
     weights = spanned.state[:, :-1]
     residual = weights - weights @ np.linalg.pinv(x) @ x  # the part outside the rows' span
     assert np.abs(residual).max() < 1e-6 * np.abs(weights).max()
+
+
+@pytest.mark.parametrize("classes, rows, at_once", [(10, 900, 9), (2, 900, 9), (10, 60, 9), (10, 900, 2)])
+def test_the_converged_sweep_fits_every_c_at_once_to_the_optimum_of_each(digits_features, monkeypatch, classes,
+                                                                        rows, at_once):
+    """`fit_grid` runs the grid's fits in lockstep (more rows than the 192 features, and fewer: their span;
+    with working memory for only two fits at once, in groups of two); each lands on the optimum that its own
+    fit (warm-started, one C at a time) reaches, to the solver's tolerance, and counts its own Newton steps."""
+    (x, y) = digits_features["train"]
+    keep = np.flatnonzero(y < classes)[:rows]
+    x, y = x[keep], y[keep]
+    monkeypatch.setattr(_logreg, "LOCKSTEP_BYTES", at_once * _logreg.LOCKSTEP_ARRAYS * 8 * len(y) * classes)
+    assert _logreg.lockstep_fits(len(y), classes) == at_once
+    grid = 1.0 / np.logspace(-3, 5, 9).astype(np.float32).astype(np.float64)
+    together = ConvergedLogReg("multiclass", classes, 1000, 1e-8).fit_grid(x, y, grid)
+    alone = ConvergedLogReg("multiclass", classes, 1000, 1e-8)
+    for C, fitted in zip(grid[::-1], together[::-1]):  # smallest C first, each fit from the last optimum
+        mine, theirs = fitted.decision_function(x), alone.fit(x, y, C).decision_function(x)
+        np.testing.assert_allclose(mine, theirs, atol=1e-4 * np.abs(theirs).max())
+        assert fitted.state.shape == alone.state.shape and fitted.iterations > 0
+        np.testing.assert_array_equal(mine.argmax(1), theirs.argmax(1))
+    assert len({fitted.iterations for fitted in together}) > 1  # each fit stopped on its own gradient
+
+
+def test_the_lockstep_sweeps_working_memory_is_bounded():
+    """An ImageNet-size sweep (1.28M rows, 1,000 classes, 45 C values) runs one fit at a time: its working
+    arrays are one fit's, not 45 fits' (about 3 TB); a small sweep runs all its fits together."""
+    one_fit = _logreg.LOCKSTEP_ARRAYS * 8 * 1_281_167 * 1000
+    assert _logreg.lockstep_bytes(1_281_167, 1000, 45) == one_fit
+    assert _logreg.lockstep_bytes(3200, 10, 9) == 9 * _logreg.LOCKSTEP_ARRAYS * 8 * 3200 * 10
 
 
 @pytest.mark.parametrize("fails_in", [("float32",), ("float32", "float64")])

@@ -20,7 +20,7 @@ from benchmark.errors import UserError
 from benchmark.identity import Component
 from benchmark.metrics import SCORING, score
 from benchmark.params import CheckedParams, Constraints, Interval, Options
-from benchmark.protocols._logreg import SOLVERS, ConvergedLogReg, ReferenceLogReg, TorchLogReg
+from benchmark.protocols._logreg import SOLVERS, ConvergedLogReg, ReferenceLogReg, TorchLogReg, lockstep_bytes
 from benchmark.protocols.base import Features, FeatureTask, check_finite
 from benchmark.vocab import Metric
 
@@ -125,26 +125,26 @@ def resident_bytes(data: FeatureTask) -> int:
     return 4 * dim * (2 * rows + len(data.test)) + 4 * 5 * rows * data.num_classes
 
 
-def full_batch_bytes(data: FeatureTask, solver: Solver) -> int:
-    """Memory a full-batch sweep and refit allocate beyond the features themselves: the train+val
-    concatenation, then the float64 copy of it and about six rows x classes float64 arrays (reference,
-    converged; the converged solver also keeps the rows in its eigenbasis), or the fast solver's resident
-    arrays (`resident_bytes`)."""
+def full_batch_bytes(data: FeatureTask, solver: Solver, fits: int = 1) -> int:
+    """Memory a full-batch sweep of `fits` C values and its refit allocate beyond the features themselves:
+    the train+val concatenation, then the float64 copy of it and about six rows x classes float64 arrays
+    (reference), or, for the converged solver, the rows in its eigenbasis and the working arrays of the
+    fits it runs in lockstep (`lockstep_bytes`), or the fast solver's resident arrays (`resident_bytes`)."""
     rows, dim = len(data.train) + len(data.val), data.train.x.shape[1]
     concatenated = 4 * rows * dim
-    if solver == Solver.CONVERGED:  # and the rows in the eigenbasis: float64, float32 and float32 squared
-        return concatenated + (8 + 16) * rows * dim + 6 * 8 * rows * data.num_classes
+    if solver == Solver.CONVERGED:  # the rows in the eigenbasis: float64, float32 and float32 squared
+        return concatenated + (8 + 16) * rows * dim + lockstep_bytes(rows, data.num_classes, fits)
     if solver in CPU_SOLVERS:
         return concatenated + 8 * rows * dim + 6 * 8 * rows * data.num_classes
     return concatenated + resident_bytes(data)
 
 
-def check_full_batch_memory(data: FeatureTask, solver: Solver) -> None:
+def check_full_batch_memory(data: FeatureTask, solver: Solver, fits: int) -> None:
     """Refuse, before any work, a sweep that would not fit in the machine's available memory."""
-    need, have = full_batch_bytes(data, solver), host_available_bytes()
+    need, have = full_batch_bytes(data, solver, fits), host_available_bytes()
     if need > have:
         raise UserError(
-            f"the full-batch '{solver}' solver needs about {need / 1e9:.1f} GB for {len(data.train) + len(data.val):,} "
+        f"the full-batch '{solver}' solver needs about {need / 1e9:.1f} GB for {len(data.train) + len(data.val):,} "
             f"x {data.train.x.shape[1]} features and {data.num_classes} classes, and this machine has "
             f"{have / 1e9:.1f} GB available; probe data this size with the `linear_sgd` protocol (mini-batches "
             f"streamed from the feature cache), e.g. `protocols: [linear_sgd]` for this dataset")
@@ -161,23 +161,23 @@ def check_two_classes(train: Features) -> None:
 def run_sweep(model: LogReg, train: Features, val: Features, metric: Metric, grid: np.ndarray) -> Sweep:
     """The warm-started sweep over the C grid on train, scored on val. As the reference, the first C
     whose score is strictly above every earlier one (and above 0) wins; a NaN score never wins."""
-    val_scores, iterations, solutions = [np.nan] * len(grid), [0] * len(grid), {}
-    for i in fit_order(model, grid):
+    if isinstance(model, ConvergedLogReg):
+        return converged_sweep(model, train, val, metric, grid)
+    val_scores, iterations = [np.nan] * len(grid), [0] * len(grid)
+    for i in range(len(grid)):  # largest C first: a capped fit's result depends on where it starts
         val_scores[i] = score(metric, val.y, model.fit(train.x, train.y, grid[i]).decision_function(val.x))
         iterations[i] = model.iterations
-        if model.converges:  # the refit then starts from the chosen C's optimum, not the last fit's
-            solutions[i] = model.warm_copy()
+    return Sweep(model, grid, val_scores, first_strict_best(val_scores), iterations, model)
+
+
+def converged_sweep(model: ConvergedLogReg, train: Features, val: Features, metric: Metric, grid: np.ndarray
+                    ) -> Sweep:
+    """The sweep of the converged solver (`ConvergedLogReg.fit_grid`); the refit starts from the chosen C's
+    optimum."""
+    fitted = model.fit_grid(train.x, train.y, grid)
+    val_scores = [score(metric, val.y, fit.decision_function(val.x)) for fit in fitted]
     best = first_strict_best(val_scores)
-    return Sweep(model, grid, val_scores, best, iterations, solutions.get(best, model))
-
-
-def fit_order(model: LogReg, grid: np.ndarray) -> list[int]:
-    """The order the grid's fits run in: the reference's (largest C first) for the capped solvers, whose
-    results depend on it; smallest C first for the converged one, whose results do not, and for which each
-    fit then starts from a more regularised optimum near its own (measured: a quarter fewer Hessian
-    products on Fashion-MNIST features)."""
-    order = list(range(len(grid)))
-    return order[::-1] if model.converges and np.all(np.diff(grid) < 0) else order
+    return Sweep(fitted[-1], grid, val_scores, best, [fit.iterations for fit in fitted], fitted[best])
 
 
 def first_strict_best(scores: list[float]) -> int:
@@ -192,7 +192,7 @@ def first_strict_best(scores: list[float]) -> int:
 def linear_sweep(data: FeatureTask, p: SweepParams) -> Sweep:
     """The sweep, computed once per inputs and sweep parameters."""
     def compute() -> Sweep:
-        check_full_batch_memory(data, p.solver)
+        check_full_batch_memory(data, p.solver, p.num_wd)
         check_finite(data)
         check_two_classes(data.train)
         return run_sweep(make_solver(data, p.solver), data.train, data.val, data.metric,

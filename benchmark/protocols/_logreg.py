@@ -23,13 +23,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from benchmark.identity import Component
-from benchmark.protocols._newton import Rotated, newton_cg
+from benchmark.protocols._newton import Rotated, newton_cg, newton_cg_many
 from benchmark.vocab import TaskType
 
 
 # every solver below (reference, converged, fast): bump when any of them can land elsewhere
 # 2: the converged solver is Newton-CG, its sweep from the smallest C; 3: its line search past the loss's resolution
 SOLVERS = Component("logreg_solvers", "3")
+LOCKSTEP_BYTES = 1 << 30  # the rows x classes float64 working arrays of the fits run in lockstep, at most
+LOCKSTEP_ARRAYS = 8  # such arrays per fit (probabilities, log-probabilities, residuals, their trial copies)
 
 
 def binary_scores(s: np.ndarray) -> np.ndarray:
@@ -159,6 +161,65 @@ class ConvergedLogReg(ReferenceLogReg):
     def _logits(features: np.ndarray, state: np.ndarray) -> np.ndarray:
         return matmul(features, state[:, :-1].T) + state[:, -1]
 
+    def fit_grid(self, x: np.ndarray, y: np.ndarray, grid: np.ndarray) -> list[ConvergedLogReg]:
+        """One fitted copy per C of `grid`. A fit's optimum does not depend on its start, so any order and
+        any starts give the same sweep. Every C is fitted at once (`newton_cg_many`): each Hessian product
+        reads the rows once for all the Cs still solving, where one fit's product is memory-bound on large
+        rows. Multi-label data (one estimator per class, each warm-starting the next) is fitted C by C,
+        smallest first, each fit from the last optimum."""
+        features = self._float64(x)
+        if self.task == TaskType.MULTILABEL:
+            return self._one_by_one(features, y, grid)
+        classes, encoded = np.unique(y, return_inverse=True)
+        solutions, steps = self._minimise_grid(features, encoded, max(len(classes), 2), grid)
+        fitted = []
+        for solution, iterations in zip(solutions, steps):
+            model = type(self)(self.task, self.num_classes, self.max_iter, self.tol)
+            model.state = solution[1:].copy() if len(solution) == 2 else solution
+            model.fitted, model.iterations = [(classes, model.state)], iterations
+            fitted.append(model)
+        return fitted
+
+    def _one_by_one(self, x: np.ndarray, y: np.ndarray, grid: np.ndarray) -> list[ConvergedLogReg]:
+        fitted: dict[int, ConvergedLogReg] = {}
+        for i in np.argsort(grid, kind="stable"):
+            fitted[i] = self.fit(x, y, grid[i]).warm_copy()
+            fitted[i].fitted, fitted[i].iterations = self.fitted, self.iterations
+        return [fitted[i] for i in range(len(grid))]
+
+    def _minimise_grid(self, x: np.ndarray, y: np.ndarray, rows: int, grid: np.ndarray
+                       ) -> tuple[list[np.ndarray], list[int]]:
+        """(rows, D + 1) solutions, one per C, in the eigenbasis of the rows (or of their span, with fewer
+        rows than features: see the class docstring)."""
+        if len(x) >= x.shape[1]:
+            return self._lockstep(self._rotation(x), y, rows, grid)
+        basis, projected = self._row_span(x)
+        solutions, steps = self._lockstep(self._rotation(projected), y, rows, grid)
+        return [np.concatenate([matmul(s[:, :-1], basis.T), s[:, -1:]], axis=1) for s in solutions], steps
+
+    def _lockstep(self, rotated: Rotated, y: np.ndarray, rows: int, grid: np.ndarray
+                  ) -> tuple[list[np.ndarray], list[int]]:
+        """The grid's fits in lockstep, as many at a time as `LOCKSTEP_BYTES` allows, smallest C first;
+        the first group starts from zero, each later one from the last group's least regularised optimum."""
+        lams = np.array([1.0 / (C * len(y)) for C in grid])
+        at_once = lockstep_fits(len(y), rows)
+        solutions, steps = [None] * len(grid), [0] * len(grid)
+        start = np.zeros((rows, rotated.mean.shape[0] + 1))
+        order = np.argsort(-lams, kind="stable")  # the most regularised first
+        for group in np.array_split(order, -(-len(grid) // at_once)):
+            found, taken = newton_cg_many(rotated, y, rows, np.stack([start] * len(group)), list(lams[group]),
+                                          self.tol, self.max_iter)
+            for i, solution, n in zip(group, found, taken):
+                solutions[i], steps[i] = solution, n
+            start = found[-1]
+        return solutions, steps
+
+    def _rotation(self, x: np.ndarray) -> Rotated:
+        """The eigenbasis coordinates of `x`, computed once per array."""
+        if self._rotated is None or self._rotated[0] is not x:
+            self._rotated = (x, Rotated.of(x))
+        return self._rotated[1]
+
     def _row_span(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """An orthonormal basis of the rows' span and the rows in it, computed once per array."""
         if self._span is None or self._span[0] is not x:
@@ -168,11 +229,19 @@ class ConvergedLogReg(ReferenceLogReg):
 
     def _newton(self, start: np.ndarray, x: np.ndarray, y: np.ndarray, rows: int, C: float
                 ) -> tuple[np.ndarray, int]:
-        if self._rotated is None or self._rotated[0] is not x:
-            self._rotated = (x, Rotated.of(x))
         params = start.reshape((rows, -1), order="F")
-        solution, steps = newton_cg(self._rotated[1], y, rows, params, 1.0 / (C * len(y)), self.tol, self.max_iter)
+        solution, steps = newton_cg(self._rotation(x), y, rows, params, 1.0 / (C * len(y)), self.tol, self.max_iter)
         return solution.ravel(order="F"), steps
+
+
+def lockstep_fits(rows: int, classes: int) -> int:
+    """How many fits run in lockstep: as many as `LOCKSTEP_BYTES` of working arrays hold, at least one."""
+    return max(1, LOCKSTEP_BYTES // (LOCKSTEP_ARRAYS * 8 * rows * classes))
+
+
+def lockstep_bytes(rows: int, classes: int, fits: int) -> int:
+    """The converged solver's rows x classes working arrays for a sweep of `fits` C values."""
+    return min(fits, lockstep_fits(rows, classes)) * LOCKSTEP_ARRAYS * 8 * rows * classes
 
 
 def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -15,6 +15,11 @@ Three things make it fast without changing the optimum:
   gradient and the stopping rule stay float64, so where it stops is decided in float64; float32 only
   shapes the path there.
 
+- **Many fits at once.** A sweep's fits (one per C) share the rows, so they run in lockstep: each
+  Hessian-vector product is one GEMM each way for every fit still in CG, and reads the rows once where
+  one fit at a time would read them once per fit (a single fit's product is memory-bound on large rows).
+  Each fit keeps its own CG step lengths, line search and stopping rule.
+
 Near a tight tolerance a step lowers the mean loss by less than float64 resolves, and Armijo's test on
 the loss then rejects good steps by rounding: there a step is accepted when it lowers the gradient's norm.
 """
@@ -73,101 +78,199 @@ class Rotated:
 
 @dataclass
 class State:
-    """The objective at one point and what the next Newton step needs from it."""
+    """The objective of F fits (one per penalty) at one point each, and what their next Newton step needs.
+    Every tensor has the fits as its first dimension; a fit's numbers never mix with another's."""
 
-    u: torch.Tensor
-    c: torch.Tensor
-    loss: float
-    probabilities: torch.Tensor  # (N, rows) float64
+    u: torch.Tensor  # (F, K, R)
+    c: torch.Tensor  # (F, K)
+    loss: torch.Tensor  # (F,) float64
+    probabilities: torch.Tensor  # (N, F, K) float64
     grad_u: torch.Tensor
     grad_c: torch.Tensor
-    norm: float  # the gradient's norm in the original coordinates: the stopping rule
+    norm: torch.Tensor  # (F,): the gradient's norm in the original coordinates: the stopping rule
+
+    def take(self, fits: torch.Tensor) -> State:
+        """The fits at the indices `fits`."""
+        return State(self.u[fits], self.c[fits], self.loss[fits], self.probabilities[:, fits], self.grad_u[fits],
+                     self.grad_c[fits], self.norm[fits])
+
+    def put(self, fits: torch.Tensor, other: State) -> None:
+        """Overwrite the fits at the indices `fits` with `other`'s (in place)."""
+        for name in ("u", "c", "loss", "grad_u", "grad_c", "norm"):
+            getattr(self, name)[fits] = getattr(other, name)
+        self.probabilities[:, fits] = other.probabilities
 
 
-def evaluate(rotated: Rotated, targets: torch.Tensor, lam: float, u: torch.Tensor, c: torch.Tensor) -> State:
+def batched(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """(N, R) rows times (F, K, R) weights: (N, F, K), as one GEMM over all fits."""
+    return (a @ b.reshape(-1, b.shape[-1]).T).reshape(len(a), *b.shape[:2])
+
+
+def back(per_row: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    """(N, F, K) per-row numbers times (N, R) rows, summed over rows: (F, K, R), as one GEMM."""
+    f, k = per_row.shape[1:]
+    return (per_row.reshape(len(rows), f * k).T @ rows).reshape(f, k, -1)
+
+
+def evaluate(rotated: Rotated, targets: torch.Tensor, lam: torch.Tensor, u: torch.Tensor, c: torch.Tensor) -> State:
     n = len(targets)
-    log_p = torch.log_softmax(torch.addmm(c, rotated.z64, u.T), 1)
-    loss = float(-(log_p * targets).sum() / n + 0.5 * lam * u.square().sum())
+    log_p = torch.log_softmax(batched(rotated.z64, u) + c, 2)
+    loss = -(log_p * targets[:, None]).sum((0, 2)) / n + 0.5 * lam * u.square().sum((1, 2))
     probabilities = log_p.exp()
-    residual = (probabilities - targets) / n
-    grad_u, grad_c = torch.addmm(u, residual.T, rotated.z64, alpha=1.0, beta=lam), residual.sum(0)
+    residual = (probabilities - targets[:, None]) / n
+    grad_u, grad_c = back(residual, rotated.z64) + lam[:, None, None] * u, residual.sum(0)
     # the weights' gradient in the original coordinates, turned into the eigenbasis: same norm
-    original = grad_u + torch.outer(grad_c, rotated.mean @ rotated.basis)
-    norm = math.sqrt(float(original.square().sum() + grad_c.square().sum()))
+    original = grad_u + grad_c[:, :, None] * (rotated.mean @ rotated.basis)
+    norm = (original.square().sum((1, 2)) + grad_c.square().sum(1)).sqrt()
     return State(u, c, loss, probabilities, grad_u, grad_c, norm)
 
 
-def hessian_vector(rotated: Rotated, p32: torch.Tensor, lam: float, vu: torch.Tensor, vc: torch.Tensor
+def hessian_vector(rotated: Rotated, p32: torch.Tensor, lam: torch.Tensor, vu: torch.Tensor, vc: torch.Tensor
                    ) -> tuple[torch.Tensor, torch.Tensor]:
-    """H v with float32 products: sum_i z_i^T (diag(p_i) - p_i p_i^T) (V z_i) / N, plus lam on the weights."""
-    change = torch.addmm(vc.float(), rotated.z32, vu.float().T)
+    """H v of every fit with float32 products: sum_i z_i^T (diag(p_i) - p_i p_i^T) (V z_i) / N, plus lam
+    on the weights. All fits share the rows, so their products are one GEMM each way: the rows are read
+    twice per call however many fits there are (a single fit's HVP is memory-bound)."""
+    change = batched(rotated.z32, vu.float()) + vc.float()
     weighted = p32 * change
-    curvature = weighted - p32 * weighted.sum(1, keepdim=True)
+    curvature = weighted - p32 * weighted.sum(2, keepdim=True)
     n = len(p32)
-    return (curvature.T @ rotated.z32).double() / n + lam * vu, curvature.sum(0).double() / n
+    return back(curvature, rotated.z32).double() / n + lam[:, None, None] * vu, curvature.sum(0).double() / n
 
 
 def zero_sum(a: torch.Tensor) -> torch.Tensor:
-    return a - a.mean(0)
+    return a - a.mean(1, keepdim=True)
 
 
-def newton_direction(rotated: Rotated, state: State, lam: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """Preconditioned CG on H d = -g, inside the zero-sum subspace, to FORCING x |g|."""
+def dot(a: tuple[torch.Tensor, torch.Tensor], b: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    """Per-fit inner products of (weights, biases) pairs: (F,)."""
+    return (a[0] * b[0]).sum((1, 2)) + (a[1] * b[1]).sum(1)
+
+
+@dataclass
+class ConjugateGradients:
+    """Preconditioned CG on H d = -g for F fits in lockstep: each fit has its own step lengths and stops on
+    its own. The arrays hold the running fits only (`ids`: their places among the F); a fit that stops
+    leaves them, its direction written to `out`, so the Hessian products never carry a finished fit."""
+
+    rotated: Rotated
+    p32: torch.Tensor  # (N, F', K)
+    lam: torch.Tensor
+    diag: tuple[torch.Tensor, torch.Tensor]  # Jacobi: the Hessian's exact diagonal, (F', K, R) and (F', K)
+    d: tuple[torch.Tensor, torch.Tensor]  # the directions so far
+    r: tuple[torch.Tensor, torch.Tensor]  # the residuals
+    p: tuple[torch.Tensor, torch.Tensor]  # the search directions
+    rz: torch.Tensor  # (F',) r . M^-1 r
+    target: torch.Tensor  # (F',) FORCING x |g|
+    ids: torch.Tensor  # (F',) long
+    out: tuple[torch.Tensor, torch.Tensor]  # (F, K, R) and (F, K): the directions of the stopped fits
+
+    def step(self) -> None:
+        """One CG iteration of every running fit."""
+        h = hessian_vector(self.rotated, self.p32, self.lam, *self.p)
+        along = dot(self.p, h)
+        convex = along > 0  # otherwise rounding: the objective is convex
+        alpha = torch.where(convex, self.rz / torch.where(convex, along, 1.0), 0.0)
+        self.d = tuple(d + per_fit(alpha, d) * p for d, p in zip(self.d, self.p))
+        self.r = tuple(r - per_fit(alpha, r) * hp for r, hp in zip(self.r, h))
+        z = (zero_sum(self.r[0] / self.diag[0]), zero_sum(self.r[1] / self.diag[1]))
+        rz = dot(self.r, z)
+        going = convex & (dot(self.r, self.r).sqrt() > self.target) & (rz > 0)  # rz <= 0: r vanished in rounding
+        beta = rz / self.rz
+        self.p = tuple(zi + per_fit(beta, zi) * p for zi, p in zip(z, self.p))
+        self.rz = rz
+        if not going.all():
+            self.stop(~going)
+
+    def stop(self, stopped: torch.Tensor) -> None:
+        """Write the stopped fits' directions out and keep only the running fits' arrays."""
+        for out, d in zip(self.out, self.d):
+            out[self.ids[stopped]] = d[stopped]
+        keep = ~stopped
+        for name in ("diag", "d", "r", "p"):
+            setattr(self, name, tuple(t[keep] for t in getattr(self, name)))
+        self.p32, self.lam, self.rz = self.p32[:, keep], self.lam[keep], self.rz[keep]
+        self.target, self.ids = self.target[keep], self.ids[keep]
+
+
+def per_fit(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """(F,) per-fit numbers shaped to broadcast against `like` ((F, ...))."""
+    return values.reshape(-1, *[1] * (like.dim() - 1))
+
+
+def newton_direction(rotated: Rotated, state: State, lam: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Preconditioned CG on H d = -g for every fit, inside the zero-sum subspace, to FORCING x |g|."""
     p32 = state.probabilities.float()
     curvature = p32 * (1 - p32) / len(p32)
-    diag_u = (curvature.T @ rotated.z32_squared).double() + lam
-    diag_c = curvature.sum(0).double().clamp_min(1e-300)
-    du, dc = torch.zeros_like(state.u), torch.zeros_like(state.c)
-    ru, rc = -state.grad_u, -state.grad_c
-    zu, zc = zero_sum(ru / diag_u), zero_sum(rc / diag_c)
-    pu, pc = zu, zc
-    rz = float((ru * zu).sum() + (rc * zc).sum())
-    target = FORCING * math.sqrt(float(ru.square().sum() + rc.square().sum()))
+    diag = (back(curvature, rotated.z32_squared).double() + lam[:, None, None],
+            curvature.sum(0).double().clamp_min(1e-300))
+    r = (-state.grad_u, -state.grad_c)
+    z = (zero_sum(r[0] / diag[0]), zero_sum(r[1] / diag[1]))
+    zeros = (torch.zeros_like(state.u), torch.zeros_like(state.c))
+    cg = ConjugateGradients(rotated, p32, lam, diag, zeros, r, z, dot(r, z), FORCING * dot(r, r).sqrt(),
+                            torch.arange(len(lam), device="cpu"), (zeros[0].clone(), zeros[1].clone()))
     for _ in range(MAX_CG):
-        hu, hc = hessian_vector(rotated, p32, lam, pu, pc)
-        curvature_along = float((pu * hu).sum() + (pc * hc).sum())
-        if curvature_along <= 0:  # rounding: the objective is convex
+        if not len(cg.ids):
             break
-        alpha = rz / curvature_along
-        du, dc, ru, rc = du + alpha * pu, dc + alpha * pc, ru - alpha * hu, rc - alpha * hc
-        if math.sqrt(float(ru.square().sum() + rc.square().sum())) <= target:
-            break
-        zu, zc = zero_sum(ru / diag_u), zero_sum(rc / diag_c)
-        rz, previous = float((ru * zu).sum() + (rc * zc).sum()), rz
-        if rz <= 0:  # the residual vanished in rounding
-            break
-        pu, pc = zu + (rz / previous) * pu, zc + (rz / previous) * pc
-    if not (du.abs().sum() + dc.abs().sum()) > 0:  # no CG step taken: steepest descent
-        return -state.grad_u, -state.grad_c
-    return du, dc
+        cg.step()
+    cg.stop(torch.ones(len(cg.ids), dtype=torch.bool, device="cpu"))
+    du, dc = cg.out
+    none = (du.abs().sum((1, 2)) + dc.abs().sum(1)) == 0  # no CG step taken: steepest descent
+    return torch.where(none[:, None, None], -state.grad_u, du), torch.where(none[:, None], -state.grad_c, dc)
 
 
-def line_search(rotated: Rotated, targets: torch.Tensor, lam: float, state: State,
-                direction: tuple[torch.Tensor, torch.Tensor]) -> State | None:
-    """The first of steps 1, 1/2, 1/4, ... that passes Armijo's rule; None when none does."""
+def line_search(rotated: Rotated, targets: torch.Tensor, lam: torch.Tensor, state: State,
+                direction: tuple[torch.Tensor, torch.Tensor]) -> tuple[State, torch.Tensor]:
+    """Per fit, the first of steps 1, 1/2, 1/4, ... that passes Armijo's rule: (the new state, which fits
+    found none; those keep their old point)."""
     du, dc = direction
-    slope = float((state.grad_u * du).sum() + (state.grad_c * dc).sum())
-    step = 1.0
+    slope = dot((state.grad_u, state.grad_c), direction)
+    step = torch.ones(len(lam), dtype=torch.float64, device="cpu")
+    moved = State(*(t.clone() for t in (state.u, state.c, state.loss, state.probabilities, state.grad_u,
+                                        state.grad_c, state.norm)))
+    searching = torch.ones(len(lam), dtype=torch.bool, device="cpu")
     for _ in range(MAX_HALVINGS):
-        trial = evaluate(rotated, targets, lam, state.u + step * du, state.c + step * dc)
-        if trial.loss <= state.loss + 1e-4 * step * slope:
-            return trial
-        if -step * slope < LOSS_RESOLUTION * abs(state.loss) and trial.norm < state.norm:
-            return trial  # a change the float64 loss cannot resolve: judged by the gradient, the stopping rule's measure
-        step /= 2
-    return None
+        fits = searching.nonzero()[:, 0]
+        if not len(fits):
+            break
+        s = step[fits]
+        trial = evaluate(rotated, targets, lam[fits], state.u[fits] + s[:, None, None] * du[fits],
+                         state.c[fits] + s[:, None] * dc[fits])
+        armijo = trial.loss <= state.loss[fits] + 1e-4 * s * slope[fits]
+        # a change the float64 loss cannot resolve: judged by the gradient, the stopping rule's measure
+        unresolved = (-s * slope[fits] < LOSS_RESOLUTION * state.loss[fits].abs()) & (trial.norm < state.norm[fits])
+        accepted = armijo | unresolved
+        moved.put(fits[accepted], trial.take(accepted.nonzero()[:, 0]))
+        searching[fits[accepted]] = False
+        step[fits] /= 2
+    return moved, searching
+
+
+def newton_cg_many(rotated: Rotated, y: np.ndarray, rows: int, starts: np.ndarray, lams: list[float], tol: float,
+                   max_iter: int) -> tuple[list[np.ndarray], list[int]]:
+    """Minimise one objective per penalty in `lams`, each from its start ((F, rows, D + 1), original
+    coordinates), all in lockstep so that every Hessian product reads the rows once for all the fits then
+    solving for a direction: (solutions, Newton steps each took). Each fit stops on its own gradient; its
+    path and optimum are its own (the batch changes only the order of float32 sums in the products)."""
+    targets = torch.nn.functional.one_hot(torch.as_tensor(y, device="cpu").long(), rows).double()
+    lam = torch.tensor(lams, dtype=torch.float64, device="cpu")
+    u, c = zip(*(rotated.rotate(start) for start in starts))
+    state = evaluate(rotated, targets, lam, torch.stack(u), torch.stack(c))
+    steps = torch.zeros(len(lams), dtype=torch.long, device="cpu")
+    stuck = torch.zeros(len(lams), dtype=torch.bool, device="cpu")
+    while True:
+        fits = ((state.norm >= tol) & (steps < max_iter) & ~stuck).nonzero()[:, 0]
+        if not len(fits):
+            break
+        part = state.take(fits)
+        moved, failed = line_search(rotated, targets, lam[fits], part, newton_direction(rotated, part, lam[fits]))
+        state.put(fits, moved)
+        steps[fits] += 1
+        stuck[fits] = failed
+    return [rotated.unrotate(state.u[f], state.c[f]) for f in range(len(lams))], steps.tolist()
 
 
 def newton_cg(rotated: Rotated, y: np.ndarray, rows: int, start: np.ndarray, lam: float, tol: float,
               max_iter: int) -> tuple[np.ndarray, int]:
     """Minimise from `start` ((rows, D + 1), original coordinates): (solution, Newton steps taken)."""
-    targets = torch.nn.functional.one_hot(torch.as_tensor(y, device="cpu").long(), rows).double()
-    state = evaluate(rotated, targets, lam, *rotated.rotate(start))
-    steps = 0
-    while state.norm >= tol and steps < max_iter:
-        moved = line_search(rotated, targets, lam, state, newton_direction(rotated, state, lam))
-        steps += 1
-        if moved is None:
-            break
-        state = moved
-    return rotated.unrotate(state.u, state.c), steps
+    solutions, steps = newton_cg_many(rotated, y, rows, start[None], [lam], tol, max_iter)
+    return solutions[0], steps[0]
