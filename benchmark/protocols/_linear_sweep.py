@@ -144,7 +144,7 @@ def check_full_batch_memory(data: FeatureTask, solver: Solver, fits: int) -> Non
     need, have = full_batch_bytes(data, solver, fits), host_available_bytes()
     if need > have:
         raise UserError(
-        f"the full-batch '{solver}' solver needs about {need / 1e9:.1f} GB for {len(data.train) + len(data.val):,} "
+            f"the full-batch '{solver}' solver needs about {need / 1e9:.1f} GB for {len(data.train) + len(data.val):,} "
             f"x {data.train.x.shape[1]} features and {data.num_classes} classes, and this machine has "
             f"{have / 1e9:.1f} GB available; probe data this size with the `linear_sgd` protocol (mini-batches "
             f"streamed from the feature cache), e.g. `protocols: [linear_sgd]` for this dataset")

@@ -58,7 +58,6 @@ class ReferenceLogReg:
       rows in the same order with the same BLAS.
     """
 
-    converges = False  # capped: where a fit stops depends on where it starts, so the sweep keeps the reference's order
 
     def __init__(self, task: str, num_classes: int, max_iter: int = 100, tol: float = 1e-4):
         self.task, self.num_classes, self.max_iter, self.tol = task, num_classes, max_iter, tol
@@ -142,7 +141,6 @@ class ConvergedLogReg(ReferenceLogReg):
     combination of the rows), and an orthonormal basis Q of the span keeps the objective, the penalty
     and the gradient norm unchanged, so the same optimum is reached with n instead of D unknowns."""
 
-    converges = True  # every fit reaches the optimum whatever its start: the sweep may run in any order
     _span: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # (x, basis Q (D, n), x @ Q)
     _rotated: tuple[np.ndarray, Rotated] | None = None  # (x, its eigenbasis coordinates)
 
@@ -355,7 +353,6 @@ class TorchLogReg:
     in the original coordinates: when its largest entry (of the mean-scaled objective) falls below
     `tol`, or after `max_iter` iterations."""
 
-    converges = False  # capped at max_iter, like the reference
 
     def __init__(self, task: str, num_classes: int, max_iter: int = 100, tol: float = 1e-4,
                  dtype: torch.dtype = torch.float32, device: str = "cpu"):

@@ -1,7 +1,7 @@
 """Newton-CG for the multinomial objective of `ConvergedLogReg`: mean cross-entropy + lam / 2 ||W||^2,
 bias unpenalised, run until the gradient's norm (in the original coordinates, float64) is below `tol`.
 
-Three things make it fast without changing the optimum:
+Four things make it fast without changing the optimum:
 - **Coordinates.** The features are centred and turned into their covariance's eigenbasis once per
   array (`Rotated`): an orthonormal change of variables, so the objective, the penalty and the gradient's
   norm are unchanged, and the Hessian is close to diagonal there, which the Jacobi preconditioner of the
@@ -14,7 +14,6 @@ Three things make it fast without changing the optimum:
   (`FORCING`) of the gradient, and its Hessian-vector products use float32 features. The objective, the
   gradient and the stopping rule stay float64, so where it stops is decided in float64; float32 only
   shapes the path there.
-
 - **Many fits at once.** A sweep's fits (one per C) share the rows, so they run in lockstep: each
   Hessian-vector product is one GEMM each way for every fit still in CG, and reads the rows once where
   one fit at a time would read them once per fit (a single fit's product is memory-bound on large rows).
@@ -26,7 +25,6 @@ the loss then rejects good steps by rounding: there a step is accepted when it l
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
