@@ -22,6 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from perf._machine import describe  # noqa: E402
 from perf._timing import best_of  # noqa: E402
 from benchmark.backbones import output_width  # noqa: E402
+from benchmark.commands.common import positive_int  # noqa: E402
 from benchmark.depthwise import small_map_depthwise_grad  # noqa: E402
 from benchmark.devices import IMAGE_LAYOUT  # noqa: E402
 from benchmark.encoders import load_encoder  # noqa: E402
@@ -71,19 +72,12 @@ def compare(spec: str, size: int, batch: int, steps: int) -> dict:
     return {"model": spec, "native_s": native, "fast_s": fast, "ratio": native / fast, "gap": gap}
 
 
-def positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} is not a positive integer")
-    return value
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", action="append", help="repeatable (default: Lite0 and Lite2)")
-    parser.add_argument("--size", type=positive, default=64)
-    parser.add_argument("--batch", type=positive, default=32)
-    parser.add_argument("--steps", type=positive, default=10)
+    parser.add_argument("--size", type=positive_int, default=64)
+    parser.add_argument("--batch", type=positive_int, default=32)
+    parser.add_argument("--steps", type=positive_int, default=10)
     parser.add_argument("--quick", action="store_true", help="Lite0 only, 2 steps: a smoke run")
     args = parser.parse_args()
     models = args.model or (["bundled:efficientnet_lite0"] if args.quick

@@ -505,8 +505,8 @@ def test_perf_scale_refuses_sizes_without_every_class_in_val_and_test():
 
 
 @pytest.mark.parametrize("arguments,message", [
-    (["--batch", "0"], "--batch: 0 is not a positive integer"),
-    (["--steps", "-1"], "--steps: -1 is not a positive integer"),
+    (["--batch", "0"], "--batch: must be at least 1, got 0"),
+    (["--steps", "-1"], "--steps: must be at least 1, got -1"),
     (["--model", "nope:x"], "Unknown encoder source 'nope'"),
 ])
 def test_perf_finetune_step_refuses_bad_arguments_in_one_message(arguments, message):
