@@ -19,12 +19,14 @@ from benchmark.data.base import ImageSplit
 from benchmark.devices import IMAGE_LAYOUT, Precision, exact_float32, to_numpy
 from benchmark.encoders.base import Encoder
 from benchmark.errors import UserError
+from benchmark.folding import folded_batchnorm
 from benchmark.identity import Component
 from benchmark.preprocessing import Preprocessing
 from benchmark.vocab import FeatureKind
 
 log = logging.getLogger(__name__)
-EXTRACTION = Component("extraction", "2")  # bump when extraction changes the features it writes (2: NHWC on CPU)
+EXTRACTION = Component("extraction", "3")  # bump when extraction changes the features it writes
+# (2: NHWC on CPU; 3: batch norm folded into the convolutions, `benchmark.folding`)
 DECODE_ERRORS = (OSError, UnidentifiedImageError, ValueError, SyntaxError)
 
 
@@ -127,15 +129,24 @@ def extract_features(encoder: Encoder, split: ImageSplit, preprocessing: Preproc
     encoder.to(device).model.to(memory_format=IMAGE_LAYOUT)
     encode = HalvingEncoder(encoder, batch_size, kind, precision, device)
     chunks, kept, skipped, waiting = [], [], [], OnDevice()
-    for indices, batch, bad in tqdm(loader, desc=desc, unit="batch", leave=False, disable=None):
-        skipped += bad
-        if batch is not None:
-            chunks += waiting.add(encode(batch.to(device, non_blocking=True, memory_format=IMAGE_LAYOUT)))
-            kept += indices
+    with folded_batchnorm(encoder.model, probe_images(preprocessing, device)):
+        for indices, batch, bad in tqdm(loader, desc=desc, unit="batch", leave=False, disable=None):
+            skipped += bad
+            if batch is not None:
+                chunks += waiting.add(encode(batch.to(device, non_blocking=True, memory_format=IMAGE_LAYOUT)))
+                kept += indices
     chunks += waiting.flush()
     check_skipped(split, skipped, max_bad_fraction, total=len(sampler) if sampler else len(split))
     features = np.ascontiguousarray(np.concatenate(chunks), dtype=np.float32)  # dense maps come back NHWC-strided
     return Extracted(features, np.asarray(kept, dtype=np.int64), skipped)
+
+
+def probe_images(preprocessing: Preprocessing, device: str) -> torch.Tensor:
+    """Two seeded images of the encoder's input size: what `folded_batchnorm` checks its folding on."""
+    size = preprocessing.input_size
+    generator = torch.Generator(device="cpu").manual_seed(0)
+    images = torch.randn(2, 3, size, size, generator=generator, device="cpu")
+    return images.to(device, memory_format=IMAGE_LAYOUT)
 
 
 def check_skipped(split: ImageSplit, skipped: list[int], max_bad_fraction: float, total: int) -> None:
