@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 from torchvision.transforms import v2 as T
+from torchvision.transforms.v2 import functional as TF
 
 from benchmark.errors import UserError
 
@@ -94,24 +95,46 @@ class Preprocessing:
         return self.as_dict() | ({"resize_dtype": "float32"} if self.interpolation in FLOAT_RESIZE else {})
 
     def transform(self) -> Callable[[torch.Tensor], torch.Tensor]:
-        """A transform from a uint8 CHW tensor (1 or 3 channels) to a normalised float tensor."""
+        """A transform from a uint8 CHW tensor (1, 3 or 4 channels) to a normalised float tensor."""
+        return ImageTransform(self)
+
+    def composed(self) -> Callable[[torch.Tensor], torch.Tensor]:
+        """The same transform as a torchvision `Compose`: the reference `ImageTransform` is checked against
+        (tests) and timed against (perf/extraction.py)."""
         size = self.resize_size if self.resize_mode == "shorter" else [self.resize_size] * 2
         in_float = [T.ToDtype(torch.float32, scale=True)] if self.interpolation in FLOAT_RESIZE else []
-        return T.Compose([
-            T.Lambda(to_three_channels),
-            *in_float,
-            T.Resize(size, interpolation=INTERPOLATIONS[self.interpolation], antialias=True),
-            T.CenterCrop(self.input_size),
-            T.ToDtype(torch.float32, scale=True),
-            T.Normalize(list(self.mean), list(self.std)),
-        ])
-
+        return T.Compose([T.Lambda(to_three_channels), *in_float,
+                          T.Resize(size, interpolation=INTERPOLATIONS[self.interpolation], antialias=True),
+                          T.CenterCrop(self.input_size), T.ToDtype(torch.float32, scale=True),
+                          T.Normalize(list(self.mean), list(self.std))])
 
     def mask_transform(self) -> Callable[[torch.Tensor], torch.Tensor]:
         """The same geometry for a (1, H, W) label mask: nearest-neighbour resize, centre crop."""
         size = self.resize_size if self.resize_mode == "shorter" else [self.resize_size] * 2
         return T.Compose([T.Resize(size, interpolation=T.InterpolationMode.NEAREST),
                           T.CenterCrop(self.input_size)])
+
+
+@dataclass(frozen=True)
+class ImageTransform:
+    """Resize, centre-crop, scale to [0, 1] and normalise one uint8 CHW image, with torchvision's own kernels
+    called directly: the bits of `Preprocessing.composed()`, in less time (its dispatch per step, and for a
+    grayscale image two of three resizes, are gone; `perf/extraction.py` times both). A grayscale image is
+    resized once and copied to three channels afterwards: resizing works on each channel alone, so the
+    pixels are the ones three resized copies would have (a test compares the two transforms bit for bit
+    on the AVX2 and the generic kernels)."""
+
+    preprocessing: Preprocessing
+
+    def __call__(self, image: torch.Tensor) -> torch.Tensor:
+        p = self.preprocessing
+        image = image[:3] if image.shape[0] == 4 else image
+        if p.interpolation in FLOAT_RESIZE:
+            image = TF.to_dtype(image, torch.float32, scale=True)
+        size = [p.resize_size] if p.resize_mode == "shorter" else [p.resize_size] * 2
+        image = TF.resize(image, size, interpolation=INTERPOLATIONS[p.interpolation], antialias=True)
+        image = TF.to_dtype(TF.center_crop(image, [p.input_size]), torch.float32, scale=True)
+        return TF.normalize(to_three_channels(image), list(p.mean), list(p.std))
 
 
 def to_three_channels(image: torch.Tensor) -> torch.Tensor:

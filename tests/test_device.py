@@ -263,3 +263,47 @@ def test_preprocessed_images_are_the_same_under_the_avx2_and_the_generic_kernels
 
     assert Preprocessing(interpolation="bilinear").key_fields()["resize_dtype"] == "float32"  # re-keyed features
     assert Preprocessing().key_fields() == Preprocessing().as_dict()  # bicubic's features keep their keys
+
+
+TRANSFORM_PROBE = """
+import numpy as np, torch
+from benchmark.data.mnist5k import all_images
+from benchmark.preprocessing import Preprocessing
+
+rng = np.random.default_rng(0)
+images = [torch.tensor(np.array(image))[None] for image in all_images().images[:100]]  # grayscale digits
+images += [torch.tensor(rng.integers(0, 256, (channels, h, w), dtype=np.uint8))
+           for channels, h, w in zip([3, 4] * 15, *rng.integers(20, 90, (2, 30)))]
+compared = 0
+for interpolation in ("bicubic", "bilinear", "nearest"):
+    for mode, resize in (("shorter", 72), ("square", 64)):
+        p = Preprocessing(input_size=64, resize_size=resize, resize_mode=mode, interpolation=interpolation,
+                          mean=(0.4, 0.5, 0.6), std=(0.2, 0.3, 0.25))
+        ours, reference = p.transform(), p.composed()
+        for image in images:
+            assert torch.equal(ours(image), reference(image)), (interpolation, mode, image.shape)
+            compared += 1
+print(compared)
+"""
+
+
+def test_the_image_transform_gives_the_bits_of_torchvisions_composed_transforms(tmp_path):
+    """`ImageTransform` calls torchvision's kernels directly and resizes a grayscale image once before
+    copying it to three channels: on the AVX2 and the generic kernels, every image comes out bit for bit as
+    the Compose of the same transforms (the transform before it) makes it (grayscale digits, RGB and RGBA of odd sizes; three
+    interpolations, both resize modes)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    script = tmp_path / "probe.py"
+    script.write_text(TRANSFORM_PROBE)
+    for capability in (None, "default"):
+        env = {**os.environ, "PYTHONPATH": str(root)}
+        env.pop("ATEN_CPU_CAPABILITY", None)
+        env |= {"ATEN_CPU_CAPABILITY": capability} if capability else {}
+        done = subprocess.run([sys.executable, str(script)], env=env, cwd=root, capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert done.stdout.split()[-1] == str(6 * 130)

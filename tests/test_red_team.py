@@ -518,6 +518,19 @@ def test_perf_finetune_step_refuses_bad_arguments_in_one_message(arguments, mess
     assert done.returncode == 2 and message in done.stderr and "Traceback" not in done.stderr
 
 
+@pytest.mark.parametrize("arguments,message", [
+    (["--images", "0"], "--images: must be at least 1, got 0"),
+    (["--model", "nope:x"], "Unknown encoder source 'nope'"),
+])
+def test_perf_extraction_refuses_bad_arguments_in_one_message(arguments, message):
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "perf/extraction.py", "--quick", *arguments], capture_output=True,
+                          text=True, cwd=Path(__file__).resolve().parents[1])
+    assert done.returncode == 2 and message in done.stderr and "Traceback" not in done.stderr
+
+
 def test_perf_machines_names_an_unknown_protocol_column_in_one_message():
     import subprocess
     import sys
