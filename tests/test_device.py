@@ -225,55 +225,21 @@ def test_extraction_is_channels_last_on_the_cpu_and_matches_the_contiguous_forwa
     np.testing.assert_allclose(got_dense, dense, rtol=1e-4, atol=1e-5)
 
 
-RESIZE_PROBE = """
+KERNEL_PROBE = """
 import sys
 import numpy as np, torch
 from benchmark.data.mnist5k import all_images
 from benchmark.preprocessing import Preprocessing
-images = all_images().images[:200]
+
+digits = [torch.tensor(np.array(image))[None] for image in all_images().images[:200]]
 for interpolation in ("bilinear", "bicubic"):
     transform = Preprocessing(interpolation=interpolation).with_overrides({"input_size": 64}).transform()
-    out = torch.stack([transform(torch.tensor(np.array(image))[None]) for image in images]).numpy()
-    np.save(f"{sys.argv[1]}-{interpolation}.npy", out)
-"""
+    np.save(f"{sys.argv[1]}-{interpolation}.npy", torch.stack([transform(image) for image in digits]).numpy())
 
-
-def test_preprocessed_images_are_the_same_under_the_avx2_and_the_generic_kernels(tmp_path):
-    """Issue 33: an ARM machine, or x86 without AVX2, runs torch's generic kernels. Its uint8 bilinear
-    resize put 4.5% of MNIST pixels one level (0.017 after normalising) away from the AVX2 kernel's; the
-    preprocessing must give both machines the same images to float32 rounding."""
-    import os
-    import subprocess
-    import sys
-    from pathlib import Path
-
-    root = Path(__file__).resolve().parents[1]
-    script = tmp_path / "probe.py"
-    script.write_text(RESIZE_PROBE)
-    for name, capability in (("native", None), ("generic", "default")):
-        env = {**os.environ, "PYTHONPATH": str(root)}
-        env.pop("ATEN_CPU_CAPABILITY", None)
-        env |= {"ATEN_CPU_CAPABILITY": capability} if capability else {}
-        subprocess.run([sys.executable, str(script), str(tmp_path / name)], env=env, check=True, cwd=root)
-    for interpolation in ("bilinear", "bicubic"):
-        native, generic = (np.load(tmp_path / f"{name}-{interpolation}.npy") for name in ("native", "generic"))
-        assert native.shape == (200, 3, 64, 64)
-        assert np.abs(native - generic).max() <= 1e-5, interpolation  # one uint8 level would be 0.017
-    from benchmark.preprocessing import Preprocessing
-
-    assert Preprocessing(interpolation="bilinear").key_fields()["resize_dtype"] == "float32"  # re-keyed features
-    assert Preprocessing().key_fields() == Preprocessing().as_dict()  # bicubic's features keep their keys
-
-
-TRANSFORM_PROBE = """
-import numpy as np, torch
-from benchmark.data.mnist5k import all_images
-from benchmark.preprocessing import Preprocessing
-
+# ImageTransform against the Compose of the same transforms, bit for bit: digits, RGB and RGBA of odd sizes
 rng = np.random.default_rng(0)
-images = [torch.tensor(np.array(image))[None] for image in all_images().images[:100]]  # grayscale digits
-images += [torch.tensor(rng.integers(0, 256, (channels, h, w), dtype=np.uint8))
-           for channels, h, w in zip([3, 4] * 15, *rng.integers(20, 90, (2, 30)))]
+images = digits[:100] + [torch.tensor(rng.integers(0, 256, (channels, h, w), dtype=np.uint8))
+                         for channels, h, w in zip([3, 4] * 15, *rng.integers(20, 90, (2, 30)))]
 compared = 0
 for interpolation in ("bicubic", "bilinear", "nearest"):
     for mode, resize in (("shorter", 72), ("square", 64)):
@@ -287,23 +253,49 @@ print(compared)
 """
 
 
-def test_the_image_transform_gives_the_bits_of_torchvisions_composed_transforms(tmp_path):
-    """`ImageTransform` calls torchvision's kernels directly and resizes a grayscale image once before
-    copying it to three channels: on the AVX2 and the generic kernels, every image comes out bit for bit as
-    the Compose of the same transforms (the transform before it) makes it (grayscale digits, RGB and RGBA of odd sizes; three
-    interpolations, both resize modes)."""
+@pytest.fixture(scope="module")
+def kernel_probes(tmp_path_factory):
+    """`KERNEL_PROBE` run under torch's native (AVX2 here) and generic kernels, in two processes:
+    {kernel: (its output folder prefix, its completed process)}."""
     import os
     import subprocess
     import sys
     from pathlib import Path
 
-    root = Path(__file__).resolve().parents[1]
-    script = tmp_path / "probe.py"
-    script.write_text(TRANSFORM_PROBE)
-    for capability in (None, "default"):
+    root, folder = Path(__file__).resolve().parents[1], tmp_path_factory.mktemp("kernels")
+    script = folder / "probe.py"
+    script.write_text(KERNEL_PROBE)
+    probes = {}
+    for name, capability in (("native", None), ("generic", "default")):
         env = {**os.environ, "PYTHONPATH": str(root)}
         env.pop("ATEN_CPU_CAPABILITY", None)
         env |= {"ATEN_CPU_CAPABILITY": capability} if capability else {}
-        done = subprocess.run([sys.executable, str(script)], env=env, cwd=root, capture_output=True, text=True)
-        assert done.returncode == 0, done.stderr[-2000:]
-        assert done.stdout.split()[-1] == str(6 * 130)
+        probes[name] = (folder / name, subprocess.run([sys.executable, str(script), str(folder / name)], env=env,
+                                                      cwd=root, capture_output=True, text=True))
+    return probes
+
+
+def test_preprocessed_images_are_the_same_under_the_avx2_and_the_generic_kernels(kernel_probes):
+    """Issue 33: an ARM machine, or x86 without AVX2, runs torch's generic kernels. Its uint8 bilinear
+    resize put 4.5% of MNIST pixels one level (0.017 after normalising) away from the AVX2 kernel's; the
+    preprocessing must give both machines the same images to float32 rounding."""
+    for name, (_, done) in kernel_probes.items():
+        assert done.returncode == 0, (name, done.stderr[-2000:])
+    for interpolation in ("bilinear", "bicubic"):
+        native, generic = (np.load(f"{kernel_probes[name][0]}-{interpolation}.npy") for name in ("native", "generic"))
+        assert native.shape == (200, 3, 64, 64)
+        assert np.abs(native - generic).max() <= 1e-5, interpolation  # one uint8 level would be 0.017
+    from benchmark.preprocessing import Preprocessing
+
+    assert Preprocessing(interpolation="bilinear").key_fields()["resize_dtype"] == "float32"  # re-keyed features
+    assert Preprocessing().key_fields() == Preprocessing().as_dict()  # bicubic's features keep their keys
+
+
+def test_the_image_transform_gives_the_bits_of_torchvisions_composed_transforms(kernel_probes):
+    """`ImageTransform` calls torchvision's kernels directly and resizes a grayscale image once before
+    copying it to three channels: on the AVX2 and the generic kernels, every image comes out bit for bit as
+    the Compose of the same transforms (the transform before it) makes it (grayscale digits, RGB and RGBA of
+    odd sizes; three interpolations, both resize modes)."""
+    for name, (_, done) in kernel_probes.items():
+        assert done.returncode == 0, (name, done.stderr[-2000:])
+        assert done.stdout.split()[-1] == str(6 * 130), name
