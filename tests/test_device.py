@@ -201,28 +201,31 @@ def test_a_torch_lbfgs_iteration_waits_a_few_times_not_once_per_history_pair(mon
     assert waits["n"] <= 5 * model.iterations + 5  # the scalar two-loop alone waited 2 x 10 + 1 times per iteration
 
 
-def test_extraction_is_channels_last_on_the_cpu_and_matches_the_contiguous_forward(rng):
-    """Both layouts compute the same convolutions (summed in another order), so pooled and dense
-    features agree to float32 rounding; the model is left channels_last and the dense maps come back
-    as ordinary (N, C, h, w) arrays."""
+def test_extraction_is_channels_last_and_folded_on_the_cpu_and_matches_the_models_forward(rng):
+    """Extraction runs the model channels_last with its batch norms folded into the convolutions
+    (`benchmark.folding`): the same convolutions summed in another order, so pooled and dense features
+    agree with the model's own contiguous forward to float32 rounding. The model is left channels_last,
+    with its batch norms (fine-tuning trains them), and the dense maps come back as ordinary (N, C, h, w)."""
     from benchmark.data.base import ImageSplit
     from benchmark.encoders import load_encoder
     from benchmark.pipeline.extraction import extract_features
     from benchmark.preprocessing import Preprocessing
     from benchmark.vocab import FeatureKind
 
-    encoder, preprocessing = load_encoder("timm:resnet18"), Preprocessing(input_size=32, resize_size=32)
-    split = ImageSplit(rng.integers(0, 256, size=(12, 32, 32, 3), dtype=np.uint8), np.arange(12) % 2)
-    batch = torch.stack([preprocessing.transform()(split.image_tensor(i)) for i in range(12)])
+    encoder, preprocessing = load_encoder("bundled:efficientnet_lite0"), Preprocessing(input_size=32, resize_size=32)
+    split = ImageSplit(rng.integers(0, 256, size=(10, 32, 32, 3), dtype=np.uint8), np.arange(10) % 2)
+    batch = torch.stack([preprocessing.transform()(split.image_tensor(i)) for i in range(10)])
     with torch.inference_mode():
         pooled, dense = encoder.encode(batch).numpy(), encoder.encode_dense(batch).numpy()
-    got_pooled = extract_features(encoder, split, preprocessing, batch_size=5).features
-    got_dense = extract_features(encoder, split, preprocessing, batch_size=5, kind=FeatureKind.DENSE).features
+    got_pooled = extract_features(encoder, split, preprocessing, batch_size=4).features
+    got_dense = extract_features(encoder, split, preprocessing, batch_size=4, kind=FeatureKind.DENSE).features
     conv = next(p for p in encoder.model.parameters() if p.dim() == 4)
     assert conv.is_contiguous(memory_format=torch.channels_last) and not conv.is_contiguous()
+    assert sum(isinstance(module, torch.nn.BatchNorm2d) for module in encoder.model.modules()) == 49
     assert got_dense.shape == dense.shape and got_dense.flags.c_contiguous
-    np.testing.assert_allclose(got_pooled, pooled, rtol=1e-4, atol=1e-5)
-    np.testing.assert_allclose(got_dense, dense, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(got_pooled, pooled, rtol=0, atol=1e-4 * np.abs(pooled).max())
+    np.testing.assert_allclose(got_dense, dense, rtol=0, atol=1e-4 * np.abs(dense).max())
+    assert not np.array_equal(got_pooled, pooled)  # the folded model ran
 
 
 KERNEL_PROBE = """

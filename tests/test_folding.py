@@ -1,7 +1,6 @@
 """Batch norm folded into the convolutions for extraction: the same features to float32 rounding, the model
 given back exactly as it was, and no fold where the norm does not read the convolution's output alone."""
 
-import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -86,25 +85,3 @@ def test_a_model_in_training_mode_is_never_folded():
     model = ConvThen().train()
     with folded_batchnorm(model, torch.randn(2, 3, 8, 8, device="cpu")) as folded:
         assert folded == 0 and isinstance(model.norm, nn.BatchNorm2d)
-
-
-def test_extraction_folds_and_leaves_the_encoder_for_fine_tuning_as_it_was(rng):
-    """Pooled and dense features from the folded model equal the model's own to float32 rounding; after
-    extraction the encoder still has its batch norms (fine-tuning trains them)."""
-    from benchmark.data.base import ImageSplit
-    from benchmark.encoders import load_encoder
-    from benchmark.pipeline.extraction import extract_features
-    from benchmark.preprocessing import Preprocessing
-    from benchmark.vocab import FeatureKind
-
-    encoder, preprocessing = load_encoder("bundled:efficientnet_lite0"), Preprocessing(input_size=32, resize_size=32)
-    split = ImageSplit(rng.integers(0, 256, size=(6, 32, 32, 3), dtype=np.uint8), np.arange(6) % 2)
-    batch = torch.stack([preprocessing.transform()(split.image_tensor(i)) for i in range(6)])
-    with torch.inference_mode():
-        pooled, dense = encoder.encode(batch).numpy(), encoder.encode_dense(batch).numpy()
-    got_pooled = extract_features(encoder, split, preprocessing, batch_size=4).features
-    got_dense = extract_features(encoder, split, preprocessing, batch_size=4, kind=FeatureKind.DENSE).features
-    assert norms(encoder.model) == 49
-    np.testing.assert_allclose(got_pooled, pooled, rtol=0, atol=1e-4 * np.abs(pooled).max())
-    np.testing.assert_allclose(got_dense, dense, rtol=0, atol=1e-4 * np.abs(dense).max())
-    assert not np.array_equal(got_pooled, pooled)  # extraction ran the folded model

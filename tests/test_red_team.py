@@ -504,30 +504,19 @@ def test_perf_scale_refuses_sizes_without_every_class_in_val_and_test():
     assert done.returncode == 2 and "--rows >= 25 x classes" in done.stderr and "Traceback" not in done.stderr
 
 
-@pytest.mark.parametrize("arguments,message", [
-    (["--batch", "0"], "--batch: must be at least 1, got 0"),
-    (["--steps", "-1"], "--steps: must be at least 1, got -1"),
-    (["--model", "nope:x"], "Unknown encoder source 'nope'"),
+@pytest.mark.parametrize("script,arguments,message", [
+    ("perf/finetune_step.py", ["--batch", "0"], "--batch: must be at least 1, got 0"),
+    ("perf/finetune_step.py", ["--steps", "-1"], "--steps: must be at least 1, got -1"),
+    ("perf/finetune_step.py", ["--model", "nope:x"], "Unknown encoder source 'nope'"),
+    ("perf/extraction.py", ["--images", "0"], "--images: must be at least 1, got 0"),
+    ("perf/extraction.py", ["--model", "nope:x"], "Unknown encoder source 'nope'"),
 ])
-def test_perf_finetune_step_refuses_bad_arguments_in_one_message(arguments, message):
+def test_perf_scripts_refuse_bad_arguments_in_one_message(script, arguments, message):
     import subprocess
     import sys
 
-    done = subprocess.run([sys.executable, "perf/finetune_step.py", "--quick", *arguments], capture_output=True,
-                          text=True, cwd=Path(__file__).resolve().parents[1])
-    assert done.returncode == 2 and message in done.stderr and "Traceback" not in done.stderr
-
-
-@pytest.mark.parametrize("arguments,message", [
-    (["--images", "0"], "--images: must be at least 1, got 0"),
-    (["--model", "nope:x"], "Unknown encoder source 'nope'"),
-])
-def test_perf_extraction_refuses_bad_arguments_in_one_message(arguments, message):
-    import subprocess
-    import sys
-
-    done = subprocess.run([sys.executable, "perf/extraction.py", "--quick", *arguments], capture_output=True,
-                          text=True, cwd=Path(__file__).resolve().parents[1])
+    done = subprocess.run([sys.executable, script, "--quick", *arguments], capture_output=True, text=True,
+                          cwd=Path(__file__).resolve().parents[1])
     assert done.returncode == 2 and message in done.stderr and "Traceback" not in done.stderr
 
 
