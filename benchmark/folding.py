@@ -2,14 +2,14 @@
 
 In eval mode a batch norm is a fixed per-channel scale and shift, so a convolution followed by one equals a
 single convolution with scaled weights and a bias. Folded, a CPU forward pass skips one full read and write
-of every feature map: EfficientNet-Lite0 at 64 px, batch 64, took 95 instead of 154 ms on an AMD EPYC with
-AVX2 (`perf/extraction.py` measures it side by side). The features move by float32 rounding only.
+of every feature map: EfficientNet-Lite0 at 64 px, batch 64, ran 771 instead of 392 img/s on an AMD EPYC
+with AVX2 (`perf/extraction.py`, side by side). The features move by float32 rounding only.
 
 `folded_batchnorm(model, probe)` folds in place for the duration of a `with` block and puts the original
 modules back afterwards (fine-tuning trains the same model, with its batch norms). A pair is folded only
 when one probe forward pass shows the batch norm reading exactly the convolution's output tensor, and the
-folded model is kept only if it gives the probe the unfolded model's output (to `AGREEMENT`); otherwise the
-model runs as it is.
+folded model is kept only if it gives the probe the unfolded model's output (to `AGREEMENT`, both in IEEE
+float32, also on a GPU whose convolutions would default to TF32); otherwise the model runs as it is.
 """
 
 from __future__ import annotations
@@ -24,6 +24,8 @@ import torch
 from timm.layers import BatchNormAct2d
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+from benchmark.devices import Precision, exact_float32
 
 log = logging.getLogger(__name__)
 AGREEMENT = 1e-3  # folded and unfolded probe outputs may differ by this fraction of the output's largest value
@@ -120,7 +122,7 @@ def folded_batchnorm(model: nn.Module, probe: torch.Tensor) -> Iterator[int]:
     many were folded (0: the model runs unchanged; always so in training mode, where a batch norm normalises
     with the batch's own statistics)."""
     swaps = [] if model.training else swaps_for(model, adjacent_pairs(model, probe))
-    with torch.inference_mode():
+    with torch.inference_mode(), exact_float32(Precision.FP32):
         expected = model(probe) if swaps else None
         for swap in swaps:
             swap.apply()
