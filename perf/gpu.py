@@ -58,9 +58,11 @@ def decode_only(split, preprocessing, workers: int, batch: int) -> float:
 
 
 def bare_forward(encoder, split, preprocessing, device: str, batch: int, precision) -> float:
-    """Images/s of the model alone, at `precision`, on batches already preprocessed and on the device:
-    the compute ceiling."""
+    """Images/s of the model alone, at `precision`, on batches already preprocessed and on the device, its
+    batch norms folded as extraction runs it: the compute ceiling."""
     from benchmark.devices import IMAGE_LAYOUT, exact_float32
+    from benchmark.folding import folded_batchnorm
+    from benchmark.pipeline.extraction import probe_images
 
     transform = preprocessing.transform()
     encoder.model.to(memory_format=IMAGE_LAYOUT)  # as extraction runs
@@ -75,7 +77,8 @@ def bare_forward(encoder, split, preprocessing, device: str, batch: int, precisi
                 encoder.encode(part)
         sync()
 
-    seconds, _ = best_of(2, run)
+    with folded_batchnorm(encoder.model, probe_images(preprocessing, device)):
+        seconds, _ = best_of(2, run)
     return len(split) / seconds
 
 
