@@ -58,7 +58,6 @@ class ReferenceLogReg:
       rows in the same order with the same BLAS.
     """
 
-
     def __init__(self, task: str, num_classes: int, max_iter: int = 100, tol: float = 1e-4):
         self.task, self.num_classes, self.max_iter, self.tol = task, num_classes, max_iter, tol
         self.state: np.ndarray | None = None  # scikit-learn's coef_ with intercept_ appended: (rows, D + 1)
@@ -352,7 +351,6 @@ class TorchLogReg:
     device, in the whitened coordinates of `Preconditioner`. Stops by sklearn's rule, on the gradient
     in the original coordinates: when its largest entry (of the mean-scaled objective) falls below
     `tol`, or after `max_iter` iterations."""
-
 
     def __init__(self, task: str, num_classes: int, max_iter: int = 100, tol: float = 1e-4,
                  dtype: torch.dtype = torch.float32, device: str = "cpu"):
