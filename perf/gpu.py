@@ -44,7 +44,7 @@ def image_split(count: int, size: int):
     return ImageSplit(rng.integers(0, 256, size=(count, size, size, 3), dtype=np.uint8), np.zeros(count, int))
 
 
-def decode_only(split, preprocessing, workers: int, batch: int) -> float:
+def decode_only(split, preprocessing, workers: int, batch: int, repeats: int) -> float:
     """Images/s of decoding + preprocessing + batching alone (no model): the data-loading ceiling."""
     from torch.utils.data import DataLoader
 
@@ -53,11 +53,11 @@ def decode_only(split, preprocessing, workers: int, batch: int) -> float:
     loader = DataLoader(PreprocessedImages(split, preprocessing), batch_size=batch, num_workers=workers,
                         collate_fn=collate, prefetch_factor=4 if workers else None,
                         persistent_workers=workers > 0)  # timed passes reuse the workers: steady state
-    seconds, _ = best_of(2, lambda: [b for b in loader])
+    seconds, _ = best_of(repeats, lambda: [b for b in loader])
     return len(split) / seconds
 
 
-def bare_forward(encoder, split, preprocessing, device: str, batch: int, precision) -> float:
+def bare_forward(encoder, split, preprocessing, device: str, batch: int, precision, repeats: int) -> float:
     """Images/s of the model alone, at `precision`, on batches already preprocessed and on the device, its
     batch norms folded as extraction runs it: the compute ceiling."""
     from benchmark.devices import IMAGE_LAYOUT, exact_float32
@@ -78,7 +78,7 @@ def bare_forward(encoder, split, preprocessing, device: str, batch: int, precisi
         sync()
 
     with folded_batchnorm(encoder.model, probe_images(preprocessing, device)):
-        seconds, _ = best_of(2, run)
+        seconds, _ = best_of(repeats, run)
     return len(split) / seconds
 
 
@@ -88,14 +88,15 @@ def extraction_rows(device: str, quick: bool) -> list[tuple[str, float, float, s
     from benchmark.pipeline.extraction import extract_features
 
     encoder = load_encoder("timm:resnet18").to(device)
-    split, batch = image_split(256 if quick else 2048, 64), 64
+    split, batch, repeats = image_split(64 if quick else 2048, 64), (16 if quick else 64), (1 if quick else 2)
     preprocessing = encoder.preprocessing.with_overrides({"input_size": 64})
-    compute = {p: bare_forward(encoder, split, preprocessing, device, batch, p) for p in (Precision.FP32, Precision.BF16)}
+    compute = {p: bare_forward(encoder, split, preprocessing, device, batch, p, repeats)
+               for p in (Precision.FP32, Precision.BF16)}
     rows = []
     for workers in sorted({0, len(os.sched_getaffinity(0))}):
-        loading = decode_only(split, preprocessing, workers, batch)
+        loading = decode_only(split, preprocessing, workers, batch, repeats)
         for precision in (Precision.FP32, Precision.BF16):
-            seconds, _ = best_of(2, lambda: extract_features(encoder, split, preprocessing, batch_size=batch,
+            seconds, _ = best_of(repeats, lambda: extract_features(encoder, split, preprocessing, batch_size=batch,
                                                              workers=workers, device=device, precision=precision))
             rate, ceiling = len(split) / seconds, min(compute[precision], loading)
             rows.append((f"extraction {precision}, {workers} workers (img/s)", rate, ceiling,
@@ -107,7 +108,7 @@ def linear_rows(device: str, quick: bool) -> list[tuple[str, float, float, str]]
     from benchmark.protocols import make_protocol
     from perf._features import synthetic_task
 
-    n, d = (4000, 256) if quick else ((50000, 2048) if device.startswith("cuda") else (10000, 512))
+    n, d = (1000, 64) if quick else ((50000, 2048) if device.startswith("cuda") else (10000, 512))
     data = dataclasses.replace(synthetic_task(n, 1000, d), device=device)
     torch_s, fast = best_of(1, lambda: make_protocol("linear", {"solver": "fast"}).evaluate(data))
     rows = [("linear sweep, torch vs its floor (s)", torch_s, sweep_floor(data, sum(fast.details["sweep_iterations"])),

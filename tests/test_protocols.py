@@ -224,7 +224,8 @@ def test_torch_solver_reaches_the_reference_optimum(digits_features):
     (x, y) = digits_features["train"]
     C = 0.01
     reference = ReferenceLogReg("multiclass", 10, max_iter=1000, tol=1e-6).fit(x, y, C)
-    fast = TorchLogReg("multiclass", 10, max_iter=500, tol=1e-7).fit(x, y, C)
+    # tol 1e-5: about what a float32 gradient resolves on these features; below it L-BFGS only stalls
+    fast = TorchLogReg("multiclass", 10, max_iter=500, tol=1e-5).fit(x, y, C)
     agreement = np.mean(fast.decision_function(x).argmax(1) == reference.decision_function(x).argmax(1))
     assert agreement > 0.995
     np.testing.assert_allclose(fast.weight.numpy(), reference.state[:, :-1], atol=2e-3)
@@ -240,7 +241,7 @@ def test_preconditioned_sweep_matches_the_reference_at_every_converging_C(digits
     if not full:
         monkeypatch.setattr(logreg, "FULL_PRECONDITIONER_MAX_DIM", 0)
     (x, y) = digits_features["train"]
-    reference, fast = ReferenceLogReg("multiclass", 10, 500, 1e-6), TorchLogReg("multiclass", 10, 500, 1e-7)
+    reference, fast = ReferenceLogReg("multiclass", 10, 500, 1e-6), TorchLogReg("multiclass", 10, 500, 1e-5)
     for C in c_grid(2, 4, 3):  # (at C = 1e-5 the logits are near ties: either solver's rounding decides)
         agree = np.mean(reference.fit(x, y, C).decision_function(x).argmax(1)
                         == fast.fit(x, y, C).decision_function(x).argmax(1))
@@ -301,7 +302,7 @@ def test_a_covariance_lapack_cannot_decompose_falls_back_to_an_exact_preconditio
     """float32 eigh gave up on the 1-shot covariances of EfficientNet-Lite0 features (10 rows, 1280 dims):
     the preconditioner then decomposes in float64, else whitens per feature; the optimum is the same."""
     (x, y) = digits_features["train"]
-    expected = TorchLogReg("multiclass", 10, 500, 1e-7).fit(x, y, 0.01).decision_function(x)
+    expected = ConvergedLogReg("multiclass", 10, 100, 1e-8).fit(x, y, 0.01).decision_function(x)  # the optimum
     eigh = torch.linalg.eigh
 
     def failing(matrix):
@@ -312,7 +313,8 @@ def test_a_covariance_lapack_cannot_decompose_falls_back_to_an_exact_preconditio
     monkeypatch.setattr(torch.linalg, "eigh", failing)
     fast = TorchLogReg("multiclass", 10, 500, 1e-7).fit(x, y, 0.01)
     assert (fast._preconditioned[1].basis is None) == (len(fails_in) == 2)
-    assert np.mean(fast.decision_function(x).argmax(1) == expected.argmax(1)) > 0.995
+    np.testing.assert_allclose(fast.decision_function(x), expected, atol=1e-3 * np.abs(expected).max())
+    np.testing.assert_array_equal(fast.decision_function(x).argmax(1), expected.argmax(1))
 
 
 def test_permutations_record_the_reference_rerun_with_shuffled_rows(digits_features):

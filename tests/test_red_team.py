@@ -495,13 +495,22 @@ def test_linear_sgd_heads_that_diverge_never_win_and_all_diverged_is_one_message
     assert np.isnan(mixed.details["val_scores"][0]) and mixed.chosen["lr"] == 1e-30
 
 
-def test_perf_scale_refuses_sizes_without_every_class_in_val_and_test():
-    import subprocess
+def run_perf_script(script: str, arguments: list[str], monkeypatch, capsys) -> tuple[object, str]:
+    """A perf script run as `python SCRIPT ARGUMENTS` would run it, in this process (its imports are already
+    loaded here, so a refusal costs no interpreter start): (its exit code, what it wrote to stderr). Any
+    exception other than the exit fails the test, as a traceback would."""
+    import runpy
     import sys
 
-    done = subprocess.run([sys.executable, "perf/scale.py", "--rows", "5", "--classes", "10"], capture_output=True,
-                          text=True, cwd=Path(__file__).resolve().parents[1])
-    assert done.returncode == 2 and "--rows >= 25 x classes" in done.stderr and "Traceback" not in done.stderr
+    monkeypatch.setattr(sys, "argv", [script, *arguments])
+    with pytest.raises(SystemExit) as stopped:
+        runpy.run_path(str(Path(__file__).resolve().parents[1] / script), run_name="__main__")
+    return stopped.value.code, capsys.readouterr().err
+
+
+def test_perf_scale_refuses_sizes_without_every_class_in_val_and_test(monkeypatch, capsys):
+    code, err = run_perf_script("perf/scale.py", ["--rows", "5", "--classes", "10"], monkeypatch, capsys)
+    assert code == 2 and "--rows >= 25 x classes" in err
 
 
 @pytest.mark.parametrize("script,arguments,message", [
@@ -511,13 +520,9 @@ def test_perf_scale_refuses_sizes_without_every_class_in_val_and_test():
     ("perf/extraction.py", ["--images", "0"], "--images: must be at least 1, got 0"),
     ("perf/extraction.py", ["--model", "nope:x"], "Unknown encoder source 'nope'"),
 ])
-def test_perf_scripts_refuse_bad_arguments_in_one_message(script, arguments, message):
-    import subprocess
-    import sys
-
-    done = subprocess.run([sys.executable, script, "--quick", *arguments], capture_output=True, text=True,
-                          cwd=Path(__file__).resolve().parents[1])
-    assert done.returncode == 2 and message in done.stderr and "Traceback" not in done.stderr
+def test_perf_scripts_refuse_bad_arguments_in_one_message(script, arguments, message, monkeypatch, capsys):
+    code, err = run_perf_script(script, ["--quick", *arguments], monkeypatch, capsys)
+    assert code == 2 and message in err
 
 
 def test_perf_machines_names_an_unknown_protocol_column_in_one_message():
