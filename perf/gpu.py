@@ -97,7 +97,8 @@ def extraction_rows(device: str, quick: bool) -> list[tuple[str, float, float, s
         loading = decode_only(split, preprocessing, workers, batch, repeats)
         for precision in (Precision.FP32, Precision.BF16):
             seconds, _ = best_of(repeats, lambda: extract_features(encoder, split, preprocessing, batch_size=batch,
-                                                             workers=workers, device=device, precision=precision))
+                                                                   workers=workers, device=device,
+                                                                   precision=precision))
             rate, ceiling = len(split) / seconds, min(compute[precision], loading)
             rows.append((f"extraction {precision}, {workers} workers (img/s)", rate, ceiling,
                          f"bare forward {precision} {compute[precision]:.0f}, decode-only {loading:.0f}"))
