@@ -24,7 +24,10 @@ TARGETS = {"linear": 10.0, "converged": 20.0, "knn": 5.0, "fewshot": 20.0, "extr
 def rows(quick: bool) -> list[tuple[str, str, float, float, str]]:
     """(target, measurement, ratio, target ratio, agreement) per measurement."""
     with tempfile.TemporaryDirectory() as tmp:  # real features too: the offline suite's EfficientNet-Lite0
-        out = linear_rows(quick, Path(tmp)) + converged_rows(quick, Path(tmp))
+        name = "digits" if quick else "fashion_mnist"
+        data = linear_probe.real_task("bundled:efficientnet_lite0", name, "offline", Path(tmp))
+        real = (data, f"{name} {len(data.train)}x{data.train.x.shape[1]} (Lite0)")
+        out = linear_rows(quick, real) + converged_rows(quick, real)
     r = knn.compare(2000 if quick else 50000, 500 if quick else 10000, 512)
     out.append(("knn", f"{r['size']}: sklearn {r['sklearn_s']:.1f}s vs faiss {r['faiss_s']:.2f}s (float32 similarity "
                 f"GEMM alone {r['gemm_s']:.2f}s, so at most {r['ceiling']:.1f}x)", r["ratio"],
@@ -52,16 +55,16 @@ def rows(quick: bool) -> list[tuple[str, str, float, float, str]]:
     return out
 
 
-def linear_rows(quick: bool, cache_dir: Path) -> list[tuple[str, str, float, float, str]]:
-    """The fast solver against scikit-learn's, 45 C values (6 in --quick on real features)."""
+def linear_rows(quick: bool, real: tuple) -> list[tuple[str, str, float, float, str]]:
+    """The fast solver against scikit-learn's, 45 C values (6 in --quick on the real features `real`: (task,
+    label))."""
     out = []
     for size in (["1000x64"] if quick else ["10000x512", "50000x2048"]):
         n, d = (int(v) for v in size.split("x"))
         r = linear_probe.compare(n, d, 45)
         out.append(("linear", f"{r['size']}: sklearn {r['sklearn_s']:.1f}s vs torch {r['torch_s']:.1f}s",
                     r["ratio"], TARGETS["linear"], f"test {r['test_sklearn']:.2f} vs {r['test_torch']:.2f}"))
-    r = linear_probe.compare_real("bundled:efficientnet_lite0", "digits" if quick else "fashion_mnist", "offline",
-                                  cache_dir, 6 if quick else 45)
+    r = linear_probe.compare_on(*real, 6 if quick else 45)
     out.append(("linear (real)", f"{r['size']}: sklearn {r['sklearn_s']:.1f}s vs torch {r['torch_s']:.1f}s", r["ratio"],
                 TARGETS["linear"], f"test {r['test_sklearn']:.2f} vs {r['test_torch']:.2f} (C {r['C_sklearn']:.3g} vs "
                 f"{r['C_torch']:.3g})"))
@@ -71,14 +74,11 @@ def linear_rows(quick: bool, cache_dir: Path) -> list[tuple[str, str, float, flo
 SKLEARN_LIMIT = 1800.0  # seconds: scikit-learn's converged fit at 50,000 x 2048 takes hours; past this, a bound
 
 
-def converged_rows(quick: bool, cache_dir: Path) -> list[tuple[str, str, float, float, str]]:
-    """The converged solver against scikit-learn's lbfgs run to tol 1e-10 (issue 33's anchor), 12 C values;
-    the real features are read back from `cache_dir` (linear_rows extracted them)."""
+def converged_rows(quick: bool, real: tuple) -> list[tuple[str, str, float, float, str]]:
+    """The converged solver against scikit-learn's lbfgs run to tol 1e-10 (issue 33's anchor), 12 C values,
+    on synthetic features and on `real` ((task, label))."""
     tasks = [(linear_probe.synthetic_task(n, n // 4, d), f"{n}x{d}") for n, d in
-             ([(1000, 32)] if quick else [(10000, 512), (50000, 2048)])]
-    data = linear_probe.real_task("bundled:efficientnet_lite0", "digits" if quick else "fashion_mnist", "offline",
-                                  cache_dir)
-    tasks.append((data, f"{'digits' if quick else 'fashion_mnist'} {len(data.train)}x{data.train.x.shape[1]} (Lite0)"))
+             ([(1000, 32)] if quick else [(10000, 512), (50000, 2048)])] + [real]
     return [converged_row(linear_probe.compare_converged(task, size, 4 if quick else 12,
                                                          None if quick else SKLEARN_LIMIT)) for task, size in tasks]
 
